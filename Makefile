@@ -1,0 +1,36 @@
+# Every target installs what it needs: a fresh machine has python3, make and git, nothing else.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# uv from PATH, else a private copy installed with pip into .tools/ (never the user's site).
+UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+VENV := .venv
+PY := $(VENV)/bin/python
+STACK ?= prod
+
+.PHONY: help setup plan test lint local image-smoke bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(CURDIR)/.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet uv
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-groups
+	@touch $@
+
+setup: $(VENV)/.synced ## install the project and its tools into .venv
+
+plan: setup ## evaluate the stack offline (STACK=prod) and print its inventory
+	$(VENV)/bin/platform plan --stack $(STACK)
+
+test: setup ## run the whole test suite
+	$(PY) -m pytest
+
+lint: setup ## ruff over the project
+	$(VENV)/bin/ruff check .
+
+clean: ## remove the venv and caches
+	rm -rf $(VENV) .tools .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,80 @@
+"""The env contract: what each service's code needs from its environment, in one place.
+
+The services check it at start-up (a missing variable stops the service with one message
+listing all that are missing), and the Pulumi program reads the same contract to fail the
+plan when a service's config omits a variable its code requires (a revision once shipped
+without ``GCP_PROJECT_ID``). Secret variables must come from Secret Manager, never literals.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["CONTRACTS", "EnvContract", "MissingEnvironment", "contract_for", "load_env"]
+
+
+@dataclass(frozen=True)
+class EnvContract:
+    service: str
+    required: tuple[str, ...]  # plain variables: set by the program from config or wiring
+    secrets: tuple[str, ...] = ()  # variables that must be Secret Manager references
+    optional: tuple[str, ...] = ()  # read if present, with a default in the code
+
+    @property
+    def all_required(self) -> tuple[str, ...]:
+        return self.required + self.secrets
+
+    def missing(self, environ: Mapping[str, str]) -> list[str]:
+        return [name for name in self.all_required if not environ.get(name)]
+
+
+class MissingEnvironment(RuntimeError):
+    """Raised at start-up with every missing variable, not just the first."""
+
+    def __init__(self, service: str, missing: list[str]):
+        self.service = service
+        self.missing = missing
+        super().__init__(
+            f"{service}: missing required environment variable(s): {', '.join(missing)}"
+        )
+
+
+CONTRACTS: dict[str, EnvContract] = {
+    c.service: c
+    for c in (
+        EnvContract(
+            service="prediction-coordinator",
+            # REQUEST_TOPIC: where work items are published (the program sets it from config).
+            required=("GCP_PROJECT_ID", "REQUEST_TOPIC"),
+            secrets=("COORDINATOR_API_KEY",),
+            optional=("FIRESTORE_DATABASE", "LOG_LEVEL"),
+        ),
+        EnvContract(
+            service="prediction-worker",
+            # READY_TOPIC: where completions are published (the program sets it from config).
+            required=("GCP_PROJECT_ID", "READY_TOPIC"),
+            optional=("LOG_LEVEL",),
+        ),
+    )
+}
+
+
+def contract_for(service: str) -> EnvContract:
+    try:
+        return CONTRACTS[service]
+    except KeyError:
+        known = ", ".join(sorted(CONTRACTS))
+        raise KeyError(f"no env contract for service '{service}' (known: {known})") from None
+
+
+def load_env(service: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The contract's variables from ``environ``; raises MissingEnvironment listing all gaps."""
+    environ = os.environ if environ is None else environ
+    contract = contract_for(service)
+    missing = contract.missing(environ)
+    if missing:
+        raise MissingEnvironment(service, missing)
+    names = contract.all_required + contract.optional
+    return {name: environ[name] for name in names if name in environ}
