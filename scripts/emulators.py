@@ -1,0 +1,357 @@
+"""Start, wipe and stop Google's own Firestore and Pub/Sub emulators.
+
+Used by the test suite, the benchmarks and the local platform. The emulators ship with the
+Google Cloud CLI (Debian packages ``google-cloud-cli-firestore-emulator`` and
+``google-cloud-cli-pubsub-emulator``) and need Java; when either is missing the start functions
+raise :class:`EmulatorUnavailable` saying which one, so callers can skip with that reason.
+
+Each emulator runs on a free port in its own process group, so :meth:`stop` ends the JVM and
+any children it forked. Its output goes to a temporary log file, quoted in the error when the
+emulator does not become ready in time. Emulators still running when the interpreter exits are
+stopped by an ``atexit`` hook.
+
+Typical use::
+
+    with start_firestore("demo-project") as fs:
+        db = firestore_client(fs, "demo-project")
+        db.collection("c").document("d").create({"x": 1})
+        fs.wipe()
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING, Self
+
+if TYPE_CHECKING:  # pragma: no cover
+    from google.cloud import firestore
+
+__all__ = [
+    "EmulatorUnavailable",
+    "EmulatorStartError",
+    "FirestoreEmulator",
+    "PubSubEmulator",
+    "start_firestore",
+    "start_pubsub",
+    "firestore_client",
+    "FIRESTORE_JAR",
+    "PUBSUB_LAUNCHER",
+]
+
+_SDK_PLATFORM = Path("/usr/lib/google-cloud-sdk/platform")
+#: The Firestore emulator jar; override with the ``FIRESTORE_EMULATOR_JAR`` environment variable.
+FIRESTORE_JAR = Path(
+    os.environ.get(
+        "FIRESTORE_EMULATOR_JAR",
+        _SDK_PLATFORM / "cloud-firestore-emulator" / "cloud-firestore-emulator.jar",
+    )
+)
+_FIRESTORE_MAIN = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
+#: The Pub/Sub emulator launcher; override with ``PUBSUB_EMULATOR_LAUNCHER``.
+PUBSUB_LAUNCHER = Path(
+    os.environ.get(
+        "PUBSUB_EMULATOR_LAUNCHER",
+        _SDK_PLATFORM / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator",
+    )
+)
+_HOST = "127.0.0.1"
+#: Grace period between SIGTERM and SIGKILL when stopping an emulator.
+_STOP_GRACE_S = 5.0
+#: Per-call timeout and total retry deadline for clients made by :func:`firestore_client`:
+#: a local emulator answers in milliseconds, and a dead one should fail in seconds, not after
+#: the client's default 60 s of retries.
+CLIENT_RPC_TIMEOUT_S = 5.0
+CLIENT_RETRY_DEADLINE_S = 10.0
+
+
+class EmulatorUnavailable(RuntimeError):
+    """The emulator cannot run on this machine (its jar/launcher or Java is missing)."""
+
+
+class EmulatorStartError(RuntimeError):
+    """The emulator was launched but did not become ready; the message quotes its log."""
+
+
+_running: set[_Emulator] = set()
+_running_lock = threading.Lock()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((_HOST, 0))
+        return s.getsockname()[1]
+
+
+def _tail(path: Path, limit: int = 4000) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:  # pragma: no cover
+        return f"(log unreadable: {exc})"
+    return text[-limit:] if text.strip() else "(log is empty)"
+
+
+class _Emulator:
+    """A running emulator process: address, environment for clients, stop."""
+
+    _env_var = ""
+    _name = ""
+
+    def __init__(self, proc: subprocess.Popen, port: int, project: str, log_path: Path) -> None:
+        self.proc = proc
+        self.port = port
+        self.project = project
+        self.log_path = log_path
+
+    @property
+    def host(self) -> str:
+        """``"127.0.0.1:PORT"``, the value clients expect in the ``*_EMULATOR_HOST`` variable."""
+        return f"{_HOST}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point the official client (or a subprocess) here."""
+        return {self._env_var: self.host}
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        """Stop the emulator and everything in its process group. Idempotent."""
+        with _running_lock:
+            _running.discard(self)
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=_STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=_STOP_GRACE_S)
+        # The launcher may have exited before its JVM child: sweep the group anyway.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            self.log_path.unlink()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(host={self.host!r}, project={self.project!r})"
+
+
+class FirestoreEmulator(_Emulator):
+    """Google's Firestore emulator (native mode), started by :func:`start_firestore`."""
+
+    _env_var = "FIRESTORE_EMULATOR_HOST"
+    _name = "Firestore emulator"
+
+    def wipe(self, *, timeout: float = 10) -> None:
+        """Delete every document in the ``(default)`` database of this emulator's project."""
+        url = (
+            f"{self.url}/emulator/v1/projects/{self.project}"
+            "/databases/(default)/documents"
+        )
+        req = urllib.request.Request(url, method="DELETE")
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            resp.read()
+
+
+class PubSubEmulator(_Emulator):
+    """Google's Pub/Sub emulator, started by :func:`start_pubsub`."""
+
+    _env_var = "PUBSUB_EMULATOR_HOST"
+    _name = "Pub/Sub emulator"
+
+
+def _need_java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise EmulatorUnavailable(
+            "java is not on PATH; the emulators need Java 11+ (Debian: openjdk-17-jre-headless)"
+        )
+    return java
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return resp.status == 200 and resp.read().strip() == b"Ok"
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _launch(
+    cls: type[_Emulator],
+    cmd: list[str],
+    *,
+    port: int,
+    project: str,
+    timeout: float,
+) -> _Emulator:
+    fd, log_name = tempfile.mkstemp(prefix=f"{cls.__name__.lower()}-{port}-", suffix=".log")
+    log_path = Path(log_name)
+    with os.fdopen(fd, "wb") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # own process group: stop() reaches the JVM children
+        )
+    emu = cls(proc, port, project, log_path)
+    with _running_lock:
+        _running.add(emu)
+    deadline = time.monotonic() + timeout
+    while True:
+        if _http_ok(emu.url + "/"):
+            return emu
+        if proc.poll() is not None:
+            log_text = _tail(log_path)
+            emu.stop()
+            raise EmulatorStartError(
+                f"{cls._name} exited with code {proc.returncode} before becoming ready "
+                f"(command: {' '.join(cmd)}). Log {log_path}:\n{log_text}"
+            )
+        if time.monotonic() > deadline:
+            log_text = _tail(log_path)
+            emu.stop()
+            raise EmulatorStartError(
+                f"{cls._name} did not answer 'Ok' on {emu.url}/ within {timeout:g} s "
+                f"(command: {' '.join(cmd)}). Log {log_path}:\n{log_text}"
+            )
+        time.sleep(0.1)
+
+
+def start_firestore(
+    project: str, *, port: int | None = None, timeout: float = 30
+) -> FirestoreEmulator:
+    """Start Google's Firestore emulator on ``127.0.0.1`` and wait until it answers.
+
+    :param project: the project id clients will use (it also scopes :meth:`~FirestoreEmulator.wipe`).
+    :param port: a fixed port; a free one by default.
+    :param timeout: seconds to wait for readiness (the emulator takes about 2 s here).
+    :raises EmulatorUnavailable: the jar or Java is missing.
+    :raises EmulatorStartError: it exited or did not become ready in time (log quoted).
+    """
+    if not FIRESTORE_JAR.is_file():
+        raise EmulatorUnavailable(
+            f"Firestore emulator jar not found at {FIRESTORE_JAR} (install the Debian package "
+            "google-cloud-cli-firestore-emulator or set FIRESTORE_EMULATOR_JAR)"
+        )
+    java = _need_java()
+    port = port or _free_port()
+    cmd = [
+        java,
+        "-Duser.language=en",
+        "-cp",
+        str(FIRESTORE_JAR),
+        _FIRESTORE_MAIN,
+        "--host",
+        _HOST,
+        "--port",
+        str(port),
+    ]
+    emu = _launch(FirestoreEmulator, cmd, port=port, project=project, timeout=timeout)
+    assert isinstance(emu, FirestoreEmulator)
+    return emu
+
+
+def start_pubsub(project: str, *, port: int | None = None, timeout: float = 60) -> PubSubEmulator:
+    """Start Google's Pub/Sub emulator on ``127.0.0.1`` and wait until it answers.
+
+    :raises EmulatorUnavailable: the launcher or Java is missing.
+    :raises EmulatorStartError: it exited or did not become ready in time (log quoted).
+    """
+    if not PUBSUB_LAUNCHER.is_file():
+        raise EmulatorUnavailable(
+            f"Pub/Sub emulator launcher not found at {PUBSUB_LAUNCHER} (install the Debian "
+            "package google-cloud-cli-pubsub-emulator or set PUBSUB_EMULATOR_LAUNCHER)"
+        )
+    _need_java()
+    port = port or _free_port()
+    cmd = [str(PUBSUB_LAUNCHER), f"--host={_HOST}", f"--port={port}"]
+    emu = _launch(PubSubEmulator, cmd, port=port, project=project, timeout=timeout)
+    assert isinstance(emu, PubSubEmulator)
+    return emu
+
+
+def firestore_client(
+    emulator_or_host: FirestoreEmulator | str,
+    project: str,
+    *,
+    database: str | None = None,
+    rpc_timeout: float = CLIENT_RPC_TIMEOUT_S,
+    retry_deadline: float = CLIENT_RETRY_DEADLINE_S,
+) -> firestore.Client:
+    """An official ``google.cloud.firestore.Client`` talking to an emulator.
+
+    Uses anonymous credentials (no credential lookup, no metadata-server probe) and does not
+    read or change ``FIRESTORE_EMULATOR_HOST``, so clients for several emulators can coexist
+    in one process. Every RPC defaults to ``rpc_timeout`` seconds per attempt and gives up
+    retrying after ``retry_deadline`` seconds (the library defaults are 60 s each, which made a
+    client pointed at a dead emulator hang for ~49 s). Explicit per-call ``timeout=``/``retry=``
+    still win.
+    """
+    from google.api_core import exceptions as core_exceptions
+    from google.api_core import gapic_v1
+    from google.api_core import retry as retries
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import firestore
+
+    host = emulator_or_host.host if isinstance(emulator_or_host, _Emulator) else emulator_or_host
+    client = firestore.Client(
+        project=project, credentials=AnonymousCredentials(), database=database
+    )
+    # The client reads FIRESTORE_EMULATOR_HOST once, in __init__, and uses it lazily when the
+    # first RPC builds the channel. Setting it here instead of in os.environ keeps this
+    # thread-safe and scoped to this client.
+    client._emulator_host = host
+    api = client._firestore_api  # builds the channel and the transport's wrapped methods
+    wrapped = getattr(api._transport, "_wrapped_methods", None)
+    if isinstance(wrapped, dict):
+        for stub in list(wrapped):
+            wrapped[stub] = gapic_v1.method.wrap_method(
+                stub,
+                default_retry=retries.Retry(
+                    initial=0.05,
+                    maximum=1.0,
+                    multiplier=2.0,
+                    # Transient errors only, as the library default, but with a short deadline.
+                    predicate=retries.if_exception_type(
+                        core_exceptions.ServiceUnavailable, core_exceptions.DeadlineExceeded
+                    ),
+                    timeout=retry_deadline,
+                ),
+                default_timeout=rpc_timeout,
+                client_info=gapic_v1.client_info.DEFAULT_CLIENT_INFO,
+            )
+    return client
+
+
+@atexit.register
+def _stop_all() -> None:
+    with _running_lock:
+        emus = list(_running)
+    for emu in emus:
+        with contextlib.suppress(Exception):
+            emu.stop()
