@@ -24,8 +24,8 @@ from enum import IntEnum
 from typing import Any, NoReturn
 
 import typer
-from typer.core import TyperGroup
 from rich.console import Console
+from typer.core import TyperGroup
 
 __all__ = [
     "ExitCode",
@@ -147,8 +147,13 @@ def usage_error(message: str) -> typer.Exit:
     return typer.Exit(code=ExitCode.USAGE)
 
 
-def fail(message: str, code: ExitCode = ExitCode.ERROR, *, as_json: bool = False,
-         data: Mapping[str, Any] | None = None) -> typer.Exit:
+def fail(
+    message: str,
+    code: ExitCode = ExitCode.ERROR,
+    *,
+    as_json: bool = False,
+    data: Mapping[str, Any] | None = None,
+) -> typer.Exit:
     """Print an error (JSON on stdout with ``--json``, else red on stderr); return the Exit.
 
     Use as ``raise fail("...", ExitCode.LOCK_HELD, as_json=json_out) from None``.

@@ -167,10 +167,7 @@ class FirestoreEmulator(_Emulator):
 
     def wipe(self, *, timeout: float = 10) -> None:
         """Delete every document in the ``(default)`` database of this emulator's project."""
-        url = (
-            f"{self.url}/emulator/v1/projects/{self.project}"
-            "/databases/(default)/documents"
-        )
+        url = f"{self.url}/emulator/v1/projects/{self.project}/databases/(default)/documents"
         req = urllib.request.Request(url, method="DELETE")
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             resp.read()
@@ -247,7 +244,8 @@ def start_firestore(
 ) -> FirestoreEmulator:
     """Start Google's Firestore emulator on ``127.0.0.1`` and wait until it answers.
 
-    :param project: the project id clients will use (it also scopes :meth:`~FirestoreEmulator.wipe`).
+    :param project: the project id clients will use (it also scopes
+        :meth:`~FirestoreEmulator.wipe`).
     :param port: a fixed port; a free one by default.
     :param timeout: seconds to wait for readiness (the emulator takes about 2 s here).
     :raises EmulatorUnavailable: the jar or Java is missing.

@@ -13,9 +13,10 @@ pytestmark = pytest.mark.emulator
 
 
 def test_client_reaches_emulator_without_env(firestore_db, firestore_emulator):
-    assert "FIRESTORE_EMULATOR_HOST" not in os.environ or os.environ[
-        "FIRESTORE_EMULATOR_HOST"
-    ] != firestore_emulator.host
+    assert (
+        "FIRESTORE_EMULATOR_HOST" not in os.environ
+        or os.environ["FIRESTORE_EMULATOR_HOST"] != firestore_emulator.host
+    )
     ref = firestore_db.collection("probe").document("a")
     ref.create({"x": 1})
     assert ref.get().to_dict() == {"x": 1}
