@@ -1,0 +1,402 @@
+"""``deploy-lock``: the operator CLI of the per-stack deploy lock (library: scripts.deploylock)."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from datetime import timedelta
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from scripts.cli_common import (
+    EXIT_CODES_HELP,
+    ExitCode,
+    console,
+    emit,
+    err_console,
+    fail,
+    make_app,
+    run_app,
+)
+from scripts.deploylock import (
+    CLI_MIN_TTL,
+    DEFAULT_GRACE,
+    DEFAULT_TTL,
+    CommandNotStarted,
+    DeployLock,
+    DeployLockError,
+    HolderInfo,
+    InvalidLockConfig,
+    LeaseLost,
+    LockHeld,
+    LockStatus,
+    run_locked,
+    validate_stack,
+)
+
+app = make_app(
+    name="deploy-lock",
+    help=(
+        "The per-stack deploy lock in Firestore: one deploy of a stack at a time.\n\n"
+        "A lease expires after [b]--ttl[/b] unless renewed (by [b]run[/b]'s heartbeat, or "
+        "[b]renew[/b]), judged by Firestore's clock; every grant has a fencing token greater "
+        "than all earlier ones. Every acquire, renewal, release, takeover of an expired lease "
+        "and force-release is kept as history ([b]status[/b]).\n\n"
+        "Talks to the emulator when FIRESTORE_EMULATOR_HOST is set, else to Firestore with "
+        "Application Default Credentials."
+    ),
+)
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
+
+
+def _parse_ttl(value: str) -> timedelta:
+    match = _DURATION_RE.match(value)
+    if not match:
+        raise typer.BadParameter(f"{value!r} is not a duration: use seconds or 90s, 10m, 1h")
+    ttl = timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    if ttl < CLI_MIN_TTL:
+        raise typer.BadParameter(
+            f"TTL must be at least {CLI_MIN_TTL.total_seconds():g} s, got {ttl.total_seconds():g} s"
+        )
+    return ttl
+
+
+def _check_stack(value: str) -> str:
+    try:
+        return validate_stack(value)
+    except InvalidLockConfig as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+Stack = Annotated[
+    str,
+    typer.Option(
+        "--stack",
+        "-s",
+        help="Stack to lock (prod, staging, ...).",
+        envvar="DEPLOY_LOCK_STACK",
+        callback=_check_stack,
+        show_default=False,
+    ),
+]
+Project = Annotated[
+    str | None,
+    typer.Option(
+        help="Google Cloud project of the Firestore database. Default: GOOGLE_CLOUD_PROJECT, "
+        "else the credentials' project.",
+        envvar="GOOGLE_CLOUD_PROJECT",
+        show_default=False,
+    ),
+]
+Database = Annotated[
+    str, typer.Option(help="Firestore database id.", envvar="DEPLOY_LOCK_DATABASE")
+]
+Ttl = Annotated[
+    str,
+    typer.Option(
+        help=f"Lease TTL: seconds, or 90s, 10m, 1h (at least {CLI_MIN_TTL.total_seconds():g} s).",
+    ),
+]
+Wait = Annotated[
+    float,
+    typer.Option(
+        min=0,
+        help="Seconds to wait for the current holder (polling with backoff and jitter, "
+        "showing who holds it); 0 fails at once.",
+    ),
+]
+Reason = Annotated[
+    str | None, typer.Option(help="Why you lock (shown to anyone who finds it held).")
+]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+Token = Annotated[
+    int, typer.Option(min=1, help="Fencing token printed by acquire.", show_default=False)
+]
+_DEFAULT_TTL_TEXT = f"{int(DEFAULT_TTL.total_seconds())}s"
+
+
+def _client(project: str | None, database: str) -> Any:
+    emulator = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    if emulator:
+        from scripts.emulators import firestore_client
+
+        return firestore_client(emulator, project or "demo-local", database=database)
+    from google.cloud import firestore
+
+    return firestore.Client(project=project, database=database)
+
+
+def _lock(project: str | None, database: str, stack: str, ttl: str, as_json: bool) -> DeployLock:
+    try:
+        client = _client(project, database)
+    except Exception as exc:  # DefaultCredentialsError, "project could not be determined"
+        raise fail(
+            f"cannot create a Firestore client: {exc}. Run `gcloud auth application-default "
+            "login` (or set GOOGLE_APPLICATION_CREDENTIALS) and pass --project; for the "
+            "emulator set FIRESTORE_EMULATOR_HOST.",
+            as_json=as_json,
+        ) from None
+    return DeployLock(client, stack=stack, ttl=_parse_ttl(ttl))
+
+
+def _on_wait(as_json: bool) -> Any:
+    last: dict[str, int] = {}
+
+    def show(status: LockStatus) -> None:
+        if last.get("token") != status.token:  # once per holder, not on every poll
+            last["token"] = status.token
+            err_console.print(f"waiting: {status.describe()}", highlight=False)
+
+    return show
+
+
+def _domain_error(exc: DeployLockError, as_json: bool) -> typer.Exit:
+    if isinstance(exc, LockHeld):
+        return fail(
+            str(exc), ExitCode.LOCK_HELD, as_json=as_json, data={"status": exc.status.to_dict()}
+        )
+    if isinstance(exc, LeaseLost):
+        return fail(str(exc), ExitCode.LOCK_HELD, as_json=as_json)
+    if isinstance(exc, InvalidLockConfig):
+        return fail(str(exc), ExitCode.USAGE, as_json=as_json)
+    return fail(str(exc), ExitCode.ERROR, as_json=as_json)
+
+
+@app.command(
+    help=(
+        "Acquire the lock and print its fencing token.\n\n"
+        "Keep the lease with [b]renew[/b] and end it with [b]release --token[/b]. Exits 3, naming "
+        "the holder, if someone else holds it (after --wait)."
+    ),
+    short_help="Acquire the lock and print its fencing token.",
+    epilog=EXIT_CODES_HELP,
+)
+def acquire(
+    stack: Stack,
+    project: Project = None,
+    database: Database = "(default)",
+    ttl: Ttl = _DEFAULT_TTL_TEXT,
+    wait: Wait = 0,
+    reason: Reason = None,
+    json_out: Json = False,
+) -> None:
+    lock = _lock(project, database, stack, ttl, json_out)
+    try:
+        lease = lock.acquire(
+            HolderInfo.detect(reason=reason), wait=wait, on_wait=_on_wait(json_out)
+        )
+    except DeployLockError as exc:
+        raise _domain_error(exc, json_out) from None
+    emit(
+        {"lease": lease.to_dict()},
+        as_json=json_out,
+        human=f"acquired the lock of stack [b]{stack}[/b]: token [b]{lease.token}[/b], "
+        f"expires {lease.expires_at:%Y-%m-%d %H:%M:%S} UTC unless renewed.\n"
+        f"renew:   deploy-lock renew --stack {stack} --token {lease.token}\n"
+        f"release: deploy-lock release --stack {stack} --token {lease.token}",
+    )
+
+
+@app.command(
+    help=(
+        "Release the lease with this fencing token.\n\n"
+        "Exits 3 if it is no longer the current lease (taken over after expiring, or force-"
+        "released); releasing twice is harmless."
+    ),
+    short_help="Release the lease with this fencing token.",
+    epilog=EXIT_CODES_HELP,
+)
+def release(
+    stack: Stack,
+    token: Token,
+    project: Project = None,
+    database: Database = "(default)",
+    json_out: Json = False,
+) -> None:
+    lock = _lock(project, database, stack, _DEFAULT_TTL_TEXT, json_out)
+    try:
+        released = lock.release(token)
+    except DeployLockError as exc:
+        raise _domain_error(exc, json_out) from None
+    note = "released" if released else "was already released"
+    emit(
+        {"stack": stack, "token": token, "released": released},
+        as_json=json_out,
+        human=f"lock of stack [b]{stack}[/b] (token {token}) {note}",
+    )
+
+
+@app.command(
+    help=(
+        "Extend the lease with this fencing token by its TTL.\n\n"
+        "Exits 3 if it is no longer the current lease."
+    ),
+    short_help="Extend the lease with this fencing token by its TTL.",
+    epilog=EXIT_CODES_HELP,
+)
+def renew(
+    stack: Stack,
+    token: Token,
+    project: Project = None,
+    database: Database = "(default)",
+    json_out: Json = False,
+) -> None:
+    lock = _lock(project, database, stack, _DEFAULT_TTL_TEXT, json_out)
+    try:
+        lease = lock.renew(lock.lease_for_token(token))
+    except DeployLockError as exc:
+        raise _domain_error(exc, json_out) from None
+    emit(
+        {"lease": lease.to_dict()},
+        as_json=json_out,
+        human=f"renewed the lock of stack [b]{stack}[/b] (token {token}): expires "
+        f"{lease.expires_at:%Y-%m-%d %H:%M:%S} UTC",
+    )
+
+
+@app.command(
+    help="Show the current holder (or that the lock is free) and the last events.",
+    short_help="Show the current holder (or that the lock is free) and the last events.",
+    epilog=EXIT_CODES_HELP,
+)
+def status(
+    stack: Stack,
+    project: Project = None,
+    database: Database = "(default)",
+    limit: Annotated[int, typer.Option(min=1, max=500, help="History events to show.")] = 10,
+    json_out: Json = False,
+) -> None:
+    lock = _lock(project, database, stack, _DEFAULT_TTL_TEXT, json_out)
+    try:
+        st = lock.status()
+        events = lock.history(limit)
+    except DeployLockError as exc:
+        raise _domain_error(exc, json_out) from None
+    if json_out:
+        emit({"status": st.to_dict(), "events": [e.to_dict() for e in events]}, as_json=True)
+        return
+    console.print(st.describe(), highlight=False)
+    if not events:
+        return
+    table = Table("seq", "at (UTC)", "event", "token", "holder", "details", box=None)
+    for ev in events:
+        details = ""
+        if ev.event == "force-release":
+            details = f"by {ev.by}: {ev.reason}"
+        elif ev.event == "takeover" and ev.previous_holder:
+            details = f"expired lease {ev.previous_token} of {ev.previous_holder.who}"
+        table.add_row(
+            str(ev.seq),
+            f"{ev.at:%Y-%m-%d %H:%M:%S}" if ev.at else "?",
+            ev.event,
+            str(ev.token),
+            f"{ev.holder.who}@{ev.holder.host}" if ev.holder else "",
+            details,
+        )
+    console.print(table)
+
+
+@app.command(
+    "force-release",
+    help=(
+        "Release the lock whoever holds it; --reason is required and recorded.\n\n"
+        "Prints who is displaced; the displaced holder's next renew or release fails with exit 3."
+    ),
+    short_help="Release the lock whoever holds it; --reason is required and recorded.",
+    epilog=EXIT_CODES_HELP,
+)
+def force_release(
+    stack: Stack,
+    reason: Annotated[str, typer.Option(help="Why (recorded, and shown to the displaced holder).")],
+    project: Project = None,
+    database: Database = "(default)",
+    json_out: Json = False,
+) -> None:
+    if not reason.strip():
+        raise typer.BadParameter("must not be empty", param_hint="--reason")
+    lock = _lock(project, database, stack, _DEFAULT_TTL_TEXT, json_out)
+    try:
+        displaced = lock.force_release(reason=reason)
+    except DeployLockError as exc:
+        raise _domain_error(exc, json_out) from None
+    if displaced is None:
+        emit(
+            {"stack": stack, "displaced": None},
+            as_json=json_out,
+            human=f"lock of stack [b]{stack}[/b] was not held: nothing to release",
+        )
+        return
+    assert displaced.holder is not None
+    state = "expired lease" if displaced.expired else "lease"
+    emit(
+        {"stack": stack, "displaced": displaced.to_dict()},
+        as_json=json_out,
+        human=f"force-released stack [b]{stack}[/b]: displaced {state} {displaced.token} of "
+        f"{displaced.holder.describe()}",
+    )
+
+
+@app.command(
+    context_settings={"allow_interspersed_args": False},
+    help=(
+        "Acquire, run the command after -- with a heartbeat, release when it ends.\n\n"
+        "Releases also on an exception, SIGINT and SIGTERM (forwarded to the command, SIGKILL "
+        "after --grace). Once the command runs, exits with its own code (128+N if killed by signal"
+        " N). Exits 3 if the lock is held, or if the lease was lost while the command ran: the "
+        "command then gets SIGINT, and SIGKILL after --grace."
+    ),
+    short_help="Acquire, run the command after -- with a heartbeat, release when it ends.",
+    epilog=EXIT_CODES_HELP,
+)
+def run(
+    stack: Stack,
+    command: Annotated[list[str], typer.Argument(help="The command, after --.")],
+    project: Project = None,
+    database: Database = "(default)",
+    ttl: Ttl = _DEFAULT_TTL_TEXT,
+    wait: Wait = 0,
+    reason: Reason = None,
+    grace: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Seconds the command gets to exit after SIGINT/SIGTERM before SIGKILL."
+        ),
+    ] = DEFAULT_GRACE.total_seconds(),
+    json_out: Json = False,
+) -> None:
+    lock = _lock(project, database, stack, ttl, json_out)
+
+    def log(msg: str) -> None:
+        err_console.print(f"deploy-lock: {msg}", highlight=False)
+
+    try:
+        code = run_locked(
+            lock,
+            command,
+            holder=HolderInfo.detect(reason=reason, command=" ".join(command)),
+            wait=wait,
+            grace=timedelta(seconds=grace),
+            on_wait=_on_wait(json_out),
+            log=log,
+        )
+    except CommandNotStarted as exc:
+        raise fail(str(exc), ExitCode.ERROR, as_json=json_out) from None
+    except DeployLockError as exc:
+        raise _domain_error(exc, json_out) from None
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Console-script entry point (``deploy-lock``)."""
+    run_app(app, prog_name="deploy-lock")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
+__all__ = ["app", "main"]

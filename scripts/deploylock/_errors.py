@@ -1,0 +1,45 @@
+"""Exceptions of the deploy lock. All derive from :class:`DeployLockError`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._model import Lease, LockStatus
+
+
+class DeployLockError(Exception):
+    """Base class of every error the deploy lock raises."""
+
+
+class InvalidLockConfig(DeployLockError, ValueError):
+    """A bad argument: stack name format, TTL, wait time. Raised before any Firestore call."""
+
+
+class LockUnavailable(DeployLockError):
+    """Firestore could not be reached or refused the call (network, credentials, permission).
+
+    Raised after the lock's short, bounded retries. The outcome of a write that failed this way
+    is unknown, but never reported as success: a lease that was in fact granted expires after
+    its TTL.
+    """
+
+
+class LockHeld(DeployLockError):
+    """The lock is held by someone else. ``status`` describes the current holder."""
+
+    def __init__(self, status: LockStatus) -> None:
+        self.status = status
+        super().__init__(f"deploy lock {status.describe().removeprefix('stack ')}")
+
+
+class LeaseLost(DeployLockError):
+    """This lease is no longer the current one: it was taken over after expiring, force-released
+    or already released by someone else. The holder must stop at once: a newer holder may be
+    writing. ``status`` is the lock as read when this was found."""
+
+    def __init__(self, lease: Lease, status: LockStatus | None, why: str) -> None:
+        self.lease = lease
+        self.status = status
+        self.why = why
+        super().__init__(f"lease {lease.token} on stack {lease.stack!r} lost: {why}")

@@ -1,0 +1,302 @@
+"""Value types, defaults and validation of the deploy lock."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import socket
+import subprocess
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from ._errors import InvalidLockConfig
+
+#: A lease not renewed for this long is expired and may be taken over.
+DEFAULT_TTL = timedelta(minutes=10)
+#: The smallest TTL the library accepts. The CLI asks for at least ``CLI_MIN_TTL``: with a
+#: heartbeat every TTL/3, shorter leases leave too little slack for a slow network.
+MIN_TTL = timedelta(seconds=1)
+CLI_MIN_TTL = timedelta(seconds=10)
+#: Heartbeat period as a fraction of the TTL: two renewals may fail before the lease expires.
+HEARTBEAT_FRACTION = 3
+#: Firestore collection holding one lock document per stack (history in its ``events``).
+DEFAULT_COLLECTION = "deploy_locks"
+EVENTS_SUBCOLLECTION = "events"
+#: Per-attempt RPC timeout and total retry budget for every Firestore call the lock makes: a
+#: client with the library defaults hung 49 s on a dead emulator.
+RPC_TIMEOUT = timedelta(seconds=3)
+RETRY_DEADLINE = timedelta(seconds=6)
+#: Waiting for a held lock: exponential backoff with full jitter between these bounds.
+WAIT_BACKOFF_INITIAL = timedelta(milliseconds=200)
+WAIT_BACKOFF_MAX = timedelta(seconds=5)
+#: Recorded as the holder's command, reason, ... at most this long (Firestore fields are cheap
+#: but status output is not).
+_MAX_TEXT = 500
+
+STACK_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+
+def validate_stack(stack: str) -> str:
+    """Return ``stack`` if it is a valid stack name, else raise :class:`InvalidLockConfig`."""
+    if not isinstance(stack, str) or not STACK_NAME_RE.fullmatch(stack):
+        raise InvalidLockConfig(
+            f"invalid stack name {stack!r}: use 1-63 characters, lowercase letters, digits, "
+            "'-' or '_', starting with a letter (for example 'prod' or 'staging')"
+        )
+    return stack
+
+
+def validate_ttl(ttl: timedelta | float | int, *, minimum: timedelta = MIN_TTL) -> timedelta:
+    """Return ``ttl`` as a timedelta if it is at least ``minimum``, else raise."""
+    if isinstance(ttl, bool) or not isinstance(ttl, (timedelta, int, float)):
+        raise InvalidLockConfig(f"TTL must be a timedelta or seconds, not {ttl!r}")
+    td = ttl if isinstance(ttl, timedelta) else timedelta(seconds=ttl)
+    if td < minimum:
+        raise InvalidLockConfig(
+            f"TTL must be at least {minimum.total_seconds():g} s, got {td.total_seconds():g} s"
+        )
+    return td
+
+
+def _clip(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
+
+
+def _git_commit() -> str | None:
+    for var in ("GITHUB_SHA", "CI_COMMIT_SHA", "COMMIT_SHA", "GIT_COMMIT"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=2, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
+
+
+def _ci_identity() -> tuple[str | None, str | None]:
+    """(who, run URL) when running in a known CI, else (None, None)."""
+    env = os.environ
+    if env.get("GITHUB_ACTIONS") == "true":
+        url = None
+        if env.get("GITHUB_RUN_ID") and env.get("GITHUB_REPOSITORY"):
+            server = env.get("GITHUB_SERVER_URL", "https://github.com")
+            url = f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
+        return f"github-actions:{env.get('GITHUB_ACTOR', '?')}", url
+    if env.get("GITLAB_CI") == "true":
+        return f"gitlab-ci:{env.get('GITLAB_USER_LOGIN', '?')}", env.get("CI_JOB_URL")
+    if env.get("BUILD_ID") and env.get("PROJECT_ID"):  # Cloud Build
+        return f"cloud-build:{env['BUILD_ID']}", None
+    if env.get("CI"):
+        return f"ci:{env.get('USER', '?')}", env.get("CI_RUN_URL") or env.get("BUILD_URL")
+    return None, None
+
+
+@dataclass(frozen=True, kw_only=True)
+class HolderInfo:
+    """Who holds (or wants) the lock; stored with the lease and shown to everyone waiting."""
+
+    who: str
+    host: str
+    pid: int
+    git_commit: str | None = None
+    ci_run_url: str | None = None
+    reason: str | None = None
+    command: str | None = None
+
+    @classmethod
+    def detect(
+        cls, *, reason: str | None = None, command: str | None = None, who: str | None = None
+    ) -> HolderInfo:
+        """This process's identity: the CI identity (GitHub Actions, GitLab CI, Cloud Build)
+        or the OS user, host name, pid and git commit (``git rev-parse HEAD``, or the CI's
+        commit variable). ``DEPLOY_LOCK_WHO`` overrides the detected name."""
+        ci_who, ci_url = _ci_identity()
+        if who is None:
+            who = os.environ.get("DEPLOY_LOCK_WHO") or ci_who
+        if who is None:
+            try:
+                who = getpass.getuser()
+            except (KeyError, OSError):  # no passwd entry (containers)
+                who = f"uid-{os.getuid()}"
+        return cls(
+            who=_clip(who) or "?",
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            git_commit=_git_commit(),
+            ci_run_url=ci_url,
+            reason=_clip(reason),
+            command=_clip(command),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> HolderInfo:
+        data = data or {}
+        return cls(
+            who=str(data.get("who") or "?"),
+            host=str(data.get("host") or "?"),
+            pid=int(data.get("pid") or 0),
+            git_commit=data.get("git_commit"),
+            ci_run_url=data.get("ci_run_url"),
+            reason=data.get("reason"),
+            command=data.get("command"),
+        )
+
+    def describe(self) -> str:
+        """One line for humans: ``alice on host-1 (pid 42, commit 1a2b3c4)``."""
+        extras = [f"pid {self.pid}"]
+        if self.git_commit:
+            extras.append(f"commit {self.git_commit[:12]}")
+        text = f"{self.who} on {self.host} ({', '.join(extras)})"
+        if self.command:
+            text += f", running {self.command!r}"
+        if self.reason:
+            text += f", reason: {self.reason}"
+        if self.ci_run_url:
+            text += f", CI run {self.ci_run_url}"
+        return text
+
+
+@dataclass(kw_only=True)
+class Lease:
+    """A granted lock. Returned by :meth:`DeployLock.acquire`; pass it to ``renew``/``release``.
+
+    ``token`` is the fencing token: strictly greater than every token granted earlier for this
+    stack, so anything the holder writes can carry it and a store can refuse writes with a
+    smaller one. ``acquired_at`` and ``expires_at`` are Firestore server times; ``expires_at``
+    moves forward on every renewal. A lease object is updated in place by ``renew``.
+    """
+
+    stack: str
+    token: int
+    lease_id: str
+    holder: HolderInfo
+    ttl: timedelta
+    acquired_at: datetime
+    expires_at: datetime
+    # Version of the lock document after this holder's last write: lets renew/release write in
+    # one round trip, conditioned on nothing having changed since.
+    _update_time: datetime | None = field(default=None, repr=False)
+    _seq: int = field(default=0, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "token": self.token,
+            "lease_id": self.lease_id,
+            "holder": self.holder.to_dict(),
+            "ttl_seconds": self.ttl.total_seconds(),
+            "acquired_at": self.acquired_at.isoformat(),
+            "expires_at": self.expires_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class LockStatus:
+    """The lock document as read at ``read_at`` (Firestore server time).
+
+    ``held`` is true only for a live lease: state held and not expired at ``read_at``.
+    ``expired`` marks a lease whose holder stopped renewing (crashed): the next acquire takes
+    it over. ``holder`` and ``token`` describe the last holder even after release.
+    """
+
+    stack: str
+    exists: bool
+    held: bool
+    expired: bool
+    token: int
+    holder: HolderInfo | None
+    lease_id: str | None
+    ttl: timedelta | None
+    acquired_at: datetime | None
+    renewed_at: datetime | None
+    expires_at: datetime | None
+    read_at: datetime
+    released_at: datetime | None = None
+    released_by: dict[str, Any] | None = None
+    seq: int = 0
+
+    def describe(self) -> str:
+        if not self.exists:
+            return f"stack {self.stack!r}: free (never locked)"
+        if self.held:
+            assert self.holder is not None
+            return (
+                f"stack {self.stack!r}: held by {self.holder.describe()} since "
+                f"{_fmt(self.acquired_at)}, expires {_fmt(self.expires_at)} unless renewed "
+                f"(token {self.token})"
+            )
+        if self.expired:
+            assert self.holder is not None
+            return (
+                f"stack {self.stack!r}: free (lease of {self.holder.describe()} expired at "
+                f"{_fmt(self.expires_at)}; token {self.token})"
+            )
+        return f"stack {self.stack!r}: free (released {_fmt(self.released_at)}; token {self.token})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "held": self.held,
+            "expired": self.expired,
+            "token": self.token,
+            "holder": self.holder.to_dict() if self.holder else None,
+            "lease_id": self.lease_id,
+            "ttl_seconds": self.ttl.total_seconds() if self.ttl else None,
+            "acquired_at": _iso(self.acquired_at),
+            "renewed_at": _iso(self.renewed_at),
+            "expires_at": _iso(self.expires_at),
+            "released_at": _iso(self.released_at),
+            "released_by": self.released_by,
+            "read_at": _iso(self.read_at),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class LockEvent:
+    """One history record: ``acquire``, ``takeover`` (of an expired lease), ``renew``,
+    ``release`` or ``force-release``. ``at`` is Firestore server time; ``seq`` orders events."""
+
+    seq: int
+    event: str
+    stack: str
+    token: int
+    at: datetime | None
+    holder: HolderInfo | None
+    by: str | None = None
+    reason: str | None = None
+    previous_holder: HolderInfo | None = None
+    previous_token: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "event": self.event,
+            "stack": self.stack,
+            "token": self.token,
+            "at": _iso(self.at),
+            "holder": self.holder.to_dict() if self.holder else None,
+            "by": self.by,
+            "reason": self.reason,
+            "previous_holder": self.previous_holder.to_dict() if self.previous_holder else None,
+            "previous_token": self.previous_token,
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _fmt(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else "?"
