@@ -1,0 +1,138 @@
+"""The deploy pipeline, drift, deployment history and rollback.
+
+Thin adapters over the official clients, each behind a small protocol the orchestration is
+tested against: :class:`PulumiEngine` (Automation API), :class:`ImageBuilder` (Cloud Build +
+Artifact Registry), :class:`RunInspector` (Cloud Run) and :class:`ToolingCheck` (``pulumi``
+CLI and GCP credentials). History lives in Firestore (collection ``deployments``), beside the
+deploy lock.
+
+Failure semantics: library functions raise :class:`DeployError` subclasses whose messages say
+what to do; :func:`run_deploy` never raises for an expected failure and reports it in
+:attr:`DeployOutcome.exit_code` (the project's exit-code table) and ``error``.
+"""
+
+from ._cloudbuild import (
+    CloudBuildAdapter,
+    ImageBuilder,
+    ImageOutcome,
+    ImageTarget,
+    build_steps,
+    ensure_images,
+    entry_module,
+)
+from ._cloudrun import (
+    COMMIT_LABEL,
+    LOCK_TOKEN_LABEL,
+    CloudRunAdapter,
+    RunInspector,
+    ServiceCheck,
+    ServiceRef,
+    ServiceState,
+    verify_services,
+)
+from ._drift import DriftReport, compute_drift, context_paths
+from ._errors import (
+    DeployError,
+    DirtyTree,
+    Interrupted,
+    LeaseLost,
+    MissingTool,
+    PreflightFailed,
+    RollbackRefused,
+    ToolingMissing,
+    VerificationFailed,
+)
+from ._git import Commit, GitRepo
+from ._history import COLLECTION, Deployment, DeploymentHistory, Result, new_deployment_id
+from ._lockport import DeployLockLocker
+from ._pipeline import (
+    BUILDERS,
+    STEPS,
+    DeployOutcome,
+    DeployRequest,
+    Locker,
+    Preflight,
+    PreflightResult,
+    Reporter,
+    run_deploy,
+)
+from ._pulumi import (
+    ENV_COMMIT,
+    ENV_IMAGE_OVERRIDES,
+    ENV_LOCK_TOKEN,
+    AutomationPulumi,
+    EngineResult,
+    PulumiEngine,
+    ResourceChange,
+)
+from ._rollback import PREVIOUS, select_rollback
+from ._stackinfo import StackInfo, StackService, stack_info
+from ._targets import CloudTarget, LocalPlatform, LocalTarget, Target
+from ._tooling import SystemTooling, ToolingCheck, check_tooling, missing_pulumi
+
+__all__ = [
+    "BUILDERS",
+    "COLLECTION",
+    "COMMIT_LABEL",
+    "ENV_COMMIT",
+    "ENV_IMAGE_OVERRIDES",
+    "ENV_LOCK_TOKEN",
+    "LOCK_TOKEN_LABEL",
+    "PREVIOUS",
+    "STEPS",
+    "AutomationPulumi",
+    "CloudBuildAdapter",
+    "CloudRunAdapter",
+    "CloudTarget",
+    "Commit",
+    "DeployError",
+    "DeployLockLocker",
+    "DeployOutcome",
+    "DeployRequest",
+    "Deployment",
+    "DeploymentHistory",
+    "DirtyTree",
+    "DriftReport",
+    "EngineResult",
+    "GitRepo",
+    "ImageBuilder",
+    "ImageOutcome",
+    "ImageTarget",
+    "Interrupted",
+    "LeaseLost",
+    "LocalPlatform",
+    "LocalTarget",
+    "Locker",
+    "MissingTool",
+    "Preflight",
+    "PreflightFailed",
+    "PreflightResult",
+    "PulumiEngine",
+    "Reporter",
+    "ResourceChange",
+    "Result",
+    "RollbackRefused",
+    "RunInspector",
+    "ServiceCheck",
+    "ServiceRef",
+    "ServiceState",
+    "StackInfo",
+    "StackService",
+    "SystemTooling",
+    "Target",
+    "ToolingCheck",
+    "ToolingMissing",
+    "VerificationFailed",
+    "build_steps",
+    "check_tooling",
+    "compute_drift",
+    "context_paths",
+    "ensure_images",
+    "entry_module",
+    "missing_pulumi",
+    "new_deployment_id",
+    "run_deploy",
+    "select_rollback",
+    "stack_info",
+    "verify_services",
+]

@@ -1,0 +1,58 @@
+"""The deploy lock (``scripts.deploylock``) as the pipeline's :class:`~._pipeline.Locker`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import Any
+
+__all__ = ["DeployLockLocker"]
+
+
+class DeployLockLocker:
+    """Acquire without waiting (a held lock stops the deploy naming the holder), heartbeat with
+    the library's defaults (TTL/3), release; a release that finds the lease lost returns False."""
+
+    def __init__(
+        self,
+        *,
+        ttl: timedelta | None = None,
+        wait: float = 0,
+        who: str | None = None,
+    ) -> None:
+        self.ttl = ttl
+        self.wait = wait
+        self._who = who
+        self._lock: Any = None
+        self._holder: Any = None
+
+    def _holder_info(self, reason: str | None = None):
+        from scripts.deploylock import HolderInfo
+
+        return HolderInfo.detect(reason=reason, command="deploy", who=self._who)
+
+    def holder(self) -> Mapping[str, Any]:
+        return self._holder_info().to_dict()
+
+    def acquire(self, client: Any, stack: str, *, reason: str) -> Any:
+        from scripts.deploylock import DEFAULT_TTL, DeployLock
+
+        self._lock = DeployLock(client, stack=stack, ttl=self.ttl or DEFAULT_TTL)
+        return self._lock.acquire(self._holder_info(reason), wait=self.wait)
+
+    def token(self, lease: Any) -> int:
+        return int(lease.token)
+
+    def heartbeat(self, lease: Any, on_lost: Callable[[str], None]) -> Callable[[], None]:
+        hb = self._lock.heartbeat(lease, on_lost=lambda exc: on_lost(str(exc)))
+        hb.start()
+        return hb.stop
+
+    def release(self, lease: Any) -> bool:
+        from scripts.deploylock import LeaseLost
+
+        try:
+            self._lock.release(lease)
+        except LeaseLost:  # taken over or force-released meanwhile: nothing of ours to free
+            return False
+        return True

@@ -1,0 +1,534 @@
+"""The deploy pipeline: one locked, recorded, verified deploy.
+
+Steps, in order (each reported to a :class:`Reporter`):
+
+1. **preflight**: config validation, image checks, policy rules; a dirty work tree is refused
+   here too (unless ``allow_dirty``). Any error stops before the lock is taken.
+2. **tooling**: the target's prerequisites (``pulumi`` CLI, GCP credentials), with the fix.
+3. **lock**: the deploy lock with holder metadata, kept alive by its heartbeat; a lost lease
+   interrupts the apply (SIGINT, grace period, kill).
+4. **build**: ``local`` lets the program build; ``cloudbuild`` builds missing tags remotely and
+   hands digests to the program (as rollback does with a recorded deployment's digests).
+5. **apply**: ``pulumi up`` (``preview`` for a dry run) with the commit, fencing token and image
+   overrides in the environment the program reads.
+6. **verify**: each service serves the expected digest from its latest ready revision at 100%.
+7. **record**: the deployment record is created when the lock is held and finished with the
+   result, the Pulumi summary, the digests and the lock token.
+8. **release**: always; on success, failure, SIGINT and SIGTERM.
+
+A dry run takes no lock and writes no record: a preview changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from scripts.cli_common import ExitCode
+
+from ._cloudbuild import ImageBuilder, ensure_images
+from ._cloudrun import ServiceCheck
+from ._errors import (
+    DeployError,
+    DirtyTree,
+    Interrupted,
+    LeaseLost,
+    PreflightFailed,
+    RollbackRefused,
+    ToolingMissing,
+    VerificationFailed,
+)
+from ._git import GitRepo
+from ._history import Deployment, DeploymentHistory, Result, new_deployment_id
+from ._pulumi import (
+    ENV_COMMIT,
+    ENV_IMAGE_OVERRIDES,
+    ENV_LOCK_TOKEN,
+    INTERRUPT_GRACE_S,
+    EngineResult,
+)
+from ._stackinfo import StackInfo
+from ._targets import Target
+
+__all__ = [
+    "STEPS",
+    "BUILDERS",
+    "INTERRUPTED_INSTRUCTIONS",
+    "DeployRequest",
+    "PreflightResult",
+    "Preflight",
+    "Locker",
+    "Reporter",
+    "StepRecord",
+    "DeployOutcome",
+    "run_deploy",
+]
+
+STEPS = ("preflight", "tooling", "lock", "build", "apply", "verify", "record", "release")
+BUILDERS = ("local", "cloudbuild")
+INTERRUPTED_INSTRUCTIONS = (
+    "the apply was interrupted: run `pulumi refresh --stack {stack}` to reconcile the state "
+    "with what exists, and `pulumi cancel --stack {stack}` if Pulumi still reports an update "
+    "in progress; then deploy again (docs/runbooks.md, 'Recover an interrupted deploy')"
+)
+
+
+@dataclass(frozen=True)
+class DeployRequest:
+    stack: str
+    dry_run: bool = False
+    builder: str = "local"
+    allow_dirty: bool = False
+    rollback_to: Deployment | None = None  # redeploy this record's digests and commit label
+    interrupt_grace: float = INTERRUPT_GRACE_S
+
+
+@dataclass
+class PreflightResult:
+    errors: list[str]
+    info: StackInfo | None = None
+    warnings: list[str] = field(default_factory=list)
+    plan: Any = None
+
+
+class Preflight(Protocol):
+    def __call__(self, stack: str) -> PreflightResult: ...
+
+
+class Locker(Protocol):
+    """The deploy lock as the pipeline uses it (adapted from ``scripts.deploylock``)."""
+
+    def holder(self) -> Mapping[str, Any]:
+        """This process's holder metadata: ``who``, ``host``, ``ci_run_url``..."""
+        ...
+
+    def acquire(self, client: Any, stack: str, *, reason: str) -> Any:
+        """Take the lock or raise ``LockHeld`` (its message names the holder)."""
+        ...
+
+    def token(self, lease: Any) -> int: ...
+
+    def heartbeat(self, lease: Any, on_lost: Callable[[str], None]) -> Callable[[], None]:
+        """Start renewing; ``on_lost(why)`` runs once if the lease is lost. Returns stop()."""
+        ...
+
+    def release(self, lease: Any) -> bool: ...
+
+
+class Reporter(Protocol):
+    def step(self, name: str, status: str, detail: str = "") -> None:
+        """``status``: running | ok | failed | skipped."""
+        ...
+
+    def output(self, line: str) -> None: ...
+
+
+@dataclass
+class StepRecord:
+    name: str
+    status: str
+    detail: str = ""
+
+
+@dataclass
+class DeployOutcome:
+    stack: str
+    exit_code: ExitCode = ExitCode.ERROR
+    steps: list[StepRecord] = field(default_factory=list)
+    deployment: Deployment | None = None
+    error: str | None = None
+    summary: dict[str, int] = field(default_factory=dict)
+    images: dict[str, str] = field(default_factory=dict)
+    checks: list[ServiceCheck] = field(default_factory=list)
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        dep = self.deployment
+        return {
+            "stack": self.stack,
+            "exit_code": int(self.exit_code),
+            "dry_run": self.dry_run,
+            "ok": self.exit_code in (ExitCode.OK, ExitCode.CHANGES),
+            "error": self.error,
+            "steps": [s.__dict__ for s in self.steps],
+            "summary": self.summary,
+            "images": self.images,
+            "verification": [c.to_dict() for c in self.checks],
+            "deployment": dep.to_doc() if dep else None,
+        }
+
+
+class _Run:
+    """State of one pipeline run; the steps are its methods."""
+
+    def __init__(self, request: DeployRequest, reporter: Reporter) -> None:
+        self.request = request
+        self.reporter = reporter
+        self.outcome = DeployOutcome(request.stack, dry_run=request.dry_run)
+
+    def step(self, name: str, status: str, detail: str = "") -> None:
+        if status != "running":
+            self.outcome.steps.append(StepRecord(name, status, detail))
+        self.reporter.step(name, status, detail)
+
+    def skip_rest(self, after: str, reason: str) -> None:
+        for name in STEPS[STEPS.index(after) + 1 :]:
+            if not any(s.name == name for s in self.outcome.steps):
+                self.step(name, "skipped", reason)
+
+
+@contextmanager
+def _signals_raise(on_signal: Callable[[int], None]) -> Iterator[None]:
+    """SIGINT/SIGTERM raise :class:`Interrupted` once (after ``on_signal``); later ones are
+    ignored so the cleanup (record, release) runs to the end. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if fired:
+            return
+        fired.append(signum)
+        on_signal(signum)
+        raise Interrupted(f"received {signal.Signals(signum).name}")
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _expected_digests(
+    overrides: Mapping[str, str], result: EngineResult, services: Mapping[str, Any]
+) -> dict[str, str | None]:
+    """service -> digest it must serve: the override's, else the program's output, else any."""
+    from_outputs = result.outputs.get("image_refs") or result.outputs.get("images") or {}
+    expected: dict[str, str | None] = {}
+    for name in services:
+        ref = overrides.get(name) or (
+            from_outputs.get(name) if isinstance(from_outputs, dict) else None
+        )
+        expected[name] = ref.rpartition("@")[2] if isinstance(ref, str) and "@" in ref else None
+    return expected
+
+
+def run_deploy(
+    request: DeployRequest,
+    *,
+    target: Target,
+    preflight: Preflight,
+    locker: Locker,
+    repo: GitRepo,
+    reporter: Reporter,
+    builder: ImageBuilder | None = None,
+    image_tags: Callable[[str], str] | None = None,
+) -> DeployOutcome:
+    """Run the pipeline; never raises for an expected failure: see ``outcome.exit_code``."""
+    run = _Run(request, reporter)
+    out = run.outcome
+    stack = request.stack
+    if request.builder not in BUILDERS:
+        raise ValueError(f"builder must be one of {', '.join(BUILDERS)}, not {request.builder!r}")
+
+    # 1. preflight
+    run.step("preflight", "running")
+    try:
+        pf = preflight(stack)
+        if pf.errors:
+            raise PreflightFailed(pf.errors)
+        if pf.info is None:
+            raise DeployError(f"preflight of '{stack}' returned no stack information")
+        info = pf.info
+        if request.rollback_to is not None:
+            gone = sorted(set(request.rollback_to.images) - set(info.services))
+            if gone:
+                raise RollbackRefused(
+                    f"deployment {request.rollback_to.id} deployed service(s) that no longer "
+                    f"exist in stack '{stack}': {', '.join(gone)}; roll back to a later "
+                    "deployment, or restore them in the stack config first"
+                )
+        if not request.dry_run and not request.allow_dirty:
+            dirty = repo.dirty_paths()
+            if dirty:
+                shown = ", ".join(dirty[:10]) + (" ..." if len(dirty) > 10 else "")
+                raise DirtyTree(
+                    f"the work tree has uncommitted changes ({shown}): the commit label would "
+                    "not describe what is deployed; commit them, or pass --allow-dirty"
+                )
+        commit = request.rollback_to.commit if request.rollback_to else repo.head()
+    except DeployError as exc:
+        out.error = str(exc)
+        run.step("preflight", "failed", str(exc))
+        run.skip_rest("preflight", "preflight failed")
+        return out
+    run.step("preflight", "ok", f"{len(info.services)} service(s), commit {commit[:12]}")
+
+    # 2. tooling
+    run.step("tooling", "running")
+    missing = target.tooling().missing()
+    if missing:
+        exc = ToolingMissing(missing)
+        out.error = str(exc)
+        run.step("tooling", "failed", str(exc))
+        run.skip_rest("tooling", "tooling missing")
+        return out
+    run.step("tooling", "ok")
+
+    if request.dry_run:
+        return _dry_run(run, info, target, builder, commit)
+
+    # 3. lock
+    run.step("lock", "running")
+    try:
+        client = target.firestore_client()
+        holder = dict(locker.holder())
+        kind = "rollback" if request.rollback_to else "deploy"
+        reason = f"{kind} {stack} at {commit[:12]}"
+        lease = locker.acquire(client, stack, reason=reason)
+    except Exception as exc:  # LockHeld, LockUnavailable, a bad client: all stop here
+        held = type(exc).__name__ == "LockHeld"
+        out.error = str(exc)
+        out.exit_code = ExitCode.LOCK_HELD if held else ExitCode.ERROR
+        run.step("lock", "failed", str(exc))
+        run.skip_rest("lock", "lock not taken")
+        return out
+    token = locker.token(lease)
+    run.step("lock", "ok", f"fencing token {token}")
+
+    lost = threading.Event()
+    lost_why: list[str] = []
+
+    def on_lost(why: str) -> None:
+        lost_why.append(why)
+        lost.set()
+        target.interrupt(grace=request.interrupt_grace)
+
+    def on_signal(signum: int) -> None:
+        threading.Thread(
+            target=target.interrupt, kwargs={"grace": request.interrupt_grace}, daemon=True
+        ).start()
+
+    history = DeploymentHistory(client)
+    record: Deployment | None = None
+    stop_heartbeat: Callable[[], None] | None = None
+    current = "lock"
+    try:
+        with _signals_raise(on_signal):
+            try:
+                stop_heartbeat = locker.heartbeat(lease, on_lost)
+                record = history.start(
+                    Deployment(
+                        id=new_deployment_id(stack),
+                        stack=stack,
+                        commit=commit,
+                        who=str(holder.get("who") or "?"),
+                        kind=kind,
+                        lock_token=token,
+                        builder="digests" if request.rollback_to else request.builder,
+                        ci_run_url=holder.get("ci_run_url"),
+                        host=holder.get("host"),
+                        rollback_of=request.rollback_to.id if request.rollback_to else None,
+                    )
+                )
+                out.deployment = record
+
+                # 4. build
+                current = "build"
+                run.step("build", "running")
+                overrides, tags = _build(request, info, builder, image_tags, reporter)
+                run.step("build", "ok", _build_detail(request, overrides))
+
+                # 5. apply
+                current = "apply"
+                run.step("apply", "running")
+                env = {ENV_COMMIT: commit, ENV_LOCK_TOKEN: str(token)}
+                if overrides:
+                    env[ENV_IMAGE_OVERRIDES] = json.dumps(overrides, sort_keys=True)
+                try:
+                    result = target.apply(stack, env=env, dry_run=False, on_output=reporter.output)
+                except DeployError:
+                    if lost.is_set():
+                        raise LeaseLost(_lost_message(stack, lost_why)) from None
+                    raise
+                if lost.is_set():
+                    raise LeaseLost(_lost_message(stack, lost_why))
+                out.summary = dict(result.summary)
+                run.step("apply", "ok", _summary_text(result.summary))
+
+                # 6. verify
+                current = "verify"
+                run.step("verify", "running")
+                expected = _expected_digests(overrides, result, info.services)
+                checks = target.verify(stack, expected=expected, on_output=reporter.output)
+                out.checks = checks
+                bad = [c for c in checks if not c.ok]
+                if bad:
+                    raise VerificationFailed(
+                        "; ".join(f"{c.service}: {', '.join(c.problems)}" for c in bad)
+                    )
+                if lost.is_set():
+                    raise LeaseLost(_lost_message(stack, lost_why))
+                run.step("verify", "ok", f"{len(checks)} check(s) passed")
+                out.images = _images(overrides, checks, info)
+
+                # 7. record
+                current = "record"
+                run.step("record", "running")
+                out.deployment = history.finish(
+                    record.id,
+                    Result.SUCCEEDED,
+                    images=out.images,
+                    image_tags=tags,
+                    summary=out.summary,
+                    verification=[c.to_dict() for c in checks],
+                )
+                run.step("record", "ok", record.id)
+                out.exit_code = ExitCode.OK
+            except (Interrupted, LeaseLost) as exc:
+                out.error = str(exc)
+                out.exit_code = ExitCode.LOCK_HELD if isinstance(exc, LeaseLost) else ExitCode.ERROR
+                instructions = INTERRUPTED_INSTRUCTIONS.format(stack=stack)
+                if current in ("apply", "verify"):
+                    out.error += f"; {instructions}"
+                run.step(current, "failed", str(exc))
+                _finish(
+                    history,
+                    record,
+                    out,
+                    Result.INTERRUPTED,
+                    str(exc),
+                    instructions if current in ("apply", "verify") else None,
+                    run,
+                )
+            except Exception as exc:  # noqa: BLE001 - any failure is recorded, then reported
+                msg = str(exc) if isinstance(exc, DeployError) else f"{type(exc).__name__}: {exc}"
+                out.error = msg
+                out.exit_code = ExitCode.ERROR
+                run.step(current, "failed", msg)
+                _finish(history, record, out, Result.FAILED, msg, None, run)
+    finally:
+        # 8. release, always
+        if stop_heartbeat is not None:
+            stop_heartbeat()
+        try:
+            still_held = locker.release(lease)
+            run.step("release", "ok", "" if still_held else "the lease had already been lost")
+        except Exception as exc:  # noqa: BLE001
+            run.step("release", "failed", f"{type(exc).__name__}: {exc} (the lease expires)")
+        run.skip_rest("release", "stopped earlier")
+    return out
+
+
+def _finish(history, record, out, result, error, instructions, run) -> None:
+    if record is None:
+        return
+    try:
+        out.deployment = history.finish(
+            record.id,
+            result,
+            error=error,
+            instructions=instructions,
+            summary=out.summary,
+            verification=[c.to_dict() for c in out.checks],
+        )
+        run.step("record", "ok", f"{record.id} ({result})")
+    except Exception as exc:  # noqa: BLE001
+        run.step("record", "failed", f"could not record {result}: {exc}")
+
+
+def _lost_message(stack: str, why: list[str]) -> str:
+    return (
+        f"the deploy lock on '{stack}' was lost during the deploy ({'; '.join(why) or '?'}): "
+        "another run may now hold it"
+    )
+
+
+def _build(request, info, builder, image_tags, reporter):
+    if request.rollback_to is not None:
+        return dict(request.rollback_to.images), dict(request.rollback_to.image_tags)
+    tags = {name: image_tags(name) for name in info.services} if image_tags else {}
+    if request.builder == "local":
+        return {}, tags
+    if builder is None:
+        raise DeployError("--builder cloudbuild needs the Cloud Build adapter (none configured)")
+    targets = info.image_targets()
+    missing = sorted(set(info.services) - set(targets))
+    if missing:
+        raise DeployError(f"the plan builds no image for: {', '.join(missing)}")
+    outcomes = ensure_images(builder, targets, on_output=reporter.output)
+    tags = {name: t.tag for name, t in targets.items()}
+    return {name: o.ref for name, o in outcomes.items()}, tags
+
+
+def _build_detail(request: DeployRequest, overrides: Mapping[str, str]) -> str:
+    if request.rollback_to is not None:
+        return f"redeploying the digests of {request.rollback_to.id}"
+    if request.builder == "local":
+        return "the program builds the images (pulumi-docker-build)"
+    return f"{len(overrides)} image(s) by digest"
+
+
+def _images(overrides, checks, info) -> dict[str, str]:
+    images = dict(overrides)
+    for c in checks:
+        svc = info.services.get(c.service)
+        if c.service not in images and c.digest and svc is not None and svc.image is not None:
+            images[c.service] = f"{svc.image.repository}@{c.digest}"
+    return images
+
+
+def _summary_text(summary: Mapping[str, int]) -> str:
+    return ", ".join(f"{op} {n}" for op, n in sorted(summary.items())) or "no changes"
+
+
+def _dry_run(run: _Run, info: StackInfo, target: Target, builder, commit: str) -> DeployOutcome:
+    out = run.outcome
+    request = run.request
+    run.step("lock", "skipped", "dry run: no lock")
+    overrides: dict[str, str] = {}
+    try:
+        run.step("build", "running")
+        if request.rollback_to is not None:
+            overrides = dict(request.rollback_to.images)
+            run.step("build", "ok", f"would redeploy the digests of {request.rollback_to.id}")
+        elif request.builder == "cloudbuild" and builder is not None:
+            todo = []
+            for name, t in sorted(info.image_targets().items()):
+                digest = builder.existing_digest(t)
+                if digest:
+                    overrides[name] = f"{t.repository}@{digest}"
+                else:
+                    todo.append(name)
+            run.step("build", "ok", f"would build: {', '.join(todo) or 'nothing'}")
+        else:
+            run.step("build", "skipped", "dry run: the program's build runs only on up")
+        run.step("apply", "running")
+        env = {ENV_COMMIT: commit}
+        if overrides:
+            env[ENV_IMAGE_OVERRIDES] = json.dumps(overrides, sort_keys=True)
+        result = target.apply(request.stack, env=env, dry_run=True, on_output=run.reporter.output)
+    except DeployError as exc:
+        out.error = str(exc)
+        run.step("apply", "failed", str(exc))
+        run.skip_rest("apply", "dry run failed")
+        return out
+    out.summary = dict(result.summary)
+    run.step("apply", "ok", f"preview: {_summary_text(result.summary)}")
+    run.skip_rest("apply", "dry run")
+    out.exit_code = ExitCode.CHANGES if result.changed else ExitCode.OK
+    return out
+
+
+def default_image_tags(root: Path) -> Callable[[str], str]:
+    from infra.build_context import image_tag
+
+    return lambda service: image_tag(service, root)

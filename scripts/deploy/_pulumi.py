@@ -1,0 +1,293 @@
+"""The Pulumi adapter: ``up``/``preview`` of a stack through the Automation API, interruptible.
+
+Thin over ``pulumi.automation`` (``LocalWorkspace`` + ``select_stack`` on the project's
+``Pulumi.yaml``): streaming output through a callback, the deploy's inputs passed through the
+environment the program reads (``PLATFORM_GIT_COMMIT``, ``PLATFORM_LOCK_TOKEN``,
+``PLATFORM_IMAGE_OVERRIDES``; never stack config, which would rewrite ``Pulumi.<stack>.yaml``),
+per-resource changes collected from the engine's event stream, and :meth:`interrupt` that sends
+the running ``pulumi`` process SIGINT, waits a grace period, then kills it (the lease was lost:
+stop writing now).
+
+The orchestration talks to :class:`PulumiEngine`; tests use a double of it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from ._errors import DeployError
+from ._tooling import missing_pulumi
+
+__all__ = [
+    "ENV_COMMIT",
+    "ENV_LOCK_TOKEN",
+    "ENV_IMAGE_OVERRIDES",
+    "INTERRUPT_GRACE_S",
+    "ResourceChange",
+    "EngineResult",
+    "PulumiEngine",
+    "AutomationPulumi",
+    "OnOutput",
+]
+
+#: The environment the program reads (infra/): the deployed commit label, the lock's fencing
+#: token label, and per-service image digests replacing the build (remote builds, rollback).
+ENV_COMMIT = "PLATFORM_GIT_COMMIT"
+ENV_LOCK_TOKEN = "PLATFORM_LOCK_TOKEN"
+ENV_IMAGE_OVERRIDES = "PLATFORM_IMAGE_OVERRIDES"
+#: SIGINT lets ``pulumi`` finish in-flight resource operations and write its checkpoint; after
+#: this long it is killed (the stack may then need ``pulumi refresh`` / ``pulumi cancel``).
+INTERRUPT_GRACE_S = 30.0
+
+OnOutput = Callable[[str], None]
+
+#: Step ops that are not a change to the stack.
+_NO_CHANGE_OPS = frozenset({"same", "read", "refresh", "discard", "discard-replaced"})
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    """One resource the engine would change (or did), with the properties that differ."""
+
+    urn: str
+    type: str
+    op: str
+    diffs: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.urn.rsplit("::", 1)[-1]
+
+
+@dataclass
+class EngineResult:
+    """What an ``up`` or ``preview`` did: op counts (Pulumi's summary) and the changes."""
+
+    summary: dict[str, int] = field(default_factory=dict)
+    changes: list[ResourceChange] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return any(n for op, n in self.summary.items() if op not in _NO_CHANGE_OPS) or bool(
+            self.changes
+        )
+
+
+class PulumiEngine(Protocol):
+    """What the pipeline and drift need from Pulumi."""
+
+    def preview(
+        self,
+        stack: str,
+        *,
+        env: Mapping[str, str],
+        on_output: OnOutput | None = None,
+        refresh: bool = False,
+        expect_no_changes: bool = False,
+    ) -> EngineResult:
+        """A dry run. With ``expect_no_changes`` a diff is returned as changes, not raised."""
+        ...
+
+    def up(
+        self, stack: str, *, env: Mapping[str, str], on_output: OnOutput | None = None
+    ) -> EngineResult:
+        """Apply the program. Raises :class:`DeployError` on failure."""
+        ...
+
+    def interrupt(self, *, grace: float = INTERRUPT_GRACE_S) -> bool:
+        """Stop a running ``up``: SIGINT, ``grace`` seconds, then SIGKILL. True if one ran."""
+        ...
+
+
+def _interruptible_command_class() -> type:
+    from pulumi.automation import PulumiCommand
+    from pulumi.automation._cmd import CommandResult
+    from pulumi.automation.errors import create_command_error
+
+    class InterruptiblePulumiCommand(PulumiCommand):
+        """``PulumiCommand`` whose running process can be interrupted from another thread.
+
+        Mirrors ``PulumiCommand.run`` (which keeps its ``Popen`` to itself) and records the
+        process, so :meth:`interrupt` can signal it.
+        """
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._proc_lock = threading.Lock()
+            self._procs: set[subprocess.Popen] = set()
+
+        def run(self, args, cwd, additional_env, on_output=None, on_error=None):  # noqa: D401
+            sep = args.index("--") if "--" in args else len(args)
+            if "--non-interactive" not in args[:sep]:
+                args.insert(0, "--non-interactive")
+            env = {**os.environ, **additional_env, "PULUMI_AUTOMATION_API": "true"}
+            out_chunks: list[str] = []
+            err_chunks: list[str] = []
+
+            def consume(stream, callback, chunks):
+                for line in iter(stream.readline, ""):
+                    line = line.rstrip()
+                    if callback:
+                        callback(line)
+                    chunks.append(line)
+                stream.close()
+
+            with subprocess.Popen(
+                [self.command, *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=cwd,
+                env=env,
+                encoding="utf-8",
+            ) as proc:
+                with self._proc_lock:
+                    self._procs.add(proc)
+                try:
+                    threads = [
+                        threading.Thread(target=consume, args=(proc.stdout, on_output, out_chunks)),
+                        threading.Thread(target=consume, args=(proc.stderr, on_error, err_chunks)),
+                    ]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                    proc.wait()
+                finally:
+                    with self._proc_lock:
+                        self._procs.discard(proc)
+            result = CommandResult(
+                stdout="\n".join(out_chunks), stderr="\n".join(err_chunks), code=proc.returncode
+            )
+            if proc.returncode != 0:
+                raise create_command_error(result)
+            return result
+
+        def interrupt(self, grace: float) -> bool:
+            with self._proc_lock:
+                procs = list(self._procs)
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGINT)
+            for proc in procs:
+                try:
+                    proc.wait(timeout=grace)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            return bool(procs)
+
+    return InterruptiblePulumiCommand
+
+
+class AutomationPulumi:
+    """The real engine: the ``pulumi`` CLI driven by the Automation API from ``work_dir``."""
+
+    def __init__(self, work_dir: Path | str, *, pulumi_home: str | None = None) -> None:
+        self.work_dir = str(work_dir)
+        self.pulumi_home = pulumi_home
+        self._command: Any = None
+
+    def _stack(self, stack: str, env: Mapping[str, str]):
+        from pulumi import automation as auto
+
+        try:
+            if self._command is None:
+                self._command = _interruptible_command_class()()
+            opts = auto.LocalWorkspaceOptions(
+                work_dir=self.work_dir,
+                pulumi_home=self.pulumi_home,
+                env_vars=dict(env),
+                pulumi_command=self._command,
+            )
+            return auto.select_stack(stack_name=stack, work_dir=self.work_dir, opts=opts)
+        except FileNotFoundError as exc:
+            raise missing_pulumi(exc) from None
+        except auto.errors.StackNotFoundError:
+            raise DeployError(
+                f"stack '{stack}' does not exist in the Pulumi backend of {self.work_dir}/"
+                f"Pulumi.yaml; create it once with `pulumi stack init {stack}`"
+            ) from None
+        except auto.errors.CommandError as exc:
+            raise DeployError(f"pulumi could not select stack '{stack}': {exc}") from None
+
+    @staticmethod
+    def _collector() -> tuple[list[ResourceChange], Callable[[Any], None]]:
+        changes: list[ResourceChange] = []
+
+        def on_event(event: Any) -> None:
+            pre = getattr(event, "resource_pre_event", None)
+            if pre is None or pre.metadata is None:
+                return
+            md = pre.metadata
+            op = getattr(md.op, "value", str(md.op))
+            if op in _NO_CHANGE_OPS:
+                return
+            changes.append(ResourceChange(md.urn, md.type, op, tuple(md.diffs or ())))
+
+        return changes, on_event
+
+    @staticmethod
+    def _summary(op_map: Mapping[Any, int] | None) -> dict[str, int]:
+        return {getattr(k, "value", str(k)): int(v) for k, v in (op_map or {}).items()}
+
+    def preview(self, stack, *, env, on_output=None, refresh=False, expect_no_changes=False):
+        from pulumi import automation as auto
+
+        st = self._stack(stack, env)
+        changes, on_event = self._collector()
+        try:
+            res = st.preview(
+                on_output=on_output,
+                on_event=on_event,
+                refresh=refresh or None,
+                expect_no_changes=expect_no_changes or None,
+                color="never",
+            )
+        except FileNotFoundError as exc:
+            raise missing_pulumi(exc) from None
+        except auto.errors.CommandError as exc:
+            if expect_no_changes and changes:
+                # "no changes were expected but changes were proposed": the changes are drift.
+                return EngineResult(summary=_count(changes), changes=changes)
+            raise DeployError(f"pulumi preview failed for stack '{stack}': {exc}") from None
+        return EngineResult(summary=self._summary(res.change_summary), changes=changes)
+
+    def up(self, stack, *, env, on_output=None):
+        from pulumi import automation as auto
+
+        st = self._stack(stack, env)
+        changes, on_event = self._collector()
+        try:
+            res = st.up(on_output=on_output, on_event=on_event, color="never")
+        except FileNotFoundError as exc:
+            raise missing_pulumi(exc) from None
+        except auto.errors.ConcurrentUpdateError as exc:
+            raise DeployError(
+                f"the Pulumi backend reports another update on '{stack}' (or a stale one after a "
+                f"crash): see docs/runbooks.md 'Recover an interrupted deploy'. {exc}"
+            ) from None
+        except auto.errors.CommandError as exc:
+            raise DeployError(f"pulumi up failed for stack '{stack}': {exc}") from None
+        outputs = {k: v.value for k, v in (res.outputs or {}).items()}
+        return EngineResult(
+            summary=self._summary(res.summary.resource_changes), changes=changes, outputs=outputs
+        )
+
+    def interrupt(self, *, grace: float = INTERRUPT_GRACE_S) -> bool:
+        if self._command is None:
+            return False
+        return self._command.interrupt(grace)
+
+
+def _count(changes: list[ResourceChange]) -> dict[str, int]:
+    summary: dict[str, int] = {}
+    for c in changes:
+        summary[c.op] = summary.get(c.op, 0) + 1
+    return summary
