@@ -1,0 +1,38 @@
+"""Fixtures of the deploy-lock tests: locks and CLI environments on the session emulator."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from scripts.deploylock import DeployLock
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY_LOCK = [sys.executable, "-m", "scripts.deploy_lock_cli"]
+
+
+@pytest.fixture
+def make_lock(firestore_db):
+    """``make_lock(stack="prod", ttl=seconds)``: a DeployLock on the freshly wiped emulator."""
+
+    def make(stack: str = "prod", ttl: float = 5.0, **kwargs) -> DeployLock:
+        return DeployLock(firestore_db, stack=stack, ttl=timedelta(seconds=ttl), **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def cli_env(firestore_db, firestore_emulator) -> dict[str, str]:
+    """Environment for running ``deploy-lock`` in a subprocess against the emulator."""
+    return {
+        **os.environ,
+        **firestore_emulator.env(),
+        "GOOGLE_CLOUD_PROJECT": firestore_emulator.project,
+        "NO_GCE_CHECK": "true",
+        "PYTHONPATH": str(REPO),
+        "COLUMNS": "200",  # rich wraps at 80 columns otherwise: keep messages on one line
+    }
