@@ -1,0 +1,78 @@
+"""The one naming function: every physical GCP name the program creates comes from here.
+
+Rule: a name carries the stack (``-<stack>``) where GCP names must differ between stacks that
+may share a scope. Pub/Sub topics and subscriptions and Cloud Scheduler jobs carry it (the
+production topics were created as ``prediction-request-prod`` before this program, and a dev
+stack pointed at the same project must not deliver into production's topics). Cloud Run
+services, service accounts, secrets, the Artifact Registry repository and the Firestore
+database keep their bare names: each stack runs in its own project (``gcp:project``), and
+the service names are what dashboards, the deploy pipeline and the services' URLs use.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["Kind", "physical_name", "STACK_SCOPED", "DEAD_LETTER_SUFFIX"]
+
+DEAD_LETTER_SUFFIX = "dead-letter"
+
+
+class Kind(StrEnum):
+    SERVICE = "service"  # Cloud Run service
+    RUNTIME_ACCOUNT = "runtime-account"  # a service's own identity
+    PUSH_ACCOUNT = "push-account"  # the identity a push subscription signs its OIDC token as
+    SCHEDULER_ACCOUNT = "scheduler-account"  # the identity a scheduler job calls as
+    DEPLOY_ACCOUNT = "deploy-account"
+    TOPIC = "topic"
+    DEAD_LETTER_TOPIC = "dead-letter-topic"
+    SUBSCRIPTION = "subscription"
+    DEAD_LETTER_SUBSCRIPTION = "dead-letter-subscription"
+    SCHEDULER_JOB = "scheduler-job"
+    SECRET = "secret"
+    REPOSITORY = "repository"
+    IMAGE = "image"  # image name inside the Artifact Registry repository
+
+
+STACK_SCOPED = frozenset(
+    {
+        Kind.TOPIC,
+        Kind.DEAD_LETTER_TOPIC,
+        Kind.SUBSCRIPTION,
+        Kind.DEAD_LETTER_SUBSCRIPTION,
+        Kind.SCHEDULER_JOB,
+    }
+)
+
+# Service account ids are 6-30 characters: short prefixes keep derived ids inside the limit.
+_ACCOUNT_PREFIX = {
+    Kind.RUNTIME_ACCOUNT: "run-",
+    Kind.PUSH_ACCOUNT: "push-",
+    Kind.SCHEDULER_ACCOUNT: "sched-",
+    Kind.DEPLOY_ACCOUNT: "",
+}
+
+
+def _short_service(name: str) -> str:
+    # "prediction-coordinator" -> "coordinator": the platform prefix adds nothing to an id
+    # that is already scoped to the platform's project, and ids are limited to 30 chars.
+    return name.removeprefix("prediction-")
+
+
+def physical_name(kind: Kind, logical: str, stack: str) -> str:
+    """The GCP name of the ``kind`` resource called ``logical`` in the config, in ``stack``.
+
+    ``logical`` is the config key (service name, topic key, subscription name, job name...).
+    """
+    if kind in _ACCOUNT_PREFIX:
+        base = logical if kind is Kind.DEPLOY_ACCOUNT else _short_service(logical)
+        return f"{_ACCOUNT_PREFIX[kind]}{base}"
+    if kind is Kind.IMAGE:
+        return logical
+    if kind is Kind.DEAD_LETTER_TOPIC:
+        return f"{logical}-{stack}-{DEAD_LETTER_SUFFIX}"
+    if kind is Kind.DEAD_LETTER_SUBSCRIPTION:
+        return f"{logical}-{stack}-{DEAD_LETTER_SUFFIX}-sub"
+    if kind in STACK_SCOPED:
+        return f"{logical}-{stack}"
+    return logical

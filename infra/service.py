@@ -1,0 +1,311 @@
+"""A Cloud Run service with its identities, image, runtime roles and invokers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+import pulumi_docker_build as docker_build
+import pulumi_gcp as gcp
+
+from infra.build_context import BuildContextError, dockerfile_for, image_tag
+from infra.config import ServiceConfig, StackConfig
+from infra.deploy_env import DeployEnv, label_value
+from infra.naming import Kind
+from infra.options import child_options
+
+__all__ = ["Service", "ServiceArgs", "SecretRef", "INGRESS", "substitute"]
+
+# Config spelling -> Cloud Run v2 enum.
+INGRESS = {
+    "all": "INGRESS_TRAFFIC_ALL",
+    "internal": "INGRESS_TRAFFIC_INTERNAL_ONLY",
+    "internal-and-cloud-load-balancing": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
+}
+INVOKER_ROLE = "roles/run.invoker"
+# Cloud Run runs on linux/amd64; an image built on an arm64 laptop would not start.
+IMAGE_PLATFORM = docker_build.Platform.LINUX_AMD64
+
+
+def substitute(value: str, cfg: StackConfig) -> str:
+    """Env values may say ``{project}``, ``{region}`` or ``{stack}``: nothing written twice."""
+    return (
+        value.replace("{project}", cfg.project)
+        .replace("{region}", cfg.region)
+        .replace("{stack}", cfg.stack)
+    )
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """What a service needs of a Secret component: its id and the pinned version number."""
+
+    secret_id: pulumi.Input[str]
+    version: pulumi.Input[str]
+
+
+@dataclass(frozen=True)
+class ServiceArgs:
+    name: str  # the config key (logical name)
+    config: ServiceConfig
+    stack: StackConfig
+    deploy: DeployEnv
+    repository_url: pulumi.Input[str]
+    deployer_member: pulumi.Input[str]
+    secrets: Mapping[str, SecretRef] = field(default_factory=dict)  # secret key -> ref
+    pushed_by_pubsub: bool = False  # some subscription pushes to it: make its push identity
+    called_by_scheduler: bool = False  # some job calls it: make its scheduler identity
+
+
+class Service(pulumi.ComponentResource):
+    """A Cloud Run service deployed by image digest, running as its own service account.
+
+    Owns every identity that talks to it: its runtime account (with exactly the roles its
+    config implies), the identity Pub/Sub pushes to it as, and the identity Cloud Scheduler
+    calls it as, each with ``roles/run.invoker`` on this service only.
+    """
+
+    url: pulumi.Output[str]
+    service_name: pulumi.Output[str]
+    runtime_member: pulumi.Output[str]
+    image_ref: pulumi.Output[str]
+    push_identity_email: pulumi.Output[str] | None
+    scheduler_identity_email: pulumi.Output[str] | None
+
+    def __init__(
+        self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("platform:index:Service", name, None, opts)
+        cfg, svc = args.stack, args.config
+        child = child_options(self, opts)
+
+        # Its own identity: the default compute account has project Editor.
+        # https://cloud.google.com/run/docs/securing/service-identity
+        runtime = gcp.serviceaccount.Account(
+            f"{name}-runtime",
+            project=cfg.project,
+            account_id=cfg.name(Kind.RUNTIME_ACCOUNT, args.name),
+            display_name=f"Runtime identity of {args.name}",
+            opts=child,
+        )
+        self.runtime_member = runtime.email.apply(lambda e: f"serviceAccount:{e}")
+        # The deploy identity must be able to act as the runtime account to deploy revisions.
+        gcp.serviceaccount.IAMMember(
+            f"{name}-deployer-acts-as",
+            service_account_id=runtime.name,
+            role="roles/iam.serviceAccountUser",
+            member=args.deployer_member,
+            opts=child,
+        )
+
+        grants: list[pulumi.Resource] = []
+        if svc.uses_firestore:
+            # datastore.user is only grantable on the project (no per-database IAM).
+            grants.append(
+                gcp.projects.IAMMember(
+                    f"{name}-firestore-user",
+                    project=cfg.project,
+                    role="roles/datastore.user",
+                    member=self.runtime_member,
+                    opts=child,
+                )
+            )
+        for secret in sorted(set(svc.secret_env.values())):
+            grants.append(
+                gcp.secretmanager.SecretIamMember(
+                    f"{name}-reads-{secret}",
+                    project=cfg.project,
+                    secret_id=args.secrets[secret].secret_id,
+                    role="roles/secretmanager.secretAccessor",
+                    member=self.runtime_member,
+                    opts=child,
+                )
+            )
+
+        self.image_ref = self._image(name, args, child)
+
+        envs = [
+            gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(name=k, value=substitute(v, cfg))
+            for k, v in sorted(svc.env.items())
+        ]
+        # Topic names reach the code here, from the one naming function; never hard-coded.
+        envs += [
+            gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(
+                name=k, value=cfg.name(Kind.TOPIC, topic)
+            )
+            for k, topic in sorted(svc.publishes.items())
+        ]
+        envs += [
+            gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(
+                name=k,
+                value_source=gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceArgs(
+                    secret_key_ref=gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceSecretKeyRefArgs(
+                        secret=args.secrets[secret].secret_id,
+                        # Pinned to the version this program created, never "latest": a new
+                        # value rolls a new revision instead of surprising a running one.
+                        version=args.secrets[secret].version,
+                    )
+                ),
+            )
+            for k, secret in sorted(svc.secret_env.items())
+        ]
+
+        labels = {
+            "managed-by": "pulumi",
+            "platform-stack": label_value(cfg.stack),
+            # Read by the preflight rules (9, 11) from the graph, also in a real preview.
+            "public": str(svc.public).lower(),
+            "background-work": str(svc.background_work).lower(),
+        }
+        if svc.stall_check_path:
+            labels["stall-check"] = label_value(svc.stall_check_path.strip("/"))
+        # On the service, not the revision template: a commit that changes no image must not
+        # roll a revision. https://cloud.google.com/run/docs/configuring/labels
+        if args.deploy.git_commit:
+            labels["git-commit"] = label_value(args.deploy.git_commit)
+        if args.deploy.lock_token:
+            labels["deploy-lock-token"] = label_value(args.deploy.lock_token)
+
+        service = gcp.cloudrunv2.Service(
+            name,
+            project=cfg.project,
+            location=cfg.region,
+            name=cfg.name(Kind.SERVICE, args.name),
+            ingress=INGRESS[svc.ingress],
+            # Explicit: a replace or destroy of a production service must be deliberate.
+            deletion_protection=svc.deletion_protection,
+            labels=labels,
+            template=gcp.cloudrunv2.ServiceTemplateArgs(
+                service_account=runtime.email,
+                timeout=f"{svc.timeout_seconds}s",
+                max_instance_request_concurrency=svc.concurrency,
+                scaling=gcp.cloudrunv2.ServiceTemplateScalingArgs(
+                    min_instance_count=svc.min_instances,
+                    max_instance_count=svc.max_instances,
+                ),
+                containers=[
+                    gcp.cloudrunv2.ServiceTemplateContainerArgs(
+                        image=self.image_ref,
+                        envs=envs,
+                        resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
+                            limits={"cpu": svc.cpu, "memory": svc.memory},
+                            # False = CPU stays allocated after the response, for work done
+                            # after answering (the coordinator keeps publishing after /start).
+                            # https://cloud.google.com/run/docs/configuring/billing-settings
+                            cpu_idle=svc.cpu_idle,
+                            startup_cpu_boost=svc.startup_cpu_boost,
+                        ),
+                    )
+                ],
+            ),
+            # A revision that cannot read its secrets fails to start: grants first.
+            opts=child_options(self, opts, depends_on=grants),
+        )
+        self.url = service.uri
+        self.service_name = service.name
+
+        if svc.public:
+            gcp.cloudrunv2.ServiceIamMember(
+                f"{name}-public",
+                project=cfg.project,
+                location=cfg.region,
+                name=service.name,
+                role=INVOKER_ROLE,
+                member="allUsers",
+                opts=child,
+            )
+
+        self.push_identity_email = None
+        if args.pushed_by_pubsub:
+            self.push_identity_email = self._caller(
+                name, args, service, Kind.PUSH_ACCOUNT, "pushes", child
+            )
+        self.scheduler_identity_email = None
+        if args.called_by_scheduler:
+            self.scheduler_identity_email = self._caller(
+                name, args, service, Kind.SCHEDULER_ACCOUNT, "scheduler", child
+            )
+
+        self.register_outputs(
+            {
+                "url": self.url,
+                "service_name": self.service_name,
+                "runtime_member": self.runtime_member,
+                "image_ref": self.image_ref,
+                "push_identity_email": self.push_identity_email,
+                "scheduler_identity_email": self.scheduler_identity_email,
+            }
+        )
+
+    def _caller(
+        self,
+        name: str,
+        args: ServiceArgs,
+        service: gcp.cloudrunv2.Service,
+        kind: Kind,
+        suffix: str,
+        child: pulumi.ResourceOptions,
+    ) -> pulumi.Output[str]:
+        """A dedicated identity allowed to invoke exactly this service.
+
+        The email resolves only after the invoker binding exists, so a subscription or job
+        using it is never created before it may call the service.
+        """
+        cfg = args.stack
+        who = "Pub/Sub push" if kind is Kind.PUSH_ACCOUNT else "Cloud Scheduler"
+        account = gcp.serviceaccount.Account(
+            f"{name}-{suffix}-identity",
+            project=cfg.project,
+            account_id=cfg.name(kind, args.name),
+            display_name=f"{who} calls {args.name} as this identity",
+            opts=child,
+        )
+        binding = gcp.cloudrunv2.ServiceIamMember(
+            f"{name}-{suffix}-invoker",
+            project=cfg.project,
+            location=cfg.region,
+            name=service.name,
+            role=INVOKER_ROLE,
+            member=account.email.apply(lambda e: f"serviceAccount:{e}"),
+            opts=child,
+        )
+        return pulumi.Output.all(account.email, binding.id).apply(lambda v: v[0])
+
+    def _image(
+        self, name: str, args: ServiceArgs, child: pulumi.ResourceOptions
+    ) -> pulumi.Output[str]:
+        override = args.deploy.image_overrides.get(args.name) or args.config.image
+        if override:
+            # Rollback and remote (Cloud Build) builds hand a digest: nothing is built here.
+            return pulumi.Output.from_input(override)
+        root = Path(args.deploy.repo_root)
+        try:
+            tag = image_tag(args.name, root)
+        except (FileNotFoundError, BuildContextError) as exc:
+            raise pulumi.RunError(
+                f"{args.name}: cannot compute the image tag from {dockerfile_for(args.name)} "
+                f"under {root}: {exc} (or give a digest in PLATFORM_IMAGE_OVERRIDES)"
+            ) from None
+        image_name = args.stack.name(Kind.IMAGE, args.name)
+        # Paths relative to the working directory keep the state free of machine paths.
+        context = os.path.relpath(root, os.getcwd())
+        image = docker_build.Image(
+            f"{name}-image",
+            # The repo root, not the service folder: the image needs shared/ too (a build
+            # from services/<name>/ once shipped an image without it).
+            context=docker_build.BuildContextArgs(location=context),
+            dockerfile=docker_build.DockerfileArgs(
+                location=os.path.join(context, dockerfile_for(args.name))
+            ),
+            tags=[pulumi.Output.concat(args.repository_url, "/", image_name, ":", tag)],
+            platforms=[IMAGE_PLATFORM],
+            push=True,
+            # A preview must never need a Docker daemon.
+            build_on_preview=False,
+            opts=child,
+        )
+        # `ref` is "<tag>@sha256:<digest>": Cloud Run runs exactly what was built.
+        return image.ref
