@@ -29,8 +29,8 @@ __all__ = [
 ]
 
 #: Labels the program sets on each Cloud Run service (GCP label values: [a-z0-9_-], <= 63).
-COMMIT_LABEL = "platform-commit"
-LOCK_TOKEN_LABEL = "platform-lock-token"
+COMMIT_LABEL = "git-commit"
+LOCK_TOKEN_LABEL = "deploy-lock-token"
 
 
 @dataclass(frozen=True)

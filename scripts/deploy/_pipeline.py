@@ -177,6 +177,11 @@ class _Run:
             self.outcome.steps.append(StepRecord(name, status, detail))
         self.reporter.step(name, status, detail)
 
+    def skip_between(self, after: str, before: str, reason: str) -> None:
+        for name in STEPS[STEPS.index(after) + 1 : STEPS.index(before)]:
+            if not any(s.name == name for s in self.outcome.steps):
+                self.step(name, "skipped", reason)
+
     def skip_rest(self, after: str, reason: str) -> None:
         for name in STEPS[STEPS.index(after) + 1 :]:
             if not any(s.name == name for s in self.outcome.steps):
@@ -231,8 +236,13 @@ def run_deploy(
     reporter: Reporter,
     builder: ImageBuilder | None = None,
     image_tags: Callable[[str], str] | None = None,
+    confirm: Callable[[str], bool] | None = None,
 ) -> DeployOutcome:
-    """Run the pipeline; never raises for an expected failure: see ``outcome.exit_code``."""
+    """Run the pipeline; never raises for an expected failure: see ``outcome.exit_code``.
+
+    ``confirm(question)`` is asked once, after the tooling check and before the lock, for a
+    real (not dry) run; a False answer stops with exit 1 and nothing changed.
+    """
     run = _Run(request, reporter)
     out = run.outcome
     stack = request.stack
@@ -271,6 +281,7 @@ def run_deploy(
         run.skip_rest("preflight", "preflight failed")
         return out
     run.step("preflight", "ok", f"{len(info.services)} service(s), commit {commit[:12]}")
+    target.bind(info)
 
     # 2. tooling
     run.step("tooling", "running")
@@ -285,6 +296,22 @@ def run_deploy(
 
     if request.dry_run:
         return _dry_run(run, info, target, builder, commit)
+
+    if confirm is not None:
+        what = (
+            f"roll back stack '{stack}' to {request.rollback_to.id}"
+            if request.rollback_to
+            else f"deploy stack '{stack}'"
+        )
+        question = (
+            f"{what} at commit {commit[:12]} ({', '.join(sorted(info.services))}; "
+            f"builder {request.builder})?"
+        )
+        if not confirm(question):
+            out.error = "not confirmed: nothing was changed"
+            run.step("lock", "skipped", out.error)
+            run.skip_rest("lock", "not confirmed")
+            return out
 
     # 3. lock
     run.step("lock", "running")
@@ -325,6 +352,7 @@ def run_deploy(
         with _signals_raise(on_signal):
             try:
                 stop_heartbeat = locker.heartbeat(lease, on_lost)
+                current = "record"
                 record = history.start(
                     Deployment(
                         id=new_deployment_id(stack),
@@ -400,6 +428,7 @@ def run_deploy(
                 if current in ("apply", "verify"):
                     out.error += f"; {instructions}"
                 run.step(current, "failed", str(exc))
+                run.skip_between(current, "record", "interrupted")
                 _finish(
                     history,
                     record,
@@ -414,6 +443,7 @@ def run_deploy(
                 out.error = msg
                 out.exit_code = ExitCode.ERROR
                 run.step(current, "failed", msg)
+                run.skip_between(current, "record", f"{current} failed")
                 _finish(history, record, out, Result.FAILED, msg, None, run)
     finally:
         # 8. release, always

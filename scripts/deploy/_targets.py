@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from ._cloudrun import RunInspector, ServiceCheck, ServiceRef, verify_services
 from ._pulumi import INTERRUPT_GRACE_S, EngineResult, OnOutput, PulumiEngine
+from ._stackinfo import StackInfo
 from ._tooling import SystemTooling, ToolingCheck
 
 __all__ = ["Target", "CloudTarget", "LocalPlatform", "LocalTarget"]
@@ -19,6 +20,10 @@ __all__ = ["Target", "CloudTarget", "LocalPlatform", "LocalTarget"]
 
 class Target(Protocol):
     name: str
+
+    def bind(self, info: StackInfo) -> None:
+        """Called after preflight with what the plan says about the stack."""
+        ...
 
     def tooling(self) -> ToolingCheck: ...
 
@@ -54,21 +59,27 @@ class CloudTarget:
         *,
         engine: PulumiEngine,
         inspector: RunInspector,
-        services: Mapping[str, ServiceRef],
         firestore_factory: Any,
+        services: Mapping[str, ServiceRef] | None = None,
         tooling: ToolingCheck | None = None,
     ) -> None:
         self.engine = engine
         self.inspector = inspector
-        self.services = dict(services)
+        self.services = dict(services or {})
+        self.info: StackInfo | None = None
         self._firestore_factory = firestore_factory
         self._tooling = tooling
+
+    def bind(self, info: StackInfo) -> None:
+        self.info = info
+        self.services = info.refs()
 
     def tooling(self) -> ToolingCheck:
         return self._tooling or SystemTooling()
 
     def firestore_client(self) -> Any:
-        return self._firestore_factory()
+        """``firestore_factory(info)``: the lock's database (see the bootstrap program)."""
+        return self._firestore_factory(self.info)
 
     def apply(self, stack, *, env, dry_run, on_output=None):
         if dry_run:
@@ -137,6 +148,9 @@ class LocalTarget:
 
     def __init__(self, platform: LocalPlatform) -> None:
         self.platform = platform
+
+    def bind(self, info: StackInfo) -> None:
+        pass
 
     def tooling(self) -> ToolingCheck:
         class _Emulators:

@@ -99,7 +99,7 @@ class FakeInspector:
         return self.states.get(ref.name, ServiceState(exists=False))
 
     def serve(self, name: str, digest: str, *, commit: str | None = None, percent: int = 100):
-        labels = {"platform-commit": commit} if commit else {}
+        labels = {"git-commit": commit} if commit else {}
         self.states[name] = ServiceState(
             exists=True,
             latest_ready_revision=f"{name}-00002-abc",

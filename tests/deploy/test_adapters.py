@@ -158,7 +158,7 @@ def test_cloud_run_adapter_reads_revision_traffic_and_digest_from_run_v2_message
                 percent=100,
             )
         ],
-        labels={"platform-commit": "abc"},
+        labels={"git-commit": "abc"},
         uri="https://w.run.app",
     )
     revision = run_v2.Revision(
@@ -179,4 +179,4 @@ def test_cloud_run_adapter_reads_revision_traffic_and_digest_from_run_v2_message
     adapter._services, adapter._revisions = Services(), Revisions()
     state = adapter.describe(REF)
     assert state.latest_ready_revision == "w-2" and state.latest_percent == 100
-    assert state.image_digest == digest("d") and state.labels == {"platform-commit": "abc"}
+    assert state.image_digest == digest("d") and state.labels == {"git-commit": "abc"}

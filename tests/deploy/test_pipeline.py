@@ -1,0 +1,329 @@
+"""The deploy pipeline end to end with the real deploy lock and deployment history on Google's
+Firestore emulator, real git, and test doubles of exactly the four cloud adapters."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+
+from infra.build_context import image_tag
+from scripts.cli_common import ExitCode
+from scripts.deploy import (
+    CloudTarget,
+    DeployError,
+    DeployLockLocker,
+    DeploymentHistory,
+    DeployRequest,
+    ImageTarget,
+    MissingTool,
+    PreflightResult,
+    Result,
+    ServiceRef,
+    StackInfo,
+    StackService,
+    run_deploy,
+)
+from scripts.deploy._pipeline import default_image_tags
+from scripts.deploylock import DeployLock, HolderInfo
+from tests.deploy.doubles import (
+    FakeBuilder,
+    FakeEngine,
+    FakeInspector,
+    FakeTooling,
+    RecordingReporter,
+    digest,
+)
+from tests.deploy.gitrepo import TempRepo
+
+pytestmark = pytest.mark.emulator
+
+SERVICES = ("prediction-coordinator", "prediction-worker")
+REPO = "us-west2-docker.pkg.dev/p/platform-images"
+
+
+def _info(root, services=SERVICES) -> StackInfo:
+    return StackInfo(
+        "prod",
+        "p",
+        "us-west2",
+        {
+            s: StackService(
+                s,
+                ServiceRef(s, s, "p", "us-west2"),
+                ImageTarget(s, f"{REPO}/{s}", image_tag(s, root)),
+            )
+            for s in services
+        },
+    )
+
+
+class World:
+    """One pipeline under test: a temp repo, the emulator, doubles of the four adapters."""
+
+    def __init__(self, db, tmp_path) -> None:
+        self.db = db
+        self.repo = TempRepo(tmp_path / "repo")
+        self.head = self.repo.commit("initial")
+        self.info = _info(self.repo.root)
+        self.preflight_errors: list[str] = []
+        self.preflight_calls = 0
+        self.engine = FakeEngine()
+        self.inspector = FakeInspector()
+        self.builder = FakeBuilder()
+        self.tooling = FakeTooling()
+        self.reporter = RecordingReporter()
+        self.served = {s: digest(c) for s, c in zip(SERVICES, "cw", strict=True)}
+
+        def cloud_run_updated():
+            for s, d in self.served.items():
+                self.inspector.serve(s, d, commit=self.head)
+
+        self.engine.on_up = cloud_run_updated
+        self.target = CloudTarget(
+            engine=self.engine,
+            inspector=self.inspector,
+            firestore_factory=lambda info: db,
+            tooling=self.tooling,
+        )
+
+    def preflight(self, stack):
+        self.preflight_calls += 1
+        return PreflightResult(errors=list(self.preflight_errors), info=self.info)
+
+    def lock(self, ttl=timedelta(minutes=1)) -> DeployLock:
+        return DeployLock(self.db, stack="prod", ttl=ttl)
+
+    def deploy(self, *, ttl=timedelta(minutes=1), grace=2.0, **kw):
+        from scripts.deploy._git import GitRepo
+
+        kw.setdefault("stack", "prod")
+        request = DeployRequest(interrupt_grace=grace, **kw)
+        return run_deploy(
+            request,
+            target=self.target,
+            preflight=self.preflight,
+            locker=DeployLockLocker(ttl=ttl, who="tester"),
+            repo=GitRepo(self.repo.root),
+            reporter=self.reporter,
+            builder=self.builder,
+            image_tags=default_image_tags(self.repo.root),
+        )
+
+    def records(self):
+        return DeploymentHistory(self.db).list("prod")
+
+
+@pytest.fixture
+def world(firestore_db, tmp_path):
+    return World(firestore_db, tmp_path)
+
+
+def _assert_released(world):
+    status = world.lock().status()
+    assert not status.held, status.describe()
+
+
+def test_a_deploy_locks_applies_verifies_records_and_releases(world):
+    out = world.deploy()
+    assert out.exit_code == ExitCode.OK, (out.error, world.reporter.steps)
+    assert [s.name for s in out.steps] == [
+        "preflight",
+        "tooling",
+        "lock",
+        "build",
+        "apply",
+        "verify",
+        "record",
+        "release",
+    ]
+    assert all(s.status == "ok" for s in out.steps), out.steps
+    ((kind, stack, env),) = [c for c in world.engine.calls if c[0] == "up"]
+    assert env["PLATFORM_GIT_COMMIT"] == world.head
+    assert "PLATFORM_IMAGE_OVERRIDES" not in env  # builder local: the program builds
+    (record,) = world.records()
+    assert record.result == Result.SUCCEEDED and record.commit == world.head
+    assert record.who == "tester" and record.lock_token == int(env["PLATFORM_LOCK_TOKEN"])
+    assert record.images == {s: f"{REPO}/{s}@{d}" for s, d in world.served.items()}
+    assert record.image_tags == {s: image_tag(s, world.repo.root) for s in SERVICES}
+    assert record.summary == {"update": 2, "same": 10}
+    assert record.started_at <= record.ended_at
+    _assert_released(world)
+
+
+def test_a_failing_up_records_a_failed_deployment_and_releases(world):
+    world.engine.up_error = DeployError("pulumi up failed for stack 'prod': boom")
+    out = world.deploy()
+    assert out.exit_code == ExitCode.ERROR and "boom" in out.error
+    (record,) = world.records()
+    assert record.result == Result.FAILED and "boom" in record.error
+    assert world.reporter.status_of("verify") == "skipped"
+    _assert_released(world)
+
+
+def test_a_held_lock_exits_3_naming_the_holder_without_running_up(world):
+    other = world.lock().acquire(HolderInfo.detect(who="bob", reason="hotfix"))
+    out = world.deploy()
+    assert out.exit_code == ExitCode.LOCK_HELD
+    assert "bob" in out.error and "hotfix" in out.error
+    assert not [c for c in world.engine.calls if c[0] in ("up", "preview")]
+    assert world.records() == []
+    assert world.lock().status().token == other.token  # still bob's
+
+
+def test_preflight_failure_never_takes_the_lock(world):
+    world.preflight_errors = ["platform.services.prediction-worker.timeout_seconds: > 3600"]
+    out = world.deploy()
+    assert out.exit_code == ExitCode.ERROR and "timeout_seconds" in out.error
+    assert world.reporter.status_of("lock") == "skipped"
+    assert not world.lock().status().exists  # never locked, not even briefly
+    assert world.engine.calls == []
+
+
+def test_missing_pulumi_gives_the_clear_error_before_the_lock(world):
+    from scripts.deploy import SystemTooling
+
+    world.target._tooling = SystemTooling(which=lambda _: None, auth_default=lambda: None)
+    out = world.deploy()
+    assert out.exit_code == ExitCode.ERROR
+    assert "pulumi CLI" in out.error and "get.pulumi.com" in out.error
+    assert not world.lock().status().exists and world.engine.calls == []
+
+
+def test_a_dirty_tree_is_refused_unless_allowed(world):
+    world.repo.write("services/worker/main.py", "changed = True\n")
+    out = world.deploy()
+    assert out.exit_code == ExitCode.ERROR and "--allow-dirty" in out.error
+    assert not world.lock().status().exists
+    assert world.deploy(allow_dirty=True).exit_code == ExitCode.OK
+
+
+def test_sigterm_mid_apply_interrupts_records_and_releases(world):
+    world.engine.block_up = True
+
+    def send_sigterm():
+        assert world.engine.in_up.wait(20)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=send_sigterm, daemon=True).start()
+    before = signal.getsignal(signal.SIGTERM)
+    out = world.deploy()
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
+    assert out.exit_code == ExitCode.ERROR and "SIGTERM" in out.error
+    assert "pulumi refresh" in out.error and "pulumi cancel" in out.error
+    assert ("interrupt", "", {"grace": 2.0}) in world.engine.calls
+    (record,) = world.records()
+    assert record.result == Result.INTERRUPTED and "pulumi refresh" in record.instructions
+    _assert_released(world)
+
+
+def test_a_lease_lost_during_up_interrupts_it_and_records_it(world):
+    world.engine.block_up = True
+
+    def force_release():
+        assert world.engine.in_up.wait(20)
+        world.lock().force_release(reason="test: take over", by=HolderInfo.detect(who="ops"))
+
+    threading.Thread(target=force_release, daemon=True).start()
+    started = time.monotonic()
+    out = world.deploy(ttl=timedelta(seconds=1.5))
+    assert time.monotonic() - started < 15
+    assert out.exit_code == ExitCode.LOCK_HELD and "lost" in out.error
+    assert any(c[0] == "interrupt" for c in world.engine.calls)
+    (record,) = world.records()
+    assert record.result == Result.INTERRUPTED and "pulumi cancel" in record.instructions
+    assert world.reporter.status_of("release") == "ok"
+
+
+def test_verification_failure_is_recorded_as_failed(world):
+    world.served["prediction-worker"] = digest("0")
+    world.engine.on_up = lambda: (
+        world.inspector.serve("prediction-coordinator", digest("c")),
+        world.inspector.serve("prediction-worker", digest("0"), percent=90),
+    )
+    out = world.deploy()
+    assert out.exit_code == ExitCode.ERROR and "90% of traffic" in out.error
+    (record,) = world.records()
+    assert record.result == Result.FAILED and record.verification
+    _assert_released(world)
+
+
+def test_cloudbuild_skips_existing_tags_builds_the_rest_and_hands_digests_over(world):
+    coord = world.info.services["prediction-coordinator"].image
+    world.builder.existing[coord.tagged] = digest("c")
+
+    def serve_overrides():
+        env = [c for c in world.engine.calls if c[0] == "up"][-1][2]
+        for s, ref in json.loads(env["PLATFORM_IMAGE_OVERRIDES"]).items():
+            world.inspector.serve(s, ref.rpartition("@")[2])
+
+    world.engine.on_up = serve_overrides
+    out = world.deploy(builder="cloudbuild")
+    assert out.exit_code == ExitCode.OK, out.error
+    assert [t.service for t in world.builder.built] == ["prediction-worker"]
+    built = world.builder.built[0]
+    assert built.tag == image_tag("prediction-worker", world.repo.root)
+    env = [c for c in world.engine.calls if c[0] == "up"][0][2]
+    overrides = json.loads(env["PLATFORM_IMAGE_OVERRIDES"])
+    assert overrides["prediction-coordinator"] == f"{coord.repository}@{digest('c')}"
+    assert overrides["prediction-worker"].startswith(f"{built.repository}@sha256:")
+    (record,) = world.records()
+    assert record.images == overrides and record.builder == "cloudbuild"
+
+
+def test_rollback_redeploys_the_recorded_digests_and_commit(world):
+    first = world.deploy()
+    assert first.exit_code == ExitCode.OK
+    old = first.deployment
+    new_head = world.repo.commit("worker v2", services__worker__main__py="app = 2\n")
+    world.head = new_head
+    world.served["prediction-worker"] = digest("2")
+    assert world.deploy().exit_code == ExitCode.OK
+
+    from scripts.deploy import select_rollback
+
+    target = select_rollback(DeploymentHistory(world.db), "prod", "previous")
+    assert target.id == old.id
+    world.served = {s: ref.rpartition("@")[2] for s, ref in old.images.items()}
+    out = world.deploy(rollback_to=target)
+    assert out.exit_code == ExitCode.OK, out.error
+    env = [c for c in world.engine.calls if c[0] == "up"][-1][2]
+    assert env["PLATFORM_GIT_COMMIT"] == old.commit != new_head
+    assert json.loads(env["PLATFORM_IMAGE_OVERRIDES"]) == old.images
+    latest = world.records()[0]
+    assert latest.kind == "rollback" and latest.rollback_of == old.id
+    assert latest.images == old.images and latest.commit == old.commit
+
+
+def test_rollback_refuses_naming_services_that_no_longer_exist(world):
+    first = world.deploy()
+    world.info = _info(world.repo.root, services=("prediction-coordinator",))
+    out = world.deploy(rollback_to=first.deployment)
+    assert out.exit_code == ExitCode.ERROR
+    assert "no longer exist" in out.error and "prediction-worker" in out.error
+    assert len(world.records()) == 1
+
+
+def test_dry_run_previews_without_lock_or_record_and_exits_2_on_changes(world):
+    out = world.deploy(dry_run=True)
+    assert out.exit_code == ExitCode.CHANGES, out.error
+    assert [c[0] for c in world.engine.calls] == ["preview"]
+    assert not world.lock().status().exists and world.records() == []
+    world.engine.summary = {"same": 12}
+    assert world.deploy(dry_run=True).exit_code == ExitCode.OK
+
+
+def test_dry_run_with_tooling_missing_stops_at_step_2(world):
+    world.tooling._missing = [MissingTool("pulumi CLI", "install it")]
+    out = world.deploy(dry_run=True)
+    assert out.exit_code == ExitCode.ERROR
+    assert [(s.name, s.status) for s in out.steps][:2] == [
+        ("preflight", "ok"),
+        ("tooling", "failed"),
+    ]
+    assert world.engine.calls == []
