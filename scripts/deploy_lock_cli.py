@@ -96,9 +96,17 @@ Project = Annotated[
 Database = Annotated[
     str, typer.Option(help="Firestore database id.", envvar="DEPLOY_LOCK_DATABASE")
 ]
+
+
+def _check_ttl(value: str) -> str:
+    _parse_ttl(value)
+    return value
+
+
 Ttl = Annotated[
     str,
     typer.Option(
+        callback=_check_ttl,
         help=f"Lease TTL: seconds, or 90s, 10m, 1h (at least {CLI_MIN_TTL.total_seconds():g} s).",
     ),
 ]
