@@ -461,9 +461,13 @@ def _inner_model(annotation: Any) -> type[BaseModel] | None:
 
 def _pydantic_issues(exc: ValidationError, prefix: str) -> list[ConfigIssue]:
     issues = []
-    for err in exc.errors(include_url=False):
+    errors = exc.errors(include_url=False)
+    item_errors = {tuple(e["loc"])[:i] for e in errors for i in range(len(e["loc"]))}
+    for err in errors:
         loc = tuple(err["loc"])
         kind = err["type"]
+        if kind == "too_short" and loc in item_errors:
+            continue  # pydantic counts only the valid items; the invalid ones are reported
         if kind == "extra_forbidden":
             allowed = _model_fields(PlatformConfig, loc)
             msg = f"unknown key '{loc[-1]}'"
@@ -525,6 +529,7 @@ def _reference_issues(raw: Mapping[str, Any], stack: str, prefix: str) -> Iterat
                 )
 
     for name, svc in services.items():
+        name = str(name)
         path = f"{prefix}.services.{name}"
         if not SERVICE_NAME_RE.match(physical_name(Kind.SERVICE, name, stack)):
             yield ConfigIssue(
@@ -599,6 +604,7 @@ def _reference_issues(raw: Mapping[str, Any], stack: str, prefix: str) -> Iterat
                     )
 
     for topic, spec in topics.items():
+        topic = str(topic)
         path = f"{prefix}.topics.{topic}"
         for kind in (Kind.TOPIC, Kind.DEAD_LETTER_TOPIC, Kind.DEAD_LETTER_SUBSCRIPTION):
             if not PUBSUB_NAME_RE.match(physical_name(kind, topic, stack)) or topic.startswith(
@@ -631,6 +637,7 @@ def _reference_issues(raw: Mapping[str, Any], stack: str, prefix: str) -> Iterat
             yield ConfigIssue(f"{prefix}.secrets.{secret} (key)", "not a valid secret id")
 
     for job, spec in schedules.items():
+        job = str(job)
         path = f"{prefix}.schedules.{job}"
         if not JOB_NAME_RE.match(physical_name(Kind.SCHEDULER_JOB, job, stack)):
             yield ConfigIssue(f"{path} (key)", "not a valid Cloud Scheduler job name")
@@ -674,11 +681,11 @@ def parse_stack_config(
     issues: list[ConfigIssue] = []
     if not project:
         issues.append(ConfigIssue("gcp:project", "required (pulumi config set gcp:project ID)"))
-    elif not PROJECT_ID_RE.match(project):
+    elif not isinstance(project, str) or not PROJECT_ID_RE.match(project):
         issues.append(ConfigIssue("gcp:project", f"'{project}' is not a project id"))
     if not region:
         issues.append(ConfigIssue("gcp:region", "required (pulumi config set gcp:region REGION)"))
-    elif not re.fullmatch(r"[a-z]+-[a-z]+\d", region):
+    elif not isinstance(region, str) or not re.fullmatch(r"[a-z]+-[a-z]+\d", region):
         issues.append(ConfigIssue("gcp:region", f"'{region}' is not a region like us-west2"))
     prefix = PLATFORM_KEY
     raw: Any

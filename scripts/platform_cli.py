@@ -10,13 +10,16 @@ rule) · 64 usage.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from scripts.cli_common import ExitCode, console, err_console, make_app, run_app
+from scripts.images_cli import app as images_app
 
 app = make_app(help="Operate the prediction platform: offline plan, preflight, images, local.")
+app.add_typer(images_app, name="images")
 
 
 @app.callback()
@@ -30,6 +33,11 @@ def plan(
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON document on stdout, for CI.")
     ] = False,
+    root: Annotated[
+        Path | None,
+        typer.Option(help="Checkout holding Pulumi.<stack>.yaml and the build context.",
+                     show_default="this checkout"),
+    ] = None,
 ) -> None:
     """Evaluate the Pulumi program offline (mock runtime) and print its inventory.
 
@@ -39,7 +47,7 @@ def plan(
     from scripts.offline_plan import PlanError, evaluate_stack, inventory
 
     try:
-        result = evaluate_stack(stack)
+        result = evaluate_stack(stack, root=root)
     except ConfigError as exc:
         if as_json:
             print(json.dumps({"ok": False, "stack": stack, "errors": [str(i) for i in exc.issues]}))

@@ -1,0 +1,716 @@
+"""Preflight rules: every past production incident, as a check over the resource graph.
+
+Written once, as plain functions over :class:`policy.graph.Resource` records, and run by
+``platform plan`` (the offline plan's graph), by the deploy pipeline before it takes the lock,
+and by the policy pack in a real ``pulumi preview --policy-pack policy`` (``policy/__main__``).
+
+How the rules join resources: by value when values are known (an invoker binding's member is
+``serviceAccount:<the push identity's email>``), else by URN through dependencies (the binding
+depends on that service account and on that service). In a real preview, emails and URLs of
+new resources are unknown; a check neither way can decide is reported **unverifiable**, never
+as passed.
+
+Each finding names the resource and the fix. Rule ids are stable (``PF01``...``PF12``) and
+documented in the README's rule table.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from policy.graph import UNKNOWN, Graph, Resource, T
+
+__all__ = [
+    "Finding",
+    "Rule",
+    "RuleResult",
+    "Severity",
+    "RULES",
+    "PRODUCTION_STACKS",
+    "run_rules",
+    "rule_results",
+    "has_errors",
+]
+
+PRODUCTION_STACKS = frozenset({"prod"})
+INVOKER = "roles/run.invoker"
+PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+BASIC_ROLES = ("roles/editor", "roles/owner")
+ACK_DEADLINE_MAX_S = 600
+PUBSUB_DEFAULT_ACK_S = 10
+DELIVERY_ATTEMPTS = (5, 100)
+DEFAULT_COMPUTE_RE = re.compile(r"^\d+-compute@developer\.gserviceaccount\.com$")
+PUBSUB_AGENT_RE = re.compile(
+    r"^serviceAccount:service-\d+@gcp-sa-pubsub\.iam\.gserviceaccount\.com$"
+)
+CREDENTIAL_NAME_RE = re.compile(r"KEY|SECRET|TOKEN|PASSWORD", re.IGNORECASE)
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    severity: Severity
+    urn: str
+    resource: str  # "Subscription 'prediction-request-worker'"
+    message: str  # what is wrong and the fix
+    unverifiable: bool = False
+
+    def __str__(self) -> str:
+        tag = "unverifiable" if self.unverifiable else self.severity.value
+        return f"{self.rule} [{tag}] {self.resource}: {self.message}"
+
+    @property
+    def blocks(self) -> bool:
+        """Error-level and decided: this finding fails the plan."""
+        return self.severity is Severity.ERROR and not self.unverifiable
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    name: str  # kebab-case, the policy pack's policy name is "<id>-<name>"
+    severity: Severity
+    title: str  # one line, the README's rule table
+    check: Callable[[Graph, Rule], Iterable[Finding]]
+
+    @property
+    def policy_name(self) -> str:
+        return f"{self.id}-{self.name}"
+
+    def finding(self, r: Resource, message: str, *, unverifiable: bool = False) -> Finding:
+        return Finding(self.id, self.severity, r.urn, r.describe(), message, unverifiable)
+
+    def unknown(self, r: Resource, message: str) -> Finding:
+        return self.finding(r, message, unverifiable=True)
+
+
+RULES: list[Rule] = []
+
+
+def rule(id: str, name: str, title: str, severity: Severity = Severity.ERROR):  # noqa: A002
+    def register(fn: Callable[[Graph, Rule], Iterable[Finding]]) -> Callable:
+        RULES.append(Rule(id, name, severity, title, fn))
+        return fn
+
+    return register
+
+
+# --- Joins ----------------------------------------------------------------------------------
+
+
+def _known(value: Any) -> bool:
+    return value is not None and value is not UNKNOWN
+
+
+def stack_of(r: Resource) -> str:
+    return r.urn.removeprefix("urn:pulumi:").split("::", 1)[0]
+
+
+def service_accounts(graph: Graph) -> list[Resource]:
+    return graph.of_type(T.SERVICE_ACCOUNT)
+
+
+def identity(graph: Graph, r: Resource, email: Any) -> Resource | None:
+    """The service-account resource behind ``email``, by value, else by dependency."""
+    if _known(email):
+        for sa in service_accounts(graph):
+            if sa.out("email") == email:
+                return sa
+    candidates = graph.deps(r, T.SERVICE_ACCOUNT)
+    if not _known(email) and len(candidates) == 1:
+        return candidates[0]
+    return None
+
+
+def cloud_run_by_url(graph: Graph, r: Resource, url: Any) -> Resource | None:
+    """The Cloud Run service a URL points at, by value, else by dependency."""
+    services = graph.of_type(T.CLOUD_RUN)
+    if _known(url):
+        for svc in services:
+            uri = svc.out("uri")
+            if _known(uri) and uri and str(url).startswith(str(uri)):
+                return svc
+    deps = graph.deps(r, T.CLOUD_RUN)
+    if len(deps) == 1:
+        return deps[0]
+    return None
+
+
+def targets_service(grant: Resource, svc: Resource) -> bool | None:
+    """Whether an IAM resource on a Cloud Run service is on ``svc`` (None: cannot tell)."""
+    if svc.urn in grant.dependencies:
+        return True
+    name, svc_name = grant.get("name"), svc.get("name")
+    if _known(name) and _known(svc_name):
+        return str(name).rsplit("/", 1)[-1] == svc_name
+    return None
+
+
+def member_is(grant_member: Any, grant: Resource, sa: Resource | None, email: Any) -> bool | None:
+    """Whether an IAM member is the given service account (None: cannot tell)."""
+    if sa is not None and sa.urn in grant.dependencies:
+        return True
+    if _known(grant_member) and _known(email):
+        return grant_member == f"serviceAccount:{email}"
+    if sa is not None and _known(grant_member) and _known(sa.out("email")):
+        return grant_member == f"serviceAccount:{sa.out('email')}"
+    return None
+
+
+def may_invoke(graph: Graph, svc: Resource, sa: Resource | None, email: Any) -> bool | None:
+    """Whether ``sa``/``email`` holds roles/run.invoker on ``svc`` (None: undecidable)."""
+    undecided = False
+    for grant in graph.of_type(T.RUN_INVOKER_MEMBER, T.RUN_IAM_BINDING):
+        if grant.get("role") != INVOKER:
+            continue
+        on = targets_service(grant, svc)
+        if on is False:
+            continue
+        members = (
+            [grant.get("member")] if grant.type == T.RUN_INVOKER_MEMBER
+            else list(grant.get("members") or ())
+        )
+        for member in members:
+            who = member_is(member, grant, sa, email)
+            if who and on:
+                return True
+            if who is None or on is None:
+                undecided = True
+    for policy in graph.of_type(T.RUN_IAM_POLICY):
+        if targets_service(policy, svc) is not False:
+            undecided = True
+    return None if undecided else False
+
+
+def topic_matches(ref: Any, holder: Resource, topic: Resource) -> bool | None:
+    """Whether a topic reference (id or name) on ``holder`` is ``topic``."""
+    if topic.urn in holder.dependencies and not _known(ref):
+        return True
+    if not _known(ref):
+        return None
+    name = topic.get("name")
+    ids = {str(topic.out("id") or ""), str(name or "")}
+    ref = str(ref)
+    return ref in ids or (_known(name) and ref.endswith(f"/topics/{name}"))
+
+
+def push_subscriptions(graph: Graph) -> list[Resource]:
+    return [s for s in graph.of_type(T.SUBSCRIPTION) if s.get("pushConfig")]
+
+
+def seconds(value: Any) -> float | None:
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?s", value):
+        return float(value[:-1])
+    return None
+
+
+def containers(svc: Resource) -> list[Any]:
+    value = svc.get("template.containers")
+    return list(value) if isinstance(value, tuple | list) else []
+
+
+def envs(svc: Resource) -> Iterator[dict]:
+    for c in containers(svc):
+        yield from (c.get("envs") or ()) if hasattr(c, "get") else ()
+
+
+# --- Rules ----------------------------------------------------------------------------------
+
+
+@rule("PF01", "push-identity-can-invoke", "A push subscription's identity lacks roles/run.invoker "
+      "on its target service")
+def push_identity_can_invoke(graph: Graph, rule: Rule) -> Iterator[Finding]:
+    for sub in push_subscriptions(graph):
+        endpoint = sub.get("pushConfig.pushEndpoint")
+        email = sub.get("pushConfig.oidcToken.serviceAccountEmail")
+        if not sub.get("pushConfig.oidcToken"):
+            yield rule.finding(
+                sub,
+                "push without an OIDC token: Cloud Run rejects every delivery; set "
+                "push_config.oidc_token with an identity that has roles/run.invoker",
+            )
+            continue
+        svc = cloud_run_by_url(graph, sub, endpoint)
+        if svc is None:
+            if _known(endpoint) and ".run.app" not in str(endpoint):
+                continue  # not a Cloud Run target: nothing for run.invoker to grant
+            yield rule.unknown(sub, f"cannot tell which Cloud Run service {endpoint} is")
+            continue
+        sa = identity(graph, sub, email)
+        verdict = may_invoke(graph, svc, sa, email)
+        if verdict is None:
+            yield rule.unknown(sub, f"cannot tell whether its push identity may invoke "
+                                    f"{svc.describe()}")
+        elif not verdict:
+            who = email if _known(email) else (sa.name if sa else "its push identity")
+            yield rule.finding(
+                sub,
+                f"push identity {who} has no roles/run.invoker on {svc.describe()}: every "
+                "delivery fails with 403 until retries run out; grant it with a "
+                "cloudrunv2.ServiceIamMember on exactly that service",
+            )
+
+
+@rule("PF02", "every-topic-has-a-subscription", "A topic or dead-letter topic with no "
+      "subscription")
+def every_topic_has_a_subscription(graph: Graph, rule: Rule) -> Iterator[Finding]:
+    subs = graph.of_type(T.SUBSCRIPTION)
+    dead_letter_refs = [(s, s.get("deadLetterPolicy.deadLetterTopic")) for s in subs]
+    for topic in graph.of_type(T.TOPIC):
+        is_dl = any(
+            ref is not None and topic_matches(ref, s, topic) for s, ref in dead_letter_refs
+        )
+        verdicts = [topic_matches(s.get("topic"), s, topic) for s in subs]
+        if any(verdicts):
+            continue
+        what = "dead-letter topic" if is_dl else "topic"
+        if any(v is None for v in verdicts):
+            yield rule.unknown(topic, f"cannot tell whether this {what} has a subscription")
+        else:
+            fix = (
+                "add a pull subscription that keeps dead letters" if is_dl
+                else "add a subscription (or remove the topic)"
+            )
+            yield rule.finding(
+                topic, f"{what} with no subscription: messages published to it are lost; {fix}"
+            )
+
+
+@rule("PF03", "push-dead-letter-and-retry", "A push subscription without dead-letter policy, "
+      "retry policy, max delivery attempts 5-100, or dead-letter IAM for the Pub/Sub agent")
+def push_dead_letter_and_retry(graph: Graph, rule: Rule) -> Iterator[Finding]:
+    topics = graph.of_type(T.TOPIC)
+    for sub in push_subscriptions(graph):
+        policy = sub.get("deadLetterPolicy")
+        if not policy:
+            yield rule.finding(sub, "no dead_letter_policy: a poison message is retried for 7 "
+                                    "days; set a dead-letter topic and max_delivery_attempts")
+        if not sub.get("retryPolicy"):
+            yield rule.finding(sub, "no retry_policy: failed deliveries are retried "
+                                    "immediately; set minimum/maximum backoff")
+        if not policy:
+            continue
+        attempts = sub.get("deadLetterPolicy.maxDeliveryAttempts")
+        low, high = DELIVERY_ATTEMPTS
+        if _known(attempts) and not (isinstance(attempts, int) and low <= attempts <= high):
+            yield rule.finding(
+                sub, f"max_delivery_attempts {attempts} is outside {low}-{high} (Pub/Sub's limits)"
+            )
+        dl_ref = sub.get("deadLetterPolicy.deadLetterTopic")
+        dl_topic = next((t for t in topics if topic_matches(dl_ref, sub, t)), None)
+        publisher = _agent_grant(
+            graph, T.TOPIC_IAM_MEMBER, "roles/pubsub.publisher", dl_topic, "topic"
+        ) if dl_topic is not None else None
+        subscriber = _agent_grant(
+            graph, T.SUBSCRIPTION_IAM_MEMBER, "roles/pubsub.subscriber", sub, "subscription"
+        )
+        for verdict, what in (
+            (publisher, "publisher on the dead-letter topic"),
+            (subscriber, "subscriber on this subscription"),
+        ):
+            if verdict is None:
+                yield rule.unknown(sub, f"cannot tell whether the Pub/Sub service agent is {what}")
+            elif not verdict:
+                yield rule.finding(
+                    sub,
+                    f"the Pub/Sub service agent (service-<project number>@gcp-sa-pubsub) is not "
+                    f"{what}: dead-lettering fails silently; grant it",
+                )
+
+
+def _agent_grant(
+    graph: Graph, typ: str, role: str, target: Resource | None, field: str
+) -> bool | None:
+    if target is None:
+        return None
+    undecided = False
+    for grant in graph.of_type(typ):
+        if grant.get("role") != role:
+            continue
+        on = target.urn in grant.dependencies or _same_name(grant.get(field), target.get("name"))
+        member = grant.get("member")
+        agent = bool(PUBSUB_AGENT_RE.match(str(member))) if _known(member) else None
+        if on and agent:
+            return True
+        if on and agent is None:
+            undecided = True
+    return None if undecided else False
+
+
+def _same_name(ref: Any, name: Any) -> bool:
+    return _known(ref) and _known(name) and str(ref).rsplit("/", 1)[-1] == str(name)
+
+
+@rule("PF04", "ack-deadline-and-expiry", "A push subscription's ack deadline below "
+      "min(600 s, its target's timeout), or an expiring subscription")
+def ack_deadline_and_expiry(graph: Graph, rule: Rule) -> Iterator[Finding]:
+    for sub in graph.of_type(T.SUBSCRIPTION):
+        ttl = sub.get("expirationPolicy.ttl")
+        if not sub.get("expirationPolicy") or (_known(ttl) and ttl != ""):
+            yield rule.finding(
+                sub,
+                f"expires after {ttl or '31 days (the default)'} of inactivity and is then "
+                "deleted; set expiration_policy.ttl = \"\" (never)",
+            )
+        if not sub.get("pushConfig"):
+            continue
+        ack = sub.get("ackDeadlineSeconds", PUBSUB_DEFAULT_ACK_S)
+        svc = cloud_run_by_url(graph, sub, sub.get("pushConfig.pushEndpoint"))
+        if svc is None:
+            yield rule.unknown(sub, "cannot tell the push target's request timeout")
+            continue
+        timeout = seconds(svc.get("template.timeout", "300s"))
+        if not _known(ack) or timeout is None:
+            yield rule.unknown(sub, "ack deadline or target timeout unknown")
+            continue
+        needed = min(ACK_DEADLINE_MAX_S, timeout)
+        if ack < needed:
+            yield rule.finding(
+                sub,
+                f"ack deadline {ack}s is below {int(needed)}s (min of 600 s and "
+                f"{svc.describe()}'s timeout): a slow request is redelivered while still "
+                f"running; set ack_deadline_seconds = {int(needed)}",
+            )
+
+
+@rule("PF05", "secrets-pinned-and-versioned", "A referenced secret with no version, referenced "
+      "as 'latest', or a service not depending on the version")
+def secrets_pinned_and_versioned(graph: Graph, rule: Rule) -> Iterator[Finding]:
+    secrets = graph.of_type(T.SECRET)
+    versions = graph.of_type(T.SECRET_VERSION)
+    for svc in graph.of_type(T.CLOUD_RUN):
+        for env in envs(svc):
+            ref = _get(env, "valueSource.secretKeyRef")
+            if not ref:
+                continue
+            var = env.get("name")
+            version = ref.get("version")
+            if _known(version) and (not version or version == "latest"):
+                yield rule.finding(
+                    svc,
+                    f"env {var} reads secret version '{version or 'latest'}': pin the "
+                    "version this program created (secret_key_ref.version = the "
+                    "SecretVersion's version)",
+                )
+            secret_ref = ref.get("secret")
+            secret = _find_secret(graph, svc, secrets, secret_ref)
+            if secret is None:
+                if _known(secret_ref):
+                    yield rule.finding(
+                        svc, f"env {var} reads secret '{secret_ref}', which this program does "
+                             "not create: declare it (Secret + SecretVersion)"
+                    )
+                else:
+                    yield rule.unknown(svc, f"cannot tell which secret env {var} reads")
+                continue
+            own = [v for v in versions if _version_of(v, secret)]
+            if not own:
+                yield rule.finding(
+                    svc, f"env {var} reads {secret.describe()}, which has no SecretVersion: "
+                         "the revision fails to start; add a version"
+                )
+            elif not any(v.urn in svc.dependencies for v in own):
+                yield rule.finding(
+                    svc, f"does not depend on {own[0].describe()}: a new revision may deploy "
+                         "before the version exists; reference the version's output"
+                )
+
+
+def _get(obj: Any, path: str) -> Any:
+    from policy.graph import get
+
+    return get(obj, path)
+
+
+def _find_secret(graph: Graph, svc: Resource, secrets: list[Resource], ref: Any) -> Resource | None:
+    if _known(ref):
+        for s in secrets:
+            names = {s.get("secretId"), s.out("id"), s.out("name")}
+            if ref in names or str(ref).rsplit("/", 1)[-1] == s.get("secretId"):
+                return s
+        return None
+    deps = graph.deps(svc, T.SECRET)
+    return deps[0] if len(deps) == 1 else None
+
+
+def _version_of(version: Resource, secret: Resource) -> bool:
+    if secret.urn in version.dependencies:
+        return True
+    ref = version.get("secret")
+    return _known(ref) and ref in {secret.out("id"), secret.out("name")}
+
+
+@rule("PF06", "no-literal-credentials", "An env var named like a credential (*KEY*, *SECRET*, "
+      "*TOKEN*, *PASSWORD*) set as a literal instead of a secret reference")
+def no_literal_credentials(graph: Graph, rule: Rule) -> Iterator[Finding]:
+    for svc in graph.of_type(T.CLOUD_RUN):
+        for env in envs(svc):
+            name = str(env.get("name") or "")
+            if CREDENTIAL_NAME_RE.search(name) and env.get("value") is not None:
+                yield rule.finding(
+                    svc,
+                    f"env {name} is a literal value: anyone who can read the service sees it; "
+                    "store it in Secret Manager and reference it (services.<name>.secret_env)",
+                )
+
+
+@rule("PF07", "env-contract", "A variable the service's code requires (shared/contract.py) "
+      "missing from its Cloud Run config")
+def env_contract(graph: Graph, rule: Rule) -> Iterator[Finding]:
+    from shared.contract import CONTRACTS
+
+    for svc in graph.of_type(T.CLOUD_RUN):
+        name = svc.get("name")
+        contract = CONTRACTS.get(name if _known(name) else "") or CONTRACTS.get(svc.name)
+        if contract is None:
+            continue
+        present = {e.get("name"): e for e in envs(svc)}
+        missing = [v for v in contract.all_required if v not in present]
+        not_secret = [
+            v for v in contract.secrets if v in present and not _get(present[v], "valueSource")
+        ]
+        if missing:
+            yield rule.finding(
+                svc,
+                f"missing {', '.join(missing)}, required by {contract.service}'s code "
+                "(shared/contract.py): the revision would stop at start-up; set it in "
+                f"services.{contract.service}.env/publishes/secret_env",
+            )
+        if not_secret:
+            yield rule.finding(
+                svc, f"{', '.join(not_secret)} must come from Secret Manager (secret_env)"
+            )
+
+
+@rule("PF08", "least-privilege-identity", "A service running as the default compute account, "
+      "or project-level editor/owner granted")
+def least_privilege_identity(graph: Graph, rule: Rule) -> Iterator[Finding]:
+    for svc in graph.of_type(T.CLOUD_RUN):
+        sa = svc.get("template.serviceAccount")
+        if sa is None or sa == "":
+            yield rule.finding(
+                svc, "no service account: it runs as the default compute account (project "
+                     "Editor); give it its own account"
+            )
+        elif _known(sa) and DEFAULT_COMPUTE_RE.match(str(sa)):
+            yield rule.finding(svc, f"runs as the default compute account {sa}; give it its own")
+    for grant in graph.of_type(T.PROJECT_IAM_MEMBER, T.PROJECT_IAM_BINDING):
+        role = grant.get("role")
+        if role in BASIC_ROLES:
+            who = grant.get("member") or ", ".join(map(str, grant.get("members") or ()))
+            yield rule.finding(
+                grant, f"grants {role} on the project to {who}: grant the predefined roles "
+                       "it uses instead"
+            )
+
+
+@rule("PF09", "no-public-invoker", "allUsers / allAuthenticatedUsers may invoke a service not "
+      "declared public")
+def no_public_invoker(graph: Graph, rule: Rule) -> Iterator[Finding]:
+    services = graph.of_type(T.CLOUD_RUN)
+    for grant in graph.of_type(T.RUN_INVOKER_MEMBER, T.RUN_IAM_BINDING):
+        members = [grant.get("member")] if grant.type == T.RUN_INVOKER_MEMBER else list(
+            grant.get("members") or ()
+        )
+        public = [m for m in members if m in PUBLIC_MEMBERS]
+        if not public or grant.get("role") != INVOKER:
+            continue
+        targets = [s for s in services if targets_service(grant, s)]
+        if not targets:
+            yield rule.unknown(grant, f"{public[0]} may invoke a service this check cannot find")
+        for svc in targets:
+            if (svc.get("labels") or {}).get("public") != "true":
+                yield rule.finding(
+                    grant,
+                    f"{public[0]} may invoke {svc.describe()}, which is not declared public: "
+                    "remove the binding, or set services.<name>.public: true if intended",
+                )
+
+
+@rule("PF10", "image-by-digest-from-repo-root", "A Cloud Run image by tag not digest, built "
+      "with a context other than the repo root, or failing the image check")
+def image_by_digest_from_repo_root(graph: Graph, rule: Rule) -> Iterator[Finding]:
+    images = graph.of_type(T.IMAGE)
+    for svc in graph.of_type(T.CLOUD_RUN):
+        for c in containers(svc):
+            image = c.get("image")
+            if _known(image):
+                if "@sha256:" not in str(image):
+                    yield rule.finding(
+                        svc, f"image {image} is a tag: a tag can move under a running revision; "
+                             "deploy by digest (the docker-build Image's ref, or an override "
+                             "REGISTRY/PATH@sha256:...)"
+                    )
+            elif not graph.deps(svc, T.IMAGE):
+                yield rule.unknown(svc, "image unknown and not from a docker-build Image")
+    for image in images:
+        context = image.get("context.location")
+        dockerfile = image.get("dockerfile.location")
+        if not (_known(context) and _known(dockerfile)):
+            yield rule.unknown(image, "build context or Dockerfile location unknown")
+            continue
+        expected = posixpath.normpath(posixpath.dirname(posixpath.dirname(str(dockerfile))))
+        if posixpath.normpath(str(context)) != expected or posixpath.basename(
+            posixpath.dirname(str(dockerfile))
+        ) != "images":
+            yield rule.finding(
+                image,
+                f"built with context {context} and Dockerfile {dockerfile}: build from the "
+                "repo root with images/<service>.Dockerfile (the image needs shared/)",
+            )
+        yield from _image_check(image, rule, str(context), str(dockerfile))
+
+
+def _image_check(image: Resource, rule: Rule, context: str, dockerfile: str) -> Iterator[Finding]:
+    """The services' image check (shared/ in the image, COPY sources in the context)."""
+    check = _image_check_function()
+    if check is None:
+        yield rule.unknown(
+            image,
+            "the image check (scripts/image_check.py) is not available: whether the image "
+            "holds shared/ is not verified here",
+        )
+        return
+    root = context if os.path.isabs(context) else os.path.join(os.getcwd(), context)
+    problems = check(image, root, dockerfile)
+    for problem in problems:
+        yield rule.finding(image, f"image check failed: {problem}")
+
+
+def _image_check_function() -> Callable[[Resource, str, str], list[str]] | None:
+    try:
+        from scripts import image_check  # noqa: F401
+    except ImportError:
+        return None
+    return None
+
+
+@rule("PF11", "scheduled-calls-and-background-work", "A scheduler job without OIDC or whose "
+      "identity may not invoke its target; background work with CPU throttled; a batch "
+      "coordinator without a scheduled stall check")
+def scheduled_calls_and_background_work(graph: Graph, rule: Rule) -> Iterator[Finding]:
+    jobs = graph.of_type(T.SCHEDULER_JOB)
+    for job in jobs:
+        uri = job.get("httpTarget.uri")
+        if not job.get("httpTarget.oidcToken"):
+            yield rule.finding(job, "calls without an OIDC token: Cloud Run rejects it; set "
+                                    "http_target.oidc_token with an invoker identity")
+            continue
+        svc = cloud_run_by_url(graph, job, uri)
+        if svc is None:
+            if _known(uri) and ".run.app" not in str(uri):
+                continue
+            yield rule.unknown(job, f"cannot tell which Cloud Run service {uri} is")
+            continue
+        email = job.get("httpTarget.oidcToken.serviceAccountEmail")
+        verdict = may_invoke(graph, svc, identity(graph, job, email), email)
+        if verdict is None:
+            yield rule.unknown(job, f"cannot tell whether its identity may invoke "
+                                    f"{svc.describe()}")
+        elif not verdict:
+            yield rule.finding(
+                job, f"identity {email} has no roles/run.invoker on {svc.describe()}: every "
+                     "run fails with 403; grant it on exactly that service"
+            )
+    for svc in graph.of_type(T.CLOUD_RUN):
+        labels = svc.get("labels") or {}
+        if labels.get("background-work") == "true":
+            for c in containers(svc):
+                idle = _get(c, "resources.cpuIdle")
+                if idle is not False:
+                    yield rule.finding(
+                        svc, "does work after answering (background-work) but CPU is "
+                             "throttled between requests (cpu_idle true): that work stalls; "
+                             "set cpu_idle: false"
+                    )
+        stall = labels.get("stall-check")
+        if stall:
+            path = "/" + str(stall)
+            url = svc.out("uri")
+            called = []
+            for job in jobs:
+                job_uri = job.get("httpTarget.uri")
+                if _known(job_uri) and _known(url):
+                    if job_uri == f"{url}{path}":
+                        called.append(True)
+                elif svc.urn in job.dependencies:
+                    called.append(None)
+            if True in called:
+                continue
+            if None in called:
+                yield rule.unknown(svc, f"cannot tell whether a job calls {path}")
+            else:
+                yield rule.finding(
+                    svc, f"a batch coordinator with no scheduled stall check: nothing calls "
+                         f"{path}, so a stalled batch is never noticed; add a schedule"
+                )
+
+
+@rule("PF12", "deletion-protection", "The Firestore database or a production service without "
+      "deletion protection")
+def deletion_protection(graph: Graph, rule: Rule) -> Iterator[Finding]:
+    for db in graph.of_type(T.FIRESTORE_DATABASE):
+        if stack_of(db) not in PRODUCTION_STACKS:
+            continue
+        state = db.get("deleteProtectionState")
+        if _known(state) and state != "DELETE_PROTECTION_ENABLED":
+            yield rule.finding(
+                db, "the database holding batch state and the deploy lock can be deleted: "
+                    "set delete_protection_state = DELETE_PROTECTION_ENABLED"
+            )
+    for svc in graph.of_type(T.CLOUD_RUN):
+        if stack_of(svc) not in PRODUCTION_STACKS:
+            continue
+        if svc.get("deletionProtection") is not True and _known(svc.get("deletionProtection")):
+            yield rule.finding(
+                svc, "a production service without deletion_protection: a rename or destroy "
+                     "deletes it; set deletion_protection: true"
+            )
+
+
+# --- Running --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule: Rule
+    findings: tuple[Finding, ...]
+
+    @property
+    def status(self) -> str:
+        if any(f.blocks for f in self.findings):
+            return "fail"
+        if any(f.severity is Severity.WARNING and not f.unverifiable for f in self.findings):
+            return "warn"
+        if any(f.unverifiable for f in self.findings):
+            return "unverifiable"
+        return "pass"
+
+
+def run_rules(resources: Iterable[Resource], rules: Iterable[Rule] | None = None) -> list[Finding]:
+    graph = resources if isinstance(resources, Graph) else Graph(resources)
+    return [f for r in (RULES if rules is None else rules) for f in r.check(graph, r)]
+
+
+def rule_results(
+    resources: Iterable[Resource], rules: Iterable[Rule] | None = None
+) -> list[RuleResult]:
+    graph = resources if isinstance(resources, Graph) else Graph(resources)
+    return [RuleResult(r, tuple(r.check(graph, r))) for r in (RULES if rules is None else rules)]
+
+
+def has_errors(findings: Iterable[Finding]) -> bool:
+    return any(f.blocks for f in findings)

@@ -1,0 +1,281 @@
+"""The typed stack config: every problem at once, each with its key path, never a traceback."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from infra.config import (
+    DEFAULT_ACK_DEADLINE_S,
+    ConfigError,
+    StackConfig,
+    parse_stack_config,
+)
+from scripts.offline_plan import load_stack_file, parse_config
+
+PROJECT = "prediction-platform"
+PLATFORM = f"{PROJECT}:platform"
+
+
+def parse(config: dict[str, Any], stack: str = "prod") -> StackConfig:
+    return parse_config(stack, config, PROJECT)
+
+
+def errors(config: dict[str, Any], stack: str = "prod") -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse(config, stack)
+    return [str(i) for i in info.value.issues]
+
+
+def services(config: dict[str, Any]) -> dict[str, Any]:
+    return config[PLATFORM]["services"]
+
+
+@pytest.mark.parametrize("stack", ["prod", "dev"])
+def test_committed_stacks_parse(stack: str) -> None:
+    cfg = parse(load_stack_file(stack), stack)
+    assert set(cfg.platform.services) == {"prediction-coordinator", "prediction-worker"}
+    assert cfg.stack == stack
+
+
+def test_prod_describes_the_platform(prod_config: dict[str, Any]) -> None:
+    cfg = parse(prod_config)
+    assert (cfg.project, cfg.region) == ("nba-props-platform", "us-west2")
+    coord = cfg.platform.services["prediction-coordinator"]
+    assert (coord.cpu, coord.memory, coord.timeout_seconds, coord.cpu_idle) == (
+        "2", "2Gi", 3600, False,
+    )
+    assert coord.secret_env == {"COORDINATOR_API_KEY": "coordinator-api-key"}
+    assert not cfg.platform.services["prediction-worker"].public
+    subs = cfg.platform.topics["prediction-ready"].subscriptions
+    assert [(s.service, s.path) for s in subs] == [("prediction-coordinator", "/complete")]
+    assert {j.path: j.schedule for j in cfg.platform.schedules.values()} == {
+        "/check-stalled": "*/15 * * * *",
+        "/cleanup-stuck": "0 * * * *",
+    }
+    assert subs[0].ack_deadline_seconds == DEFAULT_ACK_DEADLINE_S == 600
+
+
+def test_config_objects_are_immutable(prod_config: dict[str, Any]) -> None:
+    cfg = parse(prod_config)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.stack = "x"  # type: ignore[misc]
+    with pytest.raises(Exception):  # noqa: B017 - pydantic's frozen error
+        cfg.platform.services["prediction-worker"].cpu = "4"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        cfg.platform.services["x"] = None  # type: ignore[index]
+    with pytest.raises(TypeError):
+        cfg.platform.services["prediction-coordinator"].env["X"] = "y"  # type: ignore[index]
+
+
+def test_unknown_service_names_the_key_path(prod_config: dict[str, Any]) -> None:
+    prod_config[PLATFORM]["topics"]["prediction-request"]["subscriptions"][0]["service"] = "wrker"
+    assert errors(prod_config) == [
+        "platform.topics.prediction-request.subscriptions[0].service: unknown service 'wrker' "
+        "(known: prediction-coordinator, prediction-worker)"
+    ]
+
+
+def test_every_problem_is_reported_at_once(prod_config: dict[str, Any]) -> None:
+    p = prod_config[PLATFORM]
+    p["topics"]["prediction-request"]["subscriptions"][0]["service"] = "wrker"
+    p["services"]["prediction-worker"]["timeout_seconds"] = 4000
+    p["services"]["prediction-worker"]["tiemout"] = 5
+    p["schedules"]["check-stalled"]["schedule"] = "every 15 minutes"
+    p["topics"]["prediction-ready"]["subscriptions"][0]["ack_deadline_seconds"] = 5
+    found = errors(prod_config)
+    paths = [e.split(": ", 1)[0] for e in found]
+    assert paths == sorted(set(paths), key=paths.index), "no duplicates"
+    assert set(paths) == {
+        "platform.topics.prediction-request.subscriptions[0].service",
+        "platform.services.prediction-worker.timeout_seconds",
+        "platform.services.prediction-worker",
+        "platform.schedules.check-stalled.schedule",
+        "platform.topics.prediction-ready.subscriptions[0].ack_deadline_seconds",
+    }, found
+    assert any("unknown key 'tiemout' (allowed: cpu, memory, timeout_seconds" in e for e in found)
+    assert any("less than or equal to 3600 (got 4000)" in e for e in found)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "path", "fragment"),
+    [
+        (lambda p: p["services"]["prediction-worker"].update(timeout_seconds=0),
+         "platform.services.prediction-worker.timeout_seconds", "greater than or equal to 1"),
+        (lambda p: p["services"]["prediction-worker"].update(timeout_seconds="600"),
+         "platform.services.prediction-worker.timeout_seconds", "valid integer"),
+        (lambda p: p["services"]["prediction-worker"].update(memory="16Gi"),
+         "platform.services.prediction-worker.cpu", "outside 128Mi-8Gi"),
+        (lambda p: p["services"]["prediction-worker"].update(cpu="3"),
+         "platform.services.prediction-worker.cpu", "must be one of 1, 2, 4, 6, 8"),
+        (lambda p: p["services"]["prediction-worker"].update(cpu="0.5", memory="512Mi"),
+         "platform.services.prediction-worker.cpu", "requires concurrency 1"),
+        (lambda p: p["services"]["prediction-worker"].update(cpu="4", memory="1Gi"),
+         "platform.services.prediction-worker.cpu", "outside 2048Mi-16Gi"),
+        (lambda p: p["services"]["prediction-worker"].update(max_instances=0),
+         "platform.services.prediction-worker.max_instances", "greater than or equal to 1"),
+        (lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(
+            ack_deadline_seconds=601),
+         "platform.topics.prediction-request.subscriptions[0].ack_deadline_seconds",
+         "less than or equal to 600"),
+        (lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(
+            min_backoff_seconds=60, max_backoff_seconds=30),
+         "platform.topics.prediction-request.subscriptions[0]", "min_backoff_seconds 60 is above"),
+        (lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(
+            max_backoff_seconds=601),
+         "platform.topics.prediction-request.subscriptions[0].max_backoff_seconds",
+         "less than or equal to 600"),
+        (lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(
+            max_delivery_attempts=4),
+         "platform.topics.prediction-request.subscriptions[0].max_delivery_attempts",
+         "greater than or equal to 5"),
+        (lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(
+            max_delivery_attempts=101),
+         "platform.topics.prediction-request.subscriptions[0].max_delivery_attempts",
+         "less than or equal to 100"),
+        (lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(path="/nope"),
+         "platform.topics.prediction-request.subscriptions[0].path",
+         "'/nope' is not a path of service 'prediction-worker'"),
+        (lambda p: p["topics"]["prediction-request"].update(subscriptions=[]),
+         "platform.topics.prediction-request.subscriptions", "at least one subscription"),
+        (lambda p: p["schedules"]["check-stalled"].update(schedule="*/15 * * *"),
+         "platform.schedules.check-stalled.schedule", "5-field cron"),
+        (lambda p: p["schedules"]["check-stalled"].update(time_zone="America/Nowhere"),
+         "platform.schedules.check-stalled.time_zone", "IANA time zone"),
+        (lambda p: p["schedules"]["check-stalled"].update(service="prediction-wrker"),
+         "platform.schedules.check-stalled.service", "unknown service 'prediction-wrker'"),
+        (lambda p: p["services"]["prediction-coordinator"]["secret_env"].update(
+            COORDINATOR_API_KEY="api-key"),
+         "platform.services.prediction-coordinator.secret_env.COORDINATOR_API_KEY",
+         "unknown secret 'api-key' (declared: coordinator-api-key"),
+        (lambda p: p["services"]["prediction-coordinator"]["publishes"].update(
+            REQUEST_TOPIC="prediction-requests"),
+         "platform.services.prediction-coordinator.publishes.REQUEST_TOPIC",
+         "unknown topic 'prediction-requests'"),
+        (lambda p: p["services"]["prediction-worker"].update(publishes={}),
+         "platform.services.prediction-worker.env",
+         "missing READY_TOPIC, required by the service's code"),
+        (lambda p: p["services"]["prediction-coordinator"]["env"].update(
+            COORDINATOR_API_KEY="hunter2"),
+         "platform.services.prediction-coordinator.env.COORDINATOR_API_KEY",
+         "must be a secret reference"),
+        (lambda p: p["services"].update({"Prediction_Worker": p["services"]["prediction-worker"]}),
+         "platform.services.Prediction_Worker (key)", "not a Cloud Run service name"),
+        (lambda p: p["services"].update({"w" * 50: {}}),
+         f"platform.services.{'w' * 50} (key)", "at most 49 characters"),
+        (lambda p: p["services"]["prediction-worker"].update(image="repo/worker:latest"),
+         "platform.services.prediction-worker.image", "must be a digest reference"),
+        (lambda p: p.update(artifact_repository="Images"),
+         "platform.artifact_repository", "not a repository id"),
+        (lambda p: p["deploy"].update(project_roles=["roles/editor"]),
+         "platform.deploy.project_roles[0]", "basic role"),
+    ],
+)
+def test_invalid_config_is_rejected_with_its_key_path(
+    prod_config: dict[str, Any], mutate, path: str, fragment: str
+) -> None:
+    mutate(prod_config[PLATFORM])
+    found = errors(prod_config)
+    assert any(e.startswith(f"{path}: ") and fragment in e for e in found), found
+
+
+def test_stack_level_keys(prod_config: dict[str, Any]) -> None:
+    del prod_config["gcp:project"]
+    prod_config["gcp:region"] = "west"
+    found = errors(prod_config)
+    assert found[0].startswith("gcp:project: required")
+    assert found[1].startswith("gcp:region: 'west' is not a region")
+
+
+def test_cpu_may_be_a_number(prod_config: dict[str, Any]) -> None:
+    services(prod_config)["prediction-worker"]["cpu"] = 4
+    assert parse(prod_config).platform.services["prediction-worker"].cpu == "4"
+
+
+def test_the_error_message_lists_every_issue(prod_config: dict[str, Any]) -> None:
+    services(prod_config)["prediction-worker"]["timeout_seconds"] = 4000
+    services(prod_config)["prediction-coordinator"]["concurrency"] = 0
+    with pytest.raises(ConfigError) as info:
+        parse(prod_config)
+    text = str(info.value)
+    assert text.startswith("invalid config for stack 'prod' (2 error(s)):")
+    assert "platform.services.prediction-worker.timeout_seconds" in text
+    assert "platform.services.prediction-coordinator.concurrency" in text
+
+
+def test_platform_key_may_arrive_as_json_text(prod_config: dict[str, Any]) -> None:
+    cfg = parse_stack_config(
+        "prod",
+        project="nba-props-platform",
+        region="us-west2",
+        platform=json.dumps(prod_config[PLATFORM]),
+    )
+    assert cfg.platform.services["prediction-worker"].timeout_seconds == 600
+
+
+# --- Property: random mutations either validate or fail with key-path errors ----------------
+
+_PROD = load_stack_file("prod")
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5000) | st.floats(allow_nan=False)
+    | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=6,
+)
+
+
+def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+_MUTABLE_PATHS = [p for p in _paths(_PROD) if p]
+
+
+@st.composite
+def mutated_configs(draw: st.DrawFn) -> dict[str, Any]:
+    config = copy.deepcopy(_PROD)
+    for _ in range(draw(st.integers(1, 3))):
+        path = draw(st.sampled_from(_MUTABLE_PATHS))
+        parent: Any = config
+        try:
+            for part in path[:-1]:
+                parent = parent[part]
+            key = path[-1]
+            action = draw(st.sampled_from(["replace", "delete", "add"]))
+            if action == "replace":
+                parent[key] = draw(json_values)
+            elif action == "delete":
+                del parent[key]
+            elif isinstance(parent, dict):
+                parent[draw(st.text(min_size=1, max_size=8))] = draw(json_values)
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier mutation removed or replaced this path's parent
+    return config
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_configs())
+def test_mutations_validate_or_fail_with_key_paths(config: dict[str, Any]) -> None:
+    try:
+        parse(config)
+    except ConfigError as exc:
+        assert exc.issues
+        for issue in exc.issues:
+            assert issue.path.startswith(("platform", "gcp:")), issue
+            assert issue.message, issue
+    # Any other exception type fails the test: a traceback is never the answer to bad config.

@@ -1,0 +1,328 @@
+"""The program under Pulumi's mocks (preview=False, so every apply runs), prod and dev stacks.
+
+Graph checks are the preflight rules (``policy/rules.py``), run here on the plans: written
+once, reused by ``platform plan``, the deploy pipeline and the policy pack.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.build_context import image_tag
+from infra.config import ConfigError
+from policy.graph import SECRET, Resource, T
+from policy.rules import RULES, run_rules
+from scripts.offline_plan import Plan, PlanError, evaluate_stack
+
+PLATFORM = "prediction-platform:platform"
+DIGEST = "us-west2-docker.pkg.dev/nba-props-platform/platform-images/prediction-worker@sha256:" + (
+    "ab" * 32
+)
+
+# Resource types and counts of the prod stack: a resource silently added or lost fails here.
+PROD_INVENTORY = {
+    "docker-build:index:Image": 2,
+    "gcp:artifactregistry/repository:Repository": 1,
+    "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": 1,
+    "gcp:cloudrunv2/service:Service": 2,
+    "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": 3,
+    "gcp:cloudscheduler/job:Job": 2,
+    "gcp:firestore/database:Database": 1,
+    "gcp:firestore/index:Index": None,  # one per shared/indexes.py spec, checked below
+    "gcp:projects/iAMMember:IAMMember": 4,
+    "gcp:projects/service:Service": 7,
+    "gcp:pubsub/subscription:Subscription": 4,
+    "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember": 2,
+    "gcp:pubsub/topic:Topic": 4,
+    "gcp:pubsub/topicIAMMember:TopicIAMMember": 4,
+    "gcp:secretmanager/secret:Secret": 1,
+    "gcp:secretmanager/secretIamMember:SecretIamMember": 1,
+    "gcp:secretmanager/secretVersion:SecretVersion": 1,
+    "gcp:serviceaccount/account:Account": 6,
+    "gcp:serviceaccount/iAMMember:IAMMember": 2,
+}
+COMPONENTS = {
+    "platform:index:Platform": 1,
+    "platform:index:Service": 2,
+    "platform:index:Topic": 2,
+    "platform:index:Secret": 1,
+    "platform:index:Schedule": 2,
+}
+
+
+def one(plan: Plan, typ: str, name: str) -> Resource:
+    found = [r for r in plan.resources if r.type == typ and r.name == name]
+    assert len(found) == 1, f"expected one {typ} named {name}, got {len(found)}"
+    return found[0]
+
+
+def envs(svc: Resource) -> dict[str, Any]:
+    return {e["name"]: e for e in svc.get("template.containers[0].envs")}
+
+
+@pytest.fixture(params=["prod", "dev"])
+def plan(request: pytest.FixtureRequest, prod_plan: Plan, dev_plan: Plan) -> Plan:
+    return {"prod": prod_plan, "dev": dev_plan}[request.param]
+
+
+# --- Inventory and structure ------------------------------------------------------------------
+
+
+def test_prod_inventory(prod_plan: Plan) -> None:
+    from shared.indexes import REQUIRED_INDEXES
+
+    expected = dict(PROD_INVENTORY, **{"gcp:firestore/index:Index": len(REQUIRED_INDEXES)})
+    assert prod_plan.counts() == expected
+    components: dict[str, int] = {}
+    for r in prod_plan.resources:
+        if not r.custom:
+            components[r.type] = components.get(r.type, 0) + 1
+    assert components == COMPONENTS
+
+
+def test_every_resource_belongs_to_a_component(plan: Plan) -> None:
+    graph = plan.graph
+    for r in plan.custom():
+        component = graph.component_of(r)
+        assert component is not None and component.type.startswith("platform:index:"), r.urn
+
+
+def test_components_wait_for_the_apis(prod_plan: Plan) -> None:
+    apis = {r.urn for r in prod_plan.of_type(T.PROJECT_SERVICE)}
+    for typ in (T.TOPIC, T.CLOUD_RUN, T.SCHEDULER_JOB, T.SECRET, T.SERVICE_ACCOUNT):
+        for r in prod_plan.of_type(typ):
+            assert apis <= set(r.dependencies), f"{r.urn} does not wait for the APIs"
+
+
+def test_stack_outputs(prod_plan: Plan) -> None:
+    out = prod_plan.outputs
+    assert set(out["service_urls"]) == {"prediction-coordinator", "prediction-worker"}
+    assert all(u.startswith("https://") for u in out["service_urls"].values())
+    assert out["topic_names"] == {
+        "prediction-request": "prediction-request-prod",
+        "prediction-ready": "prediction-ready-prod",
+    }
+    assert out["dead_letter_subscriptions"] == {
+        "prediction-request": "prediction-request-prod-dead-letter-sub",
+        "prediction-ready": "prediction-ready-prod-dead-letter-sub",
+    }
+
+
+def test_physical_names_carry_the_stack_where_they_must(dev_plan: Plan, prod_plan: Plan) -> None:
+    def names(plan: Plan, typ: str) -> set[str]:
+        return {r.get("name") for r in plan.of_type(typ)}
+
+    prod_topics = names(prod_plan, T.TOPIC)
+    assert names(dev_plan, T.TOPIC) == {n.replace("-prod", "-dev") for n in prod_topics}
+    assert all(n.endswith(("-dev", "-dev-dead-letter")) for n in names(dev_plan, T.TOPIC))
+    assert names(dev_plan, T.CLOUD_RUN) == names(prod_plan, T.CLOUD_RUN)
+    assert {r.get("project") for r in dev_plan.of_type(T.CLOUD_RUN)} == {"nba-props-platform-dev"}
+
+
+# --- Graph checks: the preflight rules, on both stacks -----------------------------------------
+
+
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: r.id)
+def test_the_stack_passes_every_rule(plan: Plan, rule) -> None:
+    findings = [f for f in run_rules(plan.resources, [rule]) if f.blocks]
+    assert not findings, "\n".join(map(str, findings))
+
+
+def test_every_push_identity_invokes_exactly_its_target(prod_plan: Plan) -> None:
+    graph = prod_plan.graph
+    for sub in prod_plan.of_type(T.SUBSCRIPTION):
+        if not sub.get("pushConfig"):
+            continue
+        email = sub.get("pushConfig.oidcToken.serviceAccountEmail")
+        grants = [
+            g for g in prod_plan.of_type(T.RUN_INVOKER_MEMBER)
+            if g.get("member") == f"serviceAccount:{email}"
+        ]
+        targets = {g.get("name") for g in grants}
+        svc = [s for s in graph.of_type(T.CLOUD_RUN)
+               if sub.get("pushConfig.pushEndpoint").startswith(s.out("uri"))]
+        assert targets == {svc[0].get("name")}, f"{sub.urn}: invoker on {targets}"
+        assert sub.get("pushConfig.oidcToken.audience") == svc[0].out("uri")
+
+
+def test_no_service_runs_as_the_default_compute_account(plan: Plan) -> None:
+    for svc in plan.of_type(T.CLOUD_RUN):
+        sa = svc.get("template.serviceAccount")
+        assert sa and "compute@developer" not in sa, svc.urn
+
+
+def test_no_all_users_anywhere(plan: Plan) -> None:
+    for r in plan.custom():
+        assert "allUsers" not in json.dumps(r.inputs, default=str), r.urn
+
+
+def test_runtime_roles_derive_from_the_config(prod_plan: Plan) -> None:
+    def member(sa: str) -> str:
+        return f"serviceAccount:{sa}@nba-props-platform.iam.gserviceaccount.com"
+
+    publishers = {
+        (r.get("topic"), r.get("member"))
+        for r in prod_plan.of_type(T.TOPIC_IAM_MEMBER)
+        if r.get("role") == "roles/pubsub.publisher" and "gcp-sa-pubsub" not in r.get("member")
+    }
+    assert publishers == {
+        ("prediction-request-prod", member("run-coordinator")),
+        ("prediction-ready-prod", member("run-worker")),
+    }
+    accessors = {(r.get("member")) for r in prod_plan.of_type(T.SECRET_IAM_MEMBER)}
+    assert accessors == {member("run-coordinator")}
+    project_roles = {
+        (r.get("role"), r.get("member")) for r in prod_plan.of_type(T.PROJECT_IAM_MEMBER)
+    }
+    assert project_roles == {
+        ("roles/datastore.user", member("run-coordinator")),
+        ("roles/datastore.user", member("run-worker")),
+        ("roles/run.developer", member("platform-deployer")),
+        ("roles/datastore.user", member("platform-deployer")),
+    }
+
+
+def test_topic_names_reach_the_services_as_env(prod_plan: Plan) -> None:
+    coord = envs(one(prod_plan, T.CLOUD_RUN, "prediction-coordinator"))
+    worker = envs(one(prod_plan, T.CLOUD_RUN, "prediction-worker"))
+    assert coord["REQUEST_TOPIC"]["value"] == "prediction-request-prod"
+    assert worker["READY_TOPIC"]["value"] == "prediction-ready-prod"
+    assert coord["GCP_PROJECT_ID"]["value"] == "nba-props-platform"
+
+
+def test_secret_env_is_pinned_to_the_created_version(prod_plan: Plan) -> None:
+    coord = one(prod_plan, T.CLOUD_RUN, "prediction-coordinator")
+    version = one(prod_plan, T.SECRET_VERSION, "coordinator-api-key-version")
+    ref = envs(coord)["COORDINATOR_API_KEY"]["valueSource"]["secretKeyRef"]
+    assert ref["version"] == version.out("version") == "1"
+    assert ref["secret"] == "coordinator-api-key"
+    assert version.urn in coord.dependencies
+    assert version.get("secretData") == SECRET, "config secrets are never in the plan"
+
+
+def test_coordinator_settings(prod_plan: Plan) -> None:
+    coord = one(prod_plan, T.CLOUD_RUN, "prediction-coordinator")
+    container = coord.get("template.containers[0]")
+    assert container["resources"]["limits"] == {"cpu": "2", "memory": "2Gi"}
+    assert container["resources"]["cpuIdle"] is False
+    assert coord.get("template.timeout") == "3600s"
+    assert coord.get("deletionProtection") is True
+    assert coord.get("ingress") == "INGRESS_TRAFFIC_ALL"
+
+
+def test_push_subscriptions(prod_plan: Plan) -> None:
+    sub = one(prod_plan, T.SUBSCRIPTION, "prediction-ready-coordinator")
+    assert sub.get("ackDeadlineSeconds") == 600
+    assert sub.get("pushConfig.pushEndpoint").endswith(".a.run.app/complete")
+    assert sub.get("retryPolicy") == {"minimumBackoff": "10s", "maximumBackoff": "600s"}
+    assert sub.get("deadLetterPolicy.maxDeliveryAttempts") == 5
+    assert sub.get("deadLetterPolicy.deadLetterTopic").endswith("prediction-ready-prod-dead-letter")
+    assert sub.get("expirationPolicy.ttl") == ""
+    invoker = one(prod_plan, T.RUN_INVOKER_MEMBER, "prediction-coordinator-pushes-invoker")
+    assert invoker.urn in sub.dependencies, "created only once its identity may invoke"
+
+
+def test_dead_letters_are_kept(prod_plan: Plan) -> None:
+    for sub in prod_plan.of_type(T.SUBSCRIPTION):
+        if sub.name.endswith("-dead-letter"):
+            assert not sub.get("pushConfig")
+            assert sub.get("messageRetentionDuration") == "604800s"
+
+
+def test_scheduler_jobs(prod_plan: Plan) -> None:
+    job = one(prod_plan, T.SCHEDULER_JOB, "check-stalled")
+    url = prod_plan.outputs["service_urls"]["prediction-coordinator"]
+    assert job.get("httpTarget.uri") == f"{url}/check-stalled"
+    assert job.get("httpTarget.oidcToken") == {
+        "serviceAccountEmail": "sched-coordinator@nba-props-platform.iam.gserviceaccount.com",
+        "audience": url,
+    }
+    assert job.get("schedule") == "*/15 * * * *"
+    assert job.get("name") == "check-stalled-prod"
+
+
+def test_image_is_built_from_the_repo_root_and_deployed_by_digest(prod_plan: Plan) -> None:
+    image = one(prod_plan, T.IMAGE, "prediction-worker-image")
+    assert image.get("buildOnPreview") is False
+    assert image.get("push") is True
+    assert Path(image.get("context.location")).resolve() == Path.cwd().resolve()
+    assert image.get("dockerfile.location").endswith("images/worker.Dockerfile")
+    assert image.get("tags")[0].endswith(f"/prediction-worker:{image_tag('prediction-worker')}")
+    worker = one(prod_plan, T.CLOUD_RUN, "prediction-worker")
+    assert worker.get("template.containers[0].image") == image.out("ref")
+    assert "@sha256:" in image.out("ref")
+    assert image.urn in worker.dependencies
+
+
+def test_deploy_labels_are_on_the_service_not_the_revision() -> None:
+    plan = evaluate_stack(
+        "prod", env={"PLATFORM_GIT_COMMIT": "0123abc", "PLATFORM_LOCK_TOKEN": "Tok:42"}
+    )
+    for svc in plan.of_type(T.CLOUD_RUN):
+        assert svc.get("labels")["git-commit"] == "0123abc"
+        assert svc.get("labels")["deploy-lock-token"] == "tok-42"
+        assert "labels" not in svc.get("template"), svc.urn
+
+
+# --- Variants ---------------------------------------------------------------------------------
+
+
+def test_image_override_from_env_replaces_the_build() -> None:
+    plan = evaluate_stack(
+        "prod", env={"PLATFORM_IMAGE_OVERRIDES": json.dumps({"prediction-worker": DIGEST})}
+    )
+    assert [r.name for r in plan.of_type(T.IMAGE)] == ["prediction-coordinator-image"]
+    assert one(plan, T.CLOUD_RUN, "prediction-worker").get("template.containers[0].image") == DIGEST
+
+
+def test_image_override_from_config_replaces_the_build(prod_config: dict[str, Any]) -> None:
+    prod_config[PLATFORM]["services"]["prediction-worker"]["image"] = DIGEST
+    plan = evaluate_stack("prod", config=prod_config, env={})
+    assert [r.name for r in plan.of_type(T.IMAGE)] == ["prediction-coordinator-image"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"prediction-wrker": DIGEST}, "IMAGE_OVERRIDES.prediction-wrker: unknown service"),
+        ({"prediction-worker": "repo/worker:v1"}, "not a digest ref"),
+    ],
+)
+def test_bad_image_overrides_are_config_errors(overrides: dict, fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        evaluate_stack("prod", env={"PLATFORM_IMAGE_OVERRIDES": json.dumps(overrides)})
+    assert fragment in str(info.value)
+
+
+def test_a_service_missing_a_contract_variable_fails_the_plan(prod_config: dict[str, Any]) -> None:
+    del prod_config[PLATFORM]["services"]["prediction-worker"]["env"]["GCP_PROJECT_ID"]
+    with pytest.raises(ConfigError) as info:
+        evaluate_stack("prod", config=prod_config, env={})
+    assert "platform.services.prediction-worker.env: missing GCP_PROJECT_ID" in str(info.value)
+
+
+def test_a_public_service_gets_all_users(prod_config: dict[str, Any]) -> None:
+    prod_config[PLATFORM]["services"]["prediction-coordinator"]["public"] = True
+    plan = evaluate_stack("prod", config=prod_config, env={})
+    public = one(plan, T.RUN_INVOKER_MEMBER, "prediction-coordinator-public")
+    assert public.get("member") == "allUsers"
+    assert not [f for f in run_rules(plan.resources) if f.blocks]
+
+
+def test_a_missing_dockerfile_is_a_clear_error(checkout: Path) -> None:
+    (checkout / "images" / "worker.Dockerfile").unlink()
+    with pytest.raises(PlanError) as info:
+        evaluate_stack("prod", root=checkout, env={})
+    assert "prediction-worker: cannot compute the image tag from images/worker.Dockerfile" in str(
+        info.value
+    )
+
+
+def test_the_program_builds_from_the_given_checkout(checkout: Path) -> None:
+    plan = evaluate_stack("dev", root=checkout, env={})
+    image = one(plan, T.IMAGE, "prediction-worker-image")
+    assert Path(image.get("context.location")).resolve() == checkout.resolve()
