@@ -23,7 +23,7 @@ import os
 import posixpath
 import shlex
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -55,6 +55,7 @@ class Copy:
     sources: tuple[str, ...]
     dest: str  # absolute path in the image (WORKDIR applied)
     line: int  # 1-based line in the Dockerfile
+    chmod: int | None = None  # COPY --chmod=MODE: the mode every copied file gets
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ class ImageFile:
     context_path: str  # path relative to the build context
     mode: int  # permission bits as built (the executable bit matters to the image)
     sha256: str
+    # 1-based Dockerfile line of the COPY that put it there (not part of the content hash).
+    line: int = field(default=0, compare=False)
 
 
 def _context_key(path: str) -> str:
@@ -141,7 +144,10 @@ class BuildContext:
                 *sources, dest = args
                 if not dest.startswith("/"):
                     dest = posixpath.join(workdir, dest) + ("/" if dest.endswith("/") else "")
-                result.append(Copy(tuple(sources), dest, ins["startline"] + 1))
+                chmod = next(
+                    (int(w.split("=", 1)[1], 8) for w in words if w.startswith("--chmod=")), None
+                )
+                result.append(Copy(tuple(sources), dest, ins["startline"] + 1, chmod))
         return result
 
     def _matches(self, source: str) -> tuple[list[str], bool]:
@@ -182,7 +188,8 @@ class BuildContext:
                 for rel in files:
                     if is_dir:
                         base = _dir_base(source, rel)
-                        inner = rel[len(base):].lstrip("/") if base else rel
+                        # "COPY . /app/" copies the context's contents: the base is the root.
+                        inner = rel[len(base) :].lstrip("/") if base not in ("", ".") else rel
                         target = posixpath.join(copy.dest, inner)
                     elif multi:
                         target = posixpath.join(copy.dest, posixpath.basename(rel))
@@ -190,11 +197,13 @@ class BuildContext:
                         target = copy.dest
                     path = self.root / rel
                     st = path.stat()
-                    landed[target] = ImageFile(
-                        image_path=posixpath.normpath(target),
+                    image_path = posixpath.normpath(target)
+                    landed[image_path] = ImageFile(
+                        image_path=image_path,
                         context_path=rel,
-                        mode=stat.S_IMODE(st.st_mode),
+                        mode=copy.chmod if copy.chmod is not None else stat.S_IMODE(st.st_mode),
                         sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                        line=copy.line,
                     )
         return sorted(landed.values(), key=lambda f: f.image_path)
 

@@ -17,8 +17,10 @@ import typer
 
 from scripts.cli_common import ExitCode, console, err_console, make_app, run_app
 from scripts.images_cli import app as images_app
+from scripts.images_cli import app as images_app
 
 app = make_app(help="Operate the prediction platform: offline plan, preflight, images, local.")
+app.add_typer(images_app, name="images")
 app.add_typer(images_app, name="images")
 
 

@@ -49,13 +49,24 @@ CONTRACTS: dict[str, EnvContract] = {
             # REQUEST_TOPIC: where work items are published (the program sets it from config).
             required=("GCP_PROJECT_ID", "REQUEST_TOPIC"),
             secrets=("COORDINATOR_API_KEY",),
-            optional=("FIRESTORE_DATABASE", "LOG_LEVEL"),
+            # Optional, with defaults in services/coordinator/settings.py: the Firestore
+            # database id, and the stall-check windows (the local end-to-end tests shorten them).
+            optional=(
+                "FIRESTORE_DATABASE",
+                "LOG_LEVEL",
+                "STALL_IDLE_SECONDS",
+                "STALL_COMPLETE_THRESHOLD",
+                "BATCH_MAX_AGE_SECONDS",
+                "STUCK_AFTER_SECONDS",
+            ),
         ),
         EnvContract(
             service="prediction-worker",
             # READY_TOPIC: where completions are published (the program sets it from config).
             required=("GCP_PROJECT_ID", "READY_TOPIC"),
-            optional=("LOG_LEVEL",),
+            # FAULT_TRANSIENT_ITEMS: fault injection for the local end-to-end tests (item ids
+            # answered 503 so Pub/Sub retries and dead-letters them); never set in the cloud.
+            optional=("LOG_LEVEL", "FAULT_TRANSIENT_ITEMS"),
         ),
     )
 }

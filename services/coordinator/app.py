@@ -1,0 +1,377 @@
+"""The coordinator: starts batches, publishes their items, counts completions, finishes stalls.
+
+Endpoints (the Pulumi program wires them; see the README's "Services" section):
+
+* ``POST /start`` (``X-API-Key``): create a batch and answer 202 at once; publishing happens in
+  a background thread (the service runs with CPU always allocated for that reason).
+  Idempotent per ``batch_id``: a second call answers 200 with the batch's status.
+* ``POST /complete``: Pub/Sub push of a worker's completion; counted once per item.
+* ``GET /status/{batch_id}``: counts, percent, age, state.
+* ``POST /check-stalled`` (scheduler, every 15 min) and ``POST /cleanup-stuck`` (hourly).
+* ``POST /admin/clear-batch`` (``X-API-Key``): complete, fail or delete a batch, with a reason.
+* ``GET /healthz``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import Body, FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from services.coordinator.settings import SERVICE, Settings
+from shared.batch_model import (
+    BatchNotFound,
+    Clock,
+    CompletionOutcome,
+    InvalidBatchId,
+    utcnow,
+    validate_batch_id,
+)
+from shared.contract import MissingEnvironment
+from shared.log import configure_logging, get_logger
+from shared.pubsub import JsonPublisher, MalformedEnvelope, parse_push
+from shared.startup import ConfigError, exit_with_config_error
+
+log = get_logger("coordinator")
+
+#: Messages published per chunk before their items are recorded (one Firestore commit).
+PUBLISH_CHUNK = 499
+#: Seconds to wait for one chunk's publish futures.
+PUBLISH_CHUNK_TIMEOUT_S = 120.0
+_ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+if TYPE_CHECKING:  # the Google clients load at start-up, not at import (fast image check)
+    from shared.batch_store import BatchStore
+
+
+def _transient_errors() -> tuple[type[Exception], ...]:
+    """Google API errors worth a redelivery (answer 503)."""
+    from google.api_core import exceptions as gexc
+
+    return (
+        gexc.ServiceUnavailable,
+        gexc.DeadlineExceeded,
+        gexc.InternalServerError,
+        gexc.TooManyRequests,
+        gexc.Aborted,
+        gexc.RetryError,
+    )
+
+
+class StartRequest(BaseModel):
+    batch_id: str | None = Field(None, description="idempotency key; generated if omitted")
+    items: list[dict[str, Any]] = Field(
+        ..., min_length=1, description="work items; each may carry 'item_id' (else its index)"
+    )
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class CheckRequest(BaseModel):
+    dry_run: bool = False
+
+
+class ClearRequest(BaseModel):
+    batch_id: str
+    reason: str = Field(..., min_length=1)
+    action: Literal["fail", "complete", "delete"] = "fail"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: BatchStore
+    publisher: Any  # JsonPublisher-like: publish_async(payload, **attrs) -> future
+    executor: ThreadPoolExecutor
+    clock: Clock
+
+
+def create_app(
+    *,
+    environ: Mapping[str, str] | None = None,
+    clock: Clock | None = None,
+    firestore_client: Callable[[Settings], Any] | None = None,
+    publisher: Callable[[Settings], Any] | None = None,
+    exit_on_config_error: bool = False,
+) -> FastAPI:
+    """The coordinator app. Configuration is read at start-up (lifespan), not at import.
+
+    ``clock`` (aware UTC datetimes) drives every timestamp and the stall rules; tests inject
+    one. ``exit_on_config_error`` (the module-level app) turns a missing variable into one
+    log line and exit code 78 instead of a traceback.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        configure_logging()
+        try:
+            settings = Settings.from_env(environ)
+        except (MissingEnvironment, ConfigError) as exc:
+            if exit_on_config_error:
+                exit_with_config_error(exc)
+            raise
+        from shared.batch_store import BatchStore
+
+        now = clock or utcnow
+        db = (firestore_client or _default_firestore)(settings)
+        pub = (publisher or _default_publisher)(settings)
+        runtime = Runtime(
+            settings=settings,
+            store=BatchStore(db, clock=now),
+            publisher=pub,
+            executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="publish"),
+            clock=now,
+        )
+        app.state.runtime = runtime
+        log.info("coordinator started", project=settings.project, topic=pub.topic)
+        try:
+            yield
+        finally:
+            # Cloud Run gives 10 s after SIGTERM; a batch cut short is failed by the stall
+            # check (publish_failed), never left pending.
+            runtime.executor.shutdown(wait=True, cancel_futures=False)
+            pub.close()
+
+    app = FastAPI(title=SERVICE, lifespan=lifespan)
+
+    def rt(request: Request) -> Runtime:
+        return request.app.state.runtime
+
+    def check_key(request: Request, key: str | None) -> None:
+        expected = rt(request).settings.api_key.encode()
+        if key is None or not hmac.compare_digest(key.encode(), expected):
+            raise HTTPException(status_code=401, detail="missing or wrong X-API-Key")
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": SERVICE}
+
+    @app.post("/start", status_code=202)
+    def start(
+        request: Request,
+        body: StartRequest,
+        x_api_key: str | None = Header(default=None),
+    ):
+        check_key(request, x_api_key)
+        runtime = rt(request)
+        batch_id = body.batch_id or f"batch-{runtime.clock():%Y%m%dT%H%M%S}-{_short_uuid()}"
+        try:
+            validate_batch_id(batch_id)
+        except InvalidBatchId as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        items = _normalise_items(body.items)
+        batch, created = runtime.store.create(
+            batch_id, len(items), metadata={**body.metadata, "source": "api"}
+        )
+        now = runtime.clock()
+        if not created:
+            log.info("start: batch exists", batch_id=batch_id, state=str(batch.state))
+            return JSONResponse(
+                status_code=200,
+                content={
+                    "created": False,
+                    **batch.summary(now),
+                    "status_url": f"/status/{batch_id}",
+                },
+            )
+        log.info("batch created", batch_id=batch_id, total_items=len(items))
+        runtime.executor.submit(_publish_batch, runtime, batch_id, items)
+        return {"created": True, **batch.summary(now), "status_url": f"/status/{batch_id}"}
+
+    @app.post("/complete")
+    async def complete(request: Request):
+        raw = await request.body()
+        try:
+            message = parse_push(raw)
+            data = message.json()
+            batch_id = _str_field(data, "batch_id")
+            item_id = _str_field(data, "item_id")
+            status = data.get("status")
+            if status not in ("ok", "failed"):
+                raise MalformedEnvelope(f"status {status!r} is not 'ok' or 'failed'")
+            validate_batch_id(batch_id)
+            if not _ITEM_ID.match(item_id):
+                raise MalformedEnvelope(f"invalid item_id {item_id!r}")
+        except (MalformedEnvelope, InvalidBatchId) as exc:
+            # Permanent: acknowledge, or Pub/Sub retries it forever.
+            log.warning("complete: malformed message acknowledged", error=str(exc))
+            return {"acknowledged": True, "outcome": "malformed", "error": str(exc)}
+        runtime = rt(request)
+        try:
+            outcome = await _in_thread(
+                runtime.store.record_completion,
+                batch_id,
+                item_id,
+                ok=status == "ok",
+                prediction=data.get("prediction"),
+                error=data.get("error"),
+                message_id=message.message_id,
+            )
+        except _transient_errors() as exc:
+            log.warning(
+                "complete: transient error, asking for redelivery",
+                batch_id=batch_id,
+                item_id=item_id,
+                error=str(exc),
+            )
+            return JSONResponse(status_code=503, content={"retry": True, "error": str(exc)})
+        if outcome == CompletionOutcome.UNKNOWN_BATCH:
+            log.warning("complete: unknown batch acknowledged", batch_id=batch_id, item_id=item_id)
+        return {
+            "acknowledged": True,
+            "outcome": str(outcome),
+            "batch_id": batch_id,
+            "item_id": item_id,
+        }
+
+    @app.get("/status/{batch_id}")
+    def status(request: Request, batch_id: str):
+        runtime = rt(request)
+        try:
+            batch = runtime.store.get(batch_id)
+        except InvalidBatchId as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        if batch is None:
+            raise HTTPException(status_code=404, detail=f"no batch {batch_id!r}")
+        return batch.summary(runtime.clock())
+
+    @app.post("/check-stalled")
+    def check_stalled(request: Request, body: Annotated[CheckRequest | None, Body()] = None):
+        runtime = rt(request)
+        dry_run = bool(body and body.dry_run)
+        now = runtime.clock()
+        actions = runtime.store.check_stalled(runtime.settings.policy, now=now, dry_run=dry_run)
+        for a in actions:
+            log.info("check-stalled", **a.to_dict(), dry_run=dry_run)
+        return {
+            "checked_at": now.isoformat(),
+            "dry_run": dry_run,
+            "actions": [a.to_dict() for a in actions],
+        }
+
+    @app.post("/cleanup-stuck")
+    def cleanup_stuck(request: Request, body: Annotated[CheckRequest | None, Body()] = None):
+        runtime = rt(request)
+        dry_run = bool(body and body.dry_run)
+        now = runtime.clock()
+        actions = runtime.store.cleanup_stuck(runtime.settings.policy, now=now, dry_run=dry_run)
+        for a in actions:
+            log.info("cleanup-stuck", **a.to_dict(), dry_run=dry_run)
+        return {
+            "checked_at": now.isoformat(),
+            "dry_run": dry_run,
+            "actions": [a.to_dict() for a in actions],
+        }
+
+    @app.post("/admin/clear-batch")
+    def clear_batch(
+        request: Request, body: ClearRequest, x_api_key: str | None = Header(default=None)
+    ):
+        check_key(request, x_api_key)
+        store = rt(request).store
+        reason = f"cleared by operator: {body.reason}"
+        try:
+            if body.action == "delete":
+                result = store.delete(body.batch_id, reason)
+                log.info("clear-batch: deleted", **result)
+                return {"action": "delete", **result}
+            done = store.finish(body.batch_id, body.action, reason)
+        except BatchNotFound as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from None
+        except InvalidBatchId as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        log.info("clear-batch", **done.to_dict())
+        if not done.applied:
+            return JSONResponse(status_code=409, content=done.to_dict())
+        return done.to_dict()
+
+    return app
+
+
+def _publish_batch(runtime: Runtime, batch_id: str, items: list[tuple[str, dict]]) -> None:
+    """Publish every item, recording each chunk after its messages are accepted."""
+    store, publisher = runtime.store, runtime.publisher
+    try:
+        for start in range(0, len(items), PUBLISH_CHUNK):
+            chunk = items[start : start + PUBLISH_CHUNK]
+            futures = [
+                publisher.publish_async(
+                    {"batch_id": batch_id, "item_id": item_id, "payload": payload},
+                    batch_id=batch_id,
+                    item_id=item_id,
+                )
+                for item_id, payload in chunk
+            ]
+            for f in futures:
+                f.result(timeout=PUBLISH_CHUNK_TIMEOUT_S)
+            store.add_published(batch_id, [item_id for item_id, _ in chunk])
+        if store.mark_published(batch_id):
+            log.info("batch published", batch_id=batch_id, total_items=len(items))
+        else:
+            log.warning("batch finished while publishing", batch_id=batch_id)
+    except Exception as exc:  # noqa: BLE001 - any failure must finish the batch, not leave it
+        log.exception("publishing failed", batch_id=batch_id)
+        try:
+            store.mark_publish_failed(batch_id, f"{type(exc).__name__}: {exc}")
+        except Exception:  # pragma: no cover - the stall check marks it later
+            log.exception("could not mark publish failure; the stall check will", batch_id=batch_id)
+
+
+def _normalise_items(items: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    width = max(len(str(len(items))), 5)
+    seen: set[str] = set()
+    result = []
+    problems = []
+    for i, item in enumerate(items):
+        payload = dict(item)
+        item_id = str(payload.pop("item_id", None) or f"item-{i:0{width}d}")
+        if not _ITEM_ID.match(item_id):
+            problems.append(f"items[{i}].item_id {item_id!r} is invalid")
+        elif item_id in seen:
+            problems.append(f"items[{i}].item_id {item_id!r} is a duplicate")
+        seen.add(item_id)
+        result.append((item_id, payload))
+        if len(problems) >= 10:
+            break
+    if problems:
+        raise HTTPException(status_code=422, detail=problems)
+    return result
+
+
+def _str_field(data: Mapping[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value:
+        raise MalformedEnvelope(f"message has no string '{name}'")
+    return value
+
+
+def _short_uuid() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:8]
+
+
+async def _in_thread(fn, *args, **kwargs):
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
+def _default_firestore(settings: Settings):
+    from google.cloud import firestore
+
+    return firestore.Client(project=settings.project, database=settings.firestore_database)
+
+
+def _default_publisher(settings: Settings) -> JsonPublisher:
+    return JsonPublisher(settings.project, settings.request_topic)
+
+
+__all__ = ["create_app"]

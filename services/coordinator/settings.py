@@ -1,0 +1,71 @@
+"""The coordinator's configuration, from its env contract (``shared/contract.py``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from shared.batch_model import (
+    DEFAULT_COMPLETE_THRESHOLD,
+    DEFAULT_IDLE_WINDOW,
+    DEFAULT_MAX_AGE,
+    DEFAULT_STUCK_AFTER,
+    StallPolicy,
+)
+from shared.startup import ConfigError, require_env
+
+SERVICE = "prediction-coordinator"
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    request_topic: str
+    api_key: str
+    firestore_database: str | None
+    policy: StallPolicy
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Raises MissingEnvironment (all missing names) or ConfigError (all bad values)."""
+        env = require_env(SERVICE, os.environ if environ is None else environ)
+        problems: list[str] = []
+
+        def seconds(name: str, default: timedelta) -> timedelta:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                problems.append(f"{name}={raw!r} is not a number of seconds")
+                return default
+            if value <= 0:
+                problems.append(f"{name}={raw!r} must be > 0")
+            return timedelta(seconds=value)
+
+        idle = seconds("STALL_IDLE_SECONDS", DEFAULT_IDLE_WINDOW)
+        max_age = seconds("BATCH_MAX_AGE_SECONDS", DEFAULT_MAX_AGE)
+        stuck = seconds("STUCK_AFTER_SECONDS", DEFAULT_STUCK_AFTER)
+        threshold = DEFAULT_COMPLETE_THRESHOLD
+        raw = env.get("STALL_COMPLETE_THRESHOLD")
+        if raw:
+            try:
+                threshold = float(raw)
+                if not 0 < threshold <= 1:
+                    problems.append(f"STALL_COMPLETE_THRESHOLD={raw!r} must be in (0, 1]")
+            except ValueError:
+                problems.append(f"STALL_COMPLETE_THRESHOLD={raw!r} is not a number")
+        if problems:
+            raise ConfigError(SERVICE, problems)
+        return cls(
+            project=env["GCP_PROJECT_ID"],
+            request_topic=env["REQUEST_TOPIC"],
+            api_key=env["COORDINATOR_API_KEY"],
+            firestore_database=env.get("FIRESTORE_DATABASE") or None,
+            policy=StallPolicy(
+                idle_window=idle, max_age=max_age, complete_threshold=threshold, stuck_after=stuck
+            ),
+        )

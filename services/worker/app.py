@@ -1,0 +1,161 @@
+"""The worker: one Pub/Sub push per work item, one completion published per item.
+
+The answer decides the message's fate (see :mod:`shared.pubsub`):
+
+* success, or a **permanent** failure (malformed message, a player who cannot be predicted):
+  200, and a completion (``ok`` or ``failed``) is published to ``READY_TOPIC``. A 500 for a
+  permanent error once made Pub/Sub retry forever and stuck a batch at 87%.
+* a **transient** failure (the completion could not be published, an injected fault): 503, so
+  Pub/Sub redelivers with backoff and, after ``max_delivery_attempts``, dead-letters it.
+
+Idempotent per (batch, item): a redelivery publishes the same completion again and the
+coordinator counts it once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from services.worker.predictor import PermanentPredictionError, Predictor, RecencyWeightedMean
+from shared.contract import MissingEnvironment
+from shared.log import configure_logging, get_logger
+from shared.pubsub import JsonPublisher, MalformedEnvelope, parse_push
+from shared.startup import exit_with_config_error, require_env
+
+SERVICE = "prediction-worker"
+log = get_logger("worker")
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    ready_topic: str
+    transient_items: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        import os
+
+        env = require_env(SERVICE, os.environ if environ is None else environ)
+        fault = env.get("FAULT_TRANSIENT_ITEMS", "")
+        return cls(
+            project=env["GCP_PROJECT_ID"],
+            ready_topic=env["READY_TOPIC"],
+            transient_items=frozenset(x.strip() for x in fault.split(",") if x.strip()),
+        )
+
+
+class TransientError(RuntimeError):
+    """Retrying later may succeed: answer 503."""
+
+
+def create_app(
+    *,
+    environ: Mapping[str, str] | None = None,
+    predictor: Predictor | None = None,
+    publisher: Callable[[Settings], Any] | None = None,
+    exit_on_config_error: bool = False,
+) -> FastAPI:
+    """The worker app; configuration is read at start-up (see the coordinator's create_app)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        configure_logging()
+        try:
+            settings = Settings.from_env(environ)
+        except MissingEnvironment as exc:
+            if exit_on_config_error:
+                exit_with_config_error(exc)
+            raise
+        pub = (publisher or (lambda s: JsonPublisher(s.project, s.ready_topic)))(settings)
+        app.state.settings = settings
+        app.state.publisher = pub
+        app.state.predictor = predictor or RecencyWeightedMean()
+        if settings.transient_items:
+            log.warning("fault injection on", transient_items=sorted(settings.transient_items))
+        log.info("worker started", project=settings.project, topic=pub.topic)
+        try:
+            yield
+        finally:
+            pub.close()
+
+    app = FastAPI(title=SERVICE, lifespan=lifespan)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": SERVICE}
+
+    @app.post("/")
+    async def handle(request: Request):
+        raw = await request.body()
+        try:
+            message = parse_push(raw)
+            data = message.json()
+            batch_id, item_id = data.get("batch_id"), data.get("item_id")
+            if not isinstance(batch_id, str) or not batch_id:
+                raise MalformedEnvelope("message has no string 'batch_id'")
+            if not isinstance(item_id, str) or not item_id:
+                raise MalformedEnvelope("message has no string 'item_id'")
+        except MalformedEnvelope as exc:
+            # Nobody to report to: acknowledge so it is not retried forever, and log it.
+            log.error("malformed message acknowledged", error=str(exc))
+            return {"status": "dropped", "error": str(exc)}
+        try:
+            return await run_in_threadpool(_process, request.app, message, data, batch_id, item_id)
+        except TransientError as exc:
+            log.warning(
+                "transient failure: asking for redelivery",
+                batch_id=batch_id,
+                item_id=item_id,
+                error=str(exc),
+                delivery_attempt=message.delivery_attempt,
+            )
+            return JSONResponse(status_code=503, content={"retry": True, "error": str(exc)})
+
+    return app
+
+
+def _process(app: FastAPI, message, data: dict, batch_id: str, item_id: str) -> dict[str, Any]:
+    settings: Settings = app.state.settings
+    if item_id in settings.transient_items:
+        raise TransientError(f"injected transient failure for item {item_id}")
+    payload = data.get("payload")
+    completion: dict[str, Any] = {"batch_id": batch_id, "item_id": item_id}
+    try:
+        if not isinstance(payload, dict):
+            raise PermanentPredictionError("message has no 'payload' object")
+        prediction = app.state.predictor.predict(payload)
+        completion.update(status="ok", prediction=prediction, error=None)
+    except PermanentPredictionError as exc:
+        completion.update(status="failed", prediction=None, error=str(exc))
+    try:
+        app.state.publisher.publish(
+            completion, batch_id=batch_id, item_id=item_id, status=completion["status"]
+        )
+    except Exception as exc:  # noqa: BLE001 - any publish failure is worth a retry
+        raise TransientError(
+            f"could not publish the completion: {type(exc).__name__}: {exc}"
+        ) from exc
+    if completion["status"] == "failed":
+        log.info(
+            "permanent failure acknowledged",
+            batch_id=batch_id,
+            item_id=item_id,
+            error=completion["error"],
+        )
+    return {
+        "status": completion["status"],
+        "batch_id": batch_id,
+        "item_id": item_id,
+        "error": completion["error"],
+    }
+
+
+__all__ = ["create_app", "Settings", "TransientError"]

@@ -1,0 +1,160 @@
+"""Pub/Sub push envelopes in, JSON messages out.
+
+A push subscription POSTs an envelope::
+
+    {"message": {"data": "<base64>", "attributes": {...}, "messageId": "...",
+                 "publishTime": "..."},
+     "subscription": "projects/P/subscriptions/S", "deliveryAttempt": 3}
+
+(``deliveryAttempt`` only when the subscription has a dead-letter policy; Google's emulator
+never sends it.) The answer decides the message's fate: 102, 200, 201, 202 or 204 acknowledge
+it; anything else makes Pub/Sub redeliver it with backoff and, after the subscription's
+``max_delivery_attempts``, dead-letter it. So a handler answers 2xx for every *permanent*
+failure (a malformed message will never get better) and a retryable status only for transient
+ones: a 500 for a permanent error once made Pub/Sub retry a message forever and stuck a batch.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "ACK_STATUS_CODES",
+    "MalformedEnvelope",
+    "PushMessage",
+    "parse_push",
+    "topic_path",
+    "subscription_path",
+    "JsonPublisher",
+]
+
+#: The HTTP status codes a push subscription takes as an acknowledgement.
+#: https://cloud.google.com/pubsub/docs/push#receive_push
+ACK_STATUS_CODES = frozenset({102, 200, 201, 202, 204})
+
+
+class MalformedEnvelope(ValueError):
+    """The request is not a Pub/Sub push envelope, or its data is not what was expected.
+
+    Permanent: redelivering the same bytes cannot fix it, so acknowledge (2xx) and report.
+    """
+
+
+@dataclass(frozen=True)
+class PushMessage:
+    data: bytes
+    attributes: dict[str, str] = field(default_factory=dict)
+    message_id: str = ""
+    publish_time: str | None = None
+    subscription: str | None = None
+    delivery_attempt: int | None = None
+
+    def json(self) -> dict[str, Any]:
+        """The data as a JSON object; raises MalformedEnvelope otherwise."""
+        try:
+            value = json.loads(self.data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MalformedEnvelope(f"message {self.message_id}: data is not JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise MalformedEnvelope(
+                f"message {self.message_id}: data is JSON {type(value).__name__}, not an object"
+            )
+        return value
+
+
+def parse_push(body: bytes | str | Mapping[str, Any]) -> PushMessage:
+    """Decode and validate a push envelope. Raises :class:`MalformedEnvelope`."""
+    if isinstance(body, bytes | str):
+        try:
+            body = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise MalformedEnvelope(f"request body is not JSON: {exc}") from None
+    if not isinstance(body, Mapping):
+        raise MalformedEnvelope("request body is not a JSON object")
+    message = body.get("message")
+    if not isinstance(message, Mapping):
+        raise MalformedEnvelope("envelope has no 'message' object")
+    raw = message.get("data", "")
+    if not isinstance(raw, str):
+        raise MalformedEnvelope("message.data is not a base64 string")
+    try:
+        data = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedEnvelope(f"message.data is not valid base64: {exc}") from None
+    attributes = message.get("attributes") or {}
+    if not isinstance(attributes, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()
+    ):
+        raise MalformedEnvelope("message.attributes is not a string-to-string object")
+    message_id = message.get("messageId") or message.get("message_id") or ""
+    attempt = body.get("deliveryAttempt")
+    return PushMessage(
+        data=data,
+        attributes=dict(attributes),
+        message_id=str(message_id),
+        publish_time=message.get("publishTime") or message.get("publish_time"),
+        subscription=body.get("subscription"),
+        delivery_attempt=attempt if isinstance(attempt, int) else None,
+    )
+
+
+def topic_path(project: str, topic: str) -> str:
+    """``projects/P/topics/T`` from a short topic id, or the path itself if already one."""
+    return topic if topic.startswith("projects/") else f"projects/{project}/topics/{topic}"
+
+
+def subscription_path(project: str, subscription: str) -> str:
+    if subscription.startswith("projects/"):
+        return subscription
+    return f"projects/{project}/subscriptions/{subscription}"
+
+
+#: How long one publish may keep retrying before the caller sees the error (the library's
+#: default is 600 s, far longer than a request should hang on an unreachable Pub/Sub).
+PUBLISH_RETRY_DEADLINE_S = 60.0
+PUBLISH_RPC_TIMEOUT_S = 30.0
+
+
+class JsonPublisher:
+    """Publishes JSON objects to one topic with the official client (honours
+    ``PUBSUB_EMULATOR_HOST``). Thread-safe; the client batches messages."""
+
+    def __init__(self, project: str, topic: str, *, client: Any = None) -> None:
+        from google.api_core import retry as retries
+        from google.cloud import pubsub_v1
+
+        self.topic = topic_path(project, topic)
+        self._client = client or pubsub_v1.PublisherClient(
+            publisher_options=pubsub_v1.types.PublisherOptions(
+                retry=retries.Retry(
+                    initial=0.1, maximum=5.0, multiplier=2.0, timeout=PUBLISH_RETRY_DEADLINE_S
+                ),
+                timeout=PUBLISH_RPC_TIMEOUT_S,
+            )
+        )
+
+    def publish_async(self, payload: Mapping[str, Any], **attributes: str):
+        """Start publishing; returns the client's future (``.result(timeout)`` -> message id)."""
+        data = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+        return self._client.publish(self.topic, data, **attributes)
+
+    def publish(
+        self,
+        payload: Mapping[str, Any],
+        *,
+        timeout: float = PUBLISH_RETRY_DEADLINE_S + 5,
+        **attributes: str,
+    ) -> str:
+        """Publish and wait; returns the message id or raises the publish error."""
+        return self.publish_async(payload, **attributes).result(timeout=timeout)
+
+    def close(self) -> None:
+        try:
+            self._client.stop()
+        except Exception:  # pragma: no cover - already stopped
+            pass
