@@ -21,6 +21,8 @@ from ._stackinfo import stack_info
 
 __all__ = ["PlanPreflight", "evaluate_plan"]
 
+_NO_RULES = "policy rules (policy/rules.py) are not available: skipped"
+
 
 def evaluate_plan(stack: str, root: Path, env: Mapping[str, str] | None = None) -> Any:
     """The offline plan of ``stack`` (raises ConfigError/PlanError from ``offline_plan``)."""
@@ -43,18 +45,14 @@ def _rule_findings(plan: Any) -> tuple[list[str], list[str]]:
     try:
         from policy import rules
     except ImportError:
-        return [], ["policy rules (policy/rules.py) are not available: skipped"]
+        return [], [_NO_RULES]
     run = getattr(rules, "run_rules", None) or getattr(rules, "check_resources", None)
     if run is None:
         return [], ["policy.rules has no run_rules(): skipped"]
     errors, warnings = [], []
     for f in run(plan.resources):
-        severity = str(getattr(f, "severity", "error")).lower()
-        text = str(f)
-        if severity.endswith("error") or severity.endswith("mandatory"):
-            errors.append(text)
-        else:
-            warnings.append(text)
+        # ``blocks``: error-level and decided; unverifiable findings and warnings do not stop.
+        (errors if getattr(f, "blocks", True) else warnings).append(str(f))
     return errors, warnings
 
 
@@ -110,9 +108,13 @@ class PlanPreflight:
         except DeployError as exc:
             return PreflightResult(errors=[str(exc)], plan=plan)
         errors, warnings = _rule_findings(plan)
-        # Images given by digest (rollback) are not built: nothing to check for them.
-        built = [s for s in info.services if s not in self.overrides]
-        img_errors, img_warnings = _image_findings(built, self.root)
+        img_errors: list[str] = []
+        img_warnings: list[str] = []
+        if _NO_RULES in warnings:
+            # Rule PF10 runs the image check; without the rules, run it here. Images given
+            # by digest (rollback) are not built: nothing to check for them.
+            built = [s for s in info.services if s not in self.overrides]
+            img_errors, img_warnings = _image_findings(built, self.root)
         return PreflightResult(
             errors=errors + img_errors, info=info, warnings=warnings + img_warnings, plan=plan
         )

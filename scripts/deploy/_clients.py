@@ -1,0 +1,65 @@
+"""Official clients for the real runs: the Firestore database of the lock and the records."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any
+
+from ._errors import DeployError
+
+__all__ = [
+    "DEFAULT_LOCK_DATABASE",
+    "LOCK_DATABASE_ENV",
+    "LOCAL_PLATFORM_FACTORY",
+    "LOCAL_STACK",
+    "firestore_for",
+    "local_platform",
+]
+
+#: The Firestore database of the deploy lock and the deployment records, created by the
+#: bootstrap program (infra/bootstrap): not the platform's own database, since the lock cannot
+#: live in the stack it protects. ``DEPLOY_LOCK_DATABASE`` overrides it (as for deploy-lock).
+LOCK_DATABASE_ENV = "DEPLOY_LOCK_DATABASE"
+DEFAULT_LOCK_DATABASE = "deploy-lock"
+#: The stack name that means "the local platform on the emulators".
+LOCAL_STACK = "local"
+#: ``module:function`` the local platform provides: ``function(root: Path) -> LocalPlatform``
+#: (the protocol in ``scripts.deploy._targets``).
+LOCAL_PLATFORM_FACTORY = "scripts.local_platform:deploy_platform"
+
+
+def firestore_for(project: str | None, database: str) -> Any:
+    """A Firestore client: the emulator when ``FIRESTORE_EMULATOR_HOST`` is set, else Google's
+    with Application Default Credentials and short timeouts (as the lock's own)."""
+    emulator = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    if emulator:
+        from scripts.emulators import firestore_client
+
+        return firestore_client(emulator, project or "demo-local", database=database)
+    os.environ.setdefault("NO_GCE_CHECK", "true")
+    try:
+        from google.cloud import firestore
+
+        return firestore.Client(project=project, database=database)
+    except Exception as exc:  # DefaultCredentialsError, no project
+        raise DeployError(
+            f"cannot open Firestore database '{database}' of project '{project}': {exc}; run "
+            "`gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS"
+        ) from None
+
+
+def local_platform(root: Path) -> Any:
+    """The local platform's implementation of ``LocalPlatform`` (issue: local platform)."""
+    module_name, _, attr = LOCAL_PLATFORM_FACTORY.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        factory = getattr(module, attr)
+    except (ImportError, AttributeError):
+        raise DeployError(
+            f"the local platform is not available: `deploy --stack {LOCAL_STACK}` needs "
+            f"{LOCAL_PLATFORM_FACTORY}(root) returning a LocalPlatform (see "
+            "scripts/deploy/_targets.py); start it by hand with `platform local up`"
+        ) from None
+    return factory(root)
