@@ -14,6 +14,8 @@ preconditions behave the same there and in production.
 
 Time is always Firestore's: a lease expires ``ttl`` after the lease document's ``update_time``
 (its last acquire or renewal), judged against the ``read_time`` of the read that observed it.
+Release and renewal times are the document's ``update_time``, an event's time its
+``create_time``: no server-timestamp transforms, which made every commit slower.
 The caller's clock is used only for local durations (waiting, heartbeat deadlines).
 """
 
@@ -169,10 +171,10 @@ class DeployLock:
             lease_id=data.get("lease_id"),
             ttl=ttl,
             acquired_at=data.get("acquired_at"),
-            renewed_at=data.get("renewed_at"),
+            renewed_at=snap.update_time if is_held else None,
             expires_at=expires_at,
             read_at=read_at,
-            released_at=data.get("released_at"),
+            released_at=None if is_held else snap.update_time,
             released_by=data.get("released_by"),
             seq=int(data["seq"]),
         )
@@ -193,7 +195,6 @@ class DeployLock:
             "event": event,
             "stack": self.stack,
             "token": token,
-            "at": firestore.SERVER_TIMESTAMP,
             "holder": holder.to_dict() if holder else None,
             **extra,
         }
@@ -279,9 +280,8 @@ class DeployLock:
                 "lease_id": lease_id,
                 "holder": holder.to_dict(),
                 "ttl_seconds": ttl_s,
-                "acquired_at": firestore.SERVER_TIMESTAMP,
-                "renewed_at": firestore.SERVER_TIMESTAMP,
-                "released_at": None,
+                # Server time read just before this write (no transform: cheaper commits).
+                "acquired_at": snap.read_time,
                 "released_by": None,
             }
             if status.expired:
@@ -351,7 +351,7 @@ class DeployLock:
                 f"superseded by token {status.token}, granted to {holder}",
             )  # fmt: skip
         released_by = status.released_by or {}
-        if status.released_at is not None or released_by:
+        if status.exists and not (status.held or status.expired):
             if released_by.get("kind") == "force":
                 raise LeaseLost(
                     lease, status,
@@ -408,7 +408,7 @@ class DeployLock:
         ttl_s = lease.ttl.total_seconds()
 
         def make(seq: int) -> tuple[dict[str, Any], dict[str, Any]]:
-            fields = {"renewed_at": firestore.SERVER_TIMESTAMP, "seq": seq, "ttl_seconds": ttl_s}
+            fields = {"seq": seq, "ttl_seconds": ttl_s}  # the write moves update_time
             return fields, self._event(seq, "renew", lease.token, lease.holder)
 
         update_time = self._write_as_holder(lease, "renewing", make)
@@ -433,7 +433,6 @@ class DeployLock:
             fields = {
                 "state": "released",
                 "seq": seq,
-                "released_at": firestore.SERVER_TIMESTAMP,
                 "released_by": {"kind": "release", "who": lease.holder.who, "token": lease.token},
             }
             return fields, self._event(seq, "release", lease.token, lease.holder)
@@ -481,7 +480,6 @@ class DeployLock:
             fields = {
                 "state": "released",
                 "seq": seq,
-                "released_at": firestore.SERVER_TIMESTAMP,
                 "released_by": {
                     "kind": "force",
                     "who": by.who,
@@ -526,7 +524,7 @@ class DeployLock:
                     event=d["event"],
                     stack=d.get("stack", self.stack),
                     token=int(d.get("token", 0)),
-                    at=d.get("at"),
+                    at=doc.create_time,
                     holder=HolderInfo.from_dict(d["holder"]) if d.get("holder") else None,
                     by=d.get("by"),
                     reason=d.get("reason"),

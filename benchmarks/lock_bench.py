@@ -1,0 +1,156 @@
+"""Deploy-lock benchmark against Google's Firestore emulator (started and stopped here).
+
+Uncontended: acquire and release latency (p50/p99) beside a raw single-document create, all
+measured interleaved in the same run so machine noise hits them alike; the ratios are what to
+compare (goals: acquire p50 <= 2.5x create, release p50 <= 1.5x create).
+Contention: 16 threads per round all try at once, the winner holds until all have tried, then
+releases; rounds/second and overlaps (two holders at once, detected by a counter outside the
+lock). Usage::
+
+    .venv/bin/python benchmarks/lock_bench.py [--iterations 500] [--rounds 100] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("NO_GCE_CHECK", "true")
+
+from scripts.deploylock import DeployLock, HolderInfo  # noqa: E402
+from scripts.emulators import firestore_client, start_firestore  # noqa: E402
+
+PROJECT = "demo-bench"
+CONTENDERS = 16
+WARMUP = 50
+
+
+def _pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def uncontended(client, iterations: int) -> dict[str, dict[str, float]]:
+    lock = DeployLock(client, stack="bench", ttl=timedelta(minutes=10))
+    raw = client.collection("bench_raw")
+    me = HolderInfo.detect(reason="benchmark")
+    times: dict[str, list[float]] = {"raw create": [], "acquire": [], "release": []}
+    for i in range(WARMUP + iterations):
+        t0 = time.perf_counter()
+        raw.document(uuid.uuid4().hex).create({"i": i})
+        t1 = time.perf_counter()
+        lease = lock.acquire(me)
+        t2 = time.perf_counter()
+        lock.release(lease)
+        t3 = time.perf_counter()
+        if i >= WARMUP:
+            times["raw create"].append(t1 - t0)
+            times["acquire"].append(t2 - t1)
+            times["release"].append(t3 - t2)
+    return {
+        name: {
+            "p50_ms": _pct(s, 0.5),
+            "p99_ms": _pct(s, 0.99),
+            "mean_ms": statistics.mean(s) * 1000,
+        }
+        for name, s in times.items()
+    }
+
+
+def contention(emulator, rounds: int) -> dict[str, float]:
+    barrier = threading.Barrier(CONTENDERS)
+    inside = 0
+    overlaps = 0
+    winners: list[int] = []
+    guard = threading.Lock()
+    errors: list[BaseException] = []
+
+    def contender(i: int) -> None:
+        nonlocal inside, overlaps
+        lock = DeployLock(
+            firestore_client(emulator, PROJECT), stack="contended", ttl=timedelta(minutes=1)
+        )
+        me = HolderInfo(who=f"bench-{i}", host="bench", pid=i)
+        try:
+            for _ in range(rounds):
+                barrier.wait()
+                lease = lock.try_acquire(me)
+                if lease:
+                    with guard:
+                        inside += 1
+                        overlaps += inside > 1
+                barrier.wait()
+                if lease:
+                    with guard:
+                        inside -= 1
+                        winners.append(lease.token)
+                    lock.release(lease)
+                barrier.wait()
+        except BaseException as exc:
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=contender, args=(i,)) for i in range(CONTENDERS)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return {
+        "contenders": CONTENDERS,
+        "rounds": rounds,
+        "rounds_per_s": rounds / elapsed,
+        "winners": len(winners),
+        "overlaps": overlaps,
+        "tokens_strictly_increasing": winners == sorted(set(winners)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--iterations", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with start_firestore(PROJECT) as emulator:
+        client = firestore_client(emulator, PROJECT)
+        lat = uncontended(client, args.iterations)
+        cont = contention(emulator, args.rounds)
+    create = lat["raw create"]["p50_ms"]
+    result = {
+        "uncontended": lat,
+        "ratios_p50": {
+            "acquire/create": lat["acquire"]["p50_ms"] / create,
+            "release/create": lat["release"]["p50_ms"] / create,
+        },
+        "contention": cont,
+        "cpus": os.cpu_count(),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"uncontended, {args.iterations} iterations (interleaved, after {WARMUP} warm-up):")
+    for name, s in lat.items():
+        ratio = s["p50_ms"] / create
+        print(f"  {name:<11} p50 {s['p50_ms']:6.2f} ms  p99 {s['p99_ms']:6.2f} ms  "
+              f"p50 x{ratio:.2f} of raw create")  # fmt: skip
+    print(f"contention, {CONTENDERS} threads x {cont['rounds']} rounds: "
+          f"{cont['rounds_per_s']:.1f} rounds/s, {cont['winners']} winners, "
+          f"{cont['overlaps']} overlaps, tokens strictly increasing: "
+          f"{cont['tokens_strictly_increasing']}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
