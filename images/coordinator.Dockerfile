@@ -1,7 +1,7 @@
 # The prediction-coordinator image. Build from the REPO ROOT (the service imports shared/):
 #   docker build -f images/coordinator.Dockerfile .
-# A build with the service directory as context (e.g. `gcloud run deploy --source
-# services/coordinator`) once shipped an image without shared/; `platform images check` catches that.
+# A source deploy from the service directory (services/coordinator as the context) once shipped
+# an image without shared/; `platform images check` catches that.
 
 # The base, pinned by digest. A build argument so a local stand-in can be passed
 # (--build-arg BASE_IMAGE=...): a local image cannot be named by digest.
