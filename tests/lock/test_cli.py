@@ -17,7 +17,7 @@ from scripts.cli_common import ExitCode
 from scripts.deploy_lock_cli import app
 from scripts.deploylock import DeployLock, HolderInfo
 
-from .conftest import DEPLOY_LOCK
+from .conftest import DEPLOY_LOCK, REPO
 
 runner = CliRunner()
 COMMANDS = ["acquire", "release", "renew", "status", "force-release", "run"]
@@ -243,7 +243,7 @@ def test_unreachable_firestore_exits_1_within_seconds(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         host = f"127.0.0.1:{s.getsockname()[1]}"
-    env = {**os.environ, "FIRESTORE_EMULATOR_HOST": host, "PYTHONPATH": os.getcwd()}
+    env = {**os.environ, "FIRESTORE_EMULATOR_HOST": host, "PYTHONPATH": str(REPO)}
     started = time.monotonic()
     proc = dl(["acquire", "--stack", "prod"], env)
     out = expect_proc(proc, 1)
@@ -259,7 +259,7 @@ def test_no_credentials_exits_1_with_advice(tmp_path):
         if k not in {"FIRESTORE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS"}
     }
     env.update(HOME=str(tmp_path), CLOUDSDK_CONFIG=str(tmp_path), NO_GCE_CHECK="true")
-    env["PYTHONPATH"] = os.getcwd()
+    env["PYTHONPATH"] = str(REPO)
     started = time.monotonic()
     out = expect_proc(dl(["status", "--stack", "prod", "--project", "p"], env), 1)
     assert "cannot create a Firestore client" in out and "application-default login" in out
