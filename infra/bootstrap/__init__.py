@@ -1,0 +1,2 @@
+"""The bootstrap Pulumi program (``infra/bootstrap``): run once per project, before the first
+deploy. ``__main__.py`` is the program; :mod:`infra.bootstrap.plan` evaluates it offline."""

@@ -1,0 +1,219 @@
+"""The bootstrap's resources, one component: what the platform stack needs before it exists."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_gcp as gcp
+
+from .config import BootstrapConfig
+
+__all__ = ["Bootstrap", "BOOTSTRAP_APIS", "DEPLOYER_PROJECT_ROLES", "GITHUB_OIDC_ISSUER"]
+
+#: APIs the bootstrap's own resources need (the platform stack enables the rest itself).
+BOOTSTRAP_APIS = (
+    "cloudkms.googleapis.com",
+    "firestore.googleapis.com",
+    "iam.googleapis.com",
+    "iamcredentials.googleapis.com",
+    "serviceusage.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
+    "storage.googleapis.com",
+    "sts.googleapis.com",
+)
+#: What `pulumi up` of the platform stack creates and grants, and the deploy pipeline reads.
+#: Project-level because the platform stack creates these resources; never editor/owner.
+DEPLOYER_PROJECT_ROLES = (
+    "roles/run.admin",
+    "roles/iam.serviceAccountAdmin",
+    "roles/iam.serviceAccountUser",  # deploy Cloud Run services as their runtime accounts
+    "roles/resourcemanager.projectIamAdmin",  # the platform's additive project-role grants
+    "roles/pubsub.admin",
+    "roles/secretmanager.admin",
+    "roles/cloudscheduler.admin",
+    "roles/artifactregistry.admin",
+    # The platform's Firestore database and indexes, and the lock's documents here.
+    "roles/datastore.owner",
+    "roles/serviceusage.serviceUsageAdmin",
+    "roles/cloudbuild.builds.editor",  # deploy --builder cloudbuild
+)
+GITHUB_OIDC_ISSUER = "https://token.actions.githubusercontent.com"
+#: Noncurrent state versions kept: enough to recover from a bad `pulumi stack import`.
+STATE_VERSIONS_KEPT = 20
+#: https://cloud.google.com/kms/docs/key-rotation: yearly rotation at most; 90 days here.
+KMS_ROTATION_PERIOD = "7776000s"
+
+
+class Bootstrap(pulumi.ComponentResource):
+    """State bucket, KMS key, deployer identity, GitHub federation, deploy-lock database."""
+
+    state_bucket_url: pulumi.Output[str]
+    secrets_provider: pulumi.Output[str]
+    deployer_email: pulumi.Output[str]
+    workload_identity_provider: pulumi.Output[str]
+    lock_database: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, cfg: BootstrapConfig, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("platform:bootstrap:Bootstrap", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        # Everything here outlives any single deploy: deleting it strands the platform stack.
+        keep = pulumi.ResourceOptions(parent=self, protect=True)
+
+        apis = [
+            gcp.projects.Service(
+                f"api-{api.split('.')[0]}",
+                project=cfg.project,
+                service=api,
+                disable_on_destroy=False,
+                opts=child,
+            )
+            for api in BOOTSTRAP_APIS
+        ]
+        after_apis = pulumi.ResourceOptions(parent=self, protect=True, depends_on=apis)
+
+        bucket = gcp.storage.Bucket(
+            "state",
+            name=cfg.state_bucket,
+            project=cfg.project,
+            location=cfg.region.upper(),
+            uniform_bucket_level_access=True,
+            public_access_prevention="enforced",
+            # Every state write is a new object version: a corrupted checkpoint can be restored.
+            versioning=gcp.storage.BucketVersioningArgs(enabled=True),
+            lifecycle_rules=[
+                gcp.storage.BucketLifecycleRuleArgs(
+                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(
+                        num_newer_versions=STATE_VERSIONS_KEPT, with_state="ARCHIVED"
+                    ),
+                )
+            ],
+            opts=after_apis,
+        )
+
+        ring = gcp.kms.KeyRing(
+            "secrets",
+            name=cfg.kms_key_ring,
+            project=cfg.project,
+            location=cfg.region,
+            opts=after_apis,
+        )
+        key = gcp.kms.CryptoKey(
+            "secrets",
+            name=cfg.kms_key,
+            key_ring=ring.id,
+            purpose="ENCRYPT_DECRYPT",
+            rotation_period=KMS_ROTATION_PERIOD,
+            opts=keep,
+        )
+
+        deployer = gcp.serviceaccount.Account(
+            "deployer",
+            project=cfg.project,
+            account_id=cfg.deployer_account_id,
+            display_name="CI: deploys the platform stack (pulumi up through `deploy`)",
+            opts=after_apis,
+        )
+        member = deployer.email.apply(lambda e: f"serviceAccount:{e}")
+        for role in DEPLOYER_PROJECT_ROLES:
+            gcp.projects.IAMMember(
+                f"deployer-{role.removeprefix('roles/').replace('.', '-')}",
+                project=cfg.project,
+                role=role,
+                member=member,
+                opts=child,
+            )
+        # State and secrets: on exactly the bucket and the key, not project-wide.
+        gcp.storage.BucketIAMMember(
+            "deployer-state",
+            bucket=bucket.name,
+            role="roles/storage.objectAdmin",
+            member=member,
+            opts=child,
+        )
+        gcp.kms.CryptoKeyIAMMember(
+            "deployer-secrets",
+            crypto_key_id=key.id,
+            role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
+            member=member,
+            opts=child,
+        )
+
+        pool = gcp.iam.WorkloadIdentityPool(
+            "github",
+            project=cfg.project,
+            workload_identity_pool_id="github",
+            display_name="GitHub Actions",
+            opts=after_apis,
+        )
+        provider = gcp.iam.WorkloadIdentityPoolProvider(
+            "github",
+            project=cfg.project,
+            workload_identity_pool_id=pool.workload_identity_pool_id,
+            workload_identity_pool_provider_id="github-actions",
+            attribute_mapping={
+                "google.subject": "assertion.sub",
+                "attribute.repository": "assertion.repository",
+                "attribute.ref": "assertion.ref",
+            },
+            # Only this repository's main branch may mint deployer tokens:
+            # https://cloud.google.com/iam/docs/workload-identity-federation-with-deployment-pipelines
+            attribute_condition=(
+                f"assertion.repository == '{cfg.github_repository}' && "
+                f"assertion.ref == '{cfg.github_ref}'"
+            ),
+            oidc=gcp.iam.WorkloadIdentityPoolProviderOidcArgs(issuer_uri=GITHUB_OIDC_ISSUER),
+            opts=child,
+        )
+        gcp.serviceaccount.IAMMember(
+            "deployer-federated",
+            service_account_id=deployer.name,
+            role="roles/iam.workloadIdentityUser",
+            member=pool.name.apply(
+                lambda n: (
+                    f"principalSet://iam.googleapis.com/{n}/attribute.repository/"
+                    f"{cfg.github_repository}"
+                )
+            ),
+            opts=child,
+        )
+
+        # The deploy lock cannot live in the stack it protects: its own database, here.
+        database = gcp.firestore.Database(
+            "deploy-lock",
+            project=cfg.project,
+            name=cfg.lock_database,
+            location_id=cfg.region,
+            type="FIRESTORE_NATIVE",
+            delete_protection_state="DELETE_PROTECTION_ENABLED",
+            deletion_policy="ABANDON",
+            opts=after_apis,
+        )
+        # `deploy history` lists a stack's records newest first: stack ASC, started_at DESC.
+        gcp.firestore.Index(
+            "deployments-by-stack-started",
+            project=cfg.project,
+            database=database.name,
+            collection="deployments",
+            query_scope="COLLECTION",
+            fields=[
+                gcp.firestore.IndexFieldArgs(field_path="stack", order="ASCENDING"),
+                gcp.firestore.IndexFieldArgs(field_path="started_at", order="DESCENDING"),
+            ],
+            opts=child,
+        )
+        self.state_bucket_url = bucket.name.apply(lambda n: f"gs://{n}")
+        self.secrets_provider = key.id.apply(lambda i: f"gcpkms://{i}")
+        self.deployer_email = deployer.email
+        self.workload_identity_provider = provider.name
+        self.lock_database = database.name
+        self.register_outputs(
+            {
+                "state_bucket_url": self.state_bucket_url,
+                "secrets_provider": self.secrets_provider,
+                "deployer_email": self.deployer_email,
+                "workload_identity_provider": self.workload_identity_provider,
+                "lock_database": self.lock_database,
+            }
+        )

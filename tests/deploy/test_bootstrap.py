@@ -1,0 +1,91 @@
+"""The bootstrap program, evaluated offline under Pulumi's mocks (as `make plan` can)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from infra.bootstrap.config import NAMESPACE, BootstrapConfigError
+from infra.bootstrap.plan import _stack_config, evaluate_bootstrap
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return evaluate_bootstrap("prod")
+
+
+def _one(plan, typ, name=None):
+    found = [r for r in plan.resources if r.type == typ and (name is None or r.name == name)]
+    assert len(found) == 1, f"expected one {typ} {name or ''}, got {[r.urn for r in found]}"
+    return found[0]
+
+
+def test_inventory(plan):
+    counts = plan.counts()
+    assert counts["gcp:storage/bucket:Bucket"] == 1
+    assert counts["gcp:kms/cryptoKey:CryptoKey"] == 1
+    assert counts["gcp:serviceaccount/account:Account"] == 1
+    assert counts["gcp:iam/workloadIdentityPool:WorkloadIdentityPool"] == 1
+    assert counts["gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider"] == 1
+    assert counts["gcp:firestore/database:Database"] == 1
+    assert counts["gcp:firestore/index:Index"] == 1
+    assert "gcp:serviceaccount/key:Key" not in counts, "no long-lived service account keys"
+    assert set(plan.outputs) == {
+        "state_bucket_url",
+        "secrets_provider",
+        "deployer_email",
+        "workload_identity_provider",
+        "lock_database",
+    }
+
+
+def test_state_bucket_is_versioned_and_private(plan):
+    bucket = _one(plan, "gcp:storage/bucket:Bucket")
+    assert bucket.inputs["versioning"]["enabled"] is True, bucket.urn
+    assert bucket.inputs["publicAccessPrevention"] == "enforced", bucket.urn
+    assert bucket.inputs["uniformBucketLevelAccess"] is True, bucket.urn
+    assert plan.outputs["state_bucket_url"] == "gs://nba-props-platform-pulumi-state"
+
+
+def test_federation_admits_only_the_repository_main_branch(plan):
+    provider = _one(plan, "gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider")
+    cond = provider.inputs["attributeCondition"]
+    assert "assertion.repository == 'nba-props/prediction-platform'" in cond, provider.urn
+    assert "assertion.ref == 'refs/heads/main'" in cond, provider.urn
+    assert provider.inputs["oidc"]["issuerUri"] == "https://token.actions.githubusercontent.com"
+    binding = _one(plan, "gcp:serviceaccount/iAMMember:IAMMember", "deployer-federated")
+    assert binding.inputs["role"] == "roles/iam.workloadIdentityUser"
+    assert binding.inputs["member"].startswith("principalSet://"), binding.urn
+
+
+def test_deployer_is_never_owner_or_editor(plan):
+    roles = {
+        r.inputs["role"] for r in plan.resources if r.type == "gcp:projects/iAMMember:IAMMember"
+    }
+    assert not roles & {"roles/owner", "roles/editor"}, roles
+    key_grant = _one(plan, "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")
+    assert key_grant.inputs["role"] == "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+
+
+def test_lock_database_is_its_own_protected_database_with_the_history_index(plan):
+    db = _one(plan, "gcp:firestore/database:Database")
+    assert db.inputs["name"] == "deploy-lock" != "(default)", db.urn
+    assert db.inputs["deleteProtectionState"] == "DELETE_PROTECTION_ENABLED", db.urn
+    index = _one(plan, "gcp:firestore/index:Index")
+    assert index.inputs["collection"] == "deployments"
+    fields = [(f["fieldPath"], f["order"]) for f in index.inputs["fields"]]
+    assert fields == [("stack", "ASCENDING"), ("started_at", "DESCENDING")]
+
+
+def test_bad_config_names_every_key():
+    raw = copy.deepcopy(_stack_config("prod"))
+    boot = raw[f"{NAMESPACE}:bootstrap"]
+    boot["state_bucket"] = "Bad_Bucket!"
+    boot["github_repository"] = "no-slash"
+    boot["colour"] = "blue"
+    with pytest.raises(BootstrapConfigError) as info:
+        evaluate_bootstrap("prod", config=raw)
+    text = str(info.value)
+    for key in ("state_bucket", "github_repository", "colour: unknown key"):
+        assert key in text, text
