@@ -1,0 +1,320 @@
+"""The coordinator in-process on Google's Firestore and Pub/Sub emulators."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from scripts import emulators
+from tests.conftest import EMULATOR_PROJECT
+from tests.services.conftest import API_KEY, envelope, items
+
+pytestmark = pytest.mark.emulator
+
+#: /start must answer at once, whatever the batch size (it once took > 15 min).
+START_BUDGET_S = 2.0
+
+
+def test_start_returns_fast_for_5000_items_and_publishes_every_item(coordinator, pubsub):
+    batch = items(5000)
+    started = time.perf_counter()
+    resp = coordinator.start(batch, batch_id="big-batch")
+    elapsed = time.perf_counter() - started
+    assert resp.status_code == 202, resp.text
+    assert elapsed < START_BUDGET_S, f"/start took {elapsed:.2f} s for 5,000 items"
+    assert resp.json()["state"] == "publishing"
+
+    status = coordinator.wait_published("big-batch", timeout=120)
+    assert status["state"] == "running", status
+    assert status["published"] == 5000 and status["total_items"] == 5000
+
+    messages = pubsub.pull(coordinator.request_topic, expect=5000, timeout=60)
+    got = {m.attributes["item_id"] for m in messages}
+    assert got == {i["item_id"] for i in batch}
+    first = json.loads(messages[0].data)
+    assert first["batch_id"] == "big-batch"
+    assert set(first["payload"]) == {"player_id", "recent_values"}
+
+
+def test_start_is_idempotent_per_batch_id(coordinator, pubsub):
+    assert coordinator.start(items(3), batch_id="b-idem").status_code == 202
+    coordinator.wait_published("b-idem")
+    again = coordinator.start(items(3), batch_id="b-idem")
+    assert again.status_code == 200, again.text
+    assert again.json()["created"] is False
+    assert len(pubsub.drain(coordinator.request_topic)) == 3  # published once, not twice
+
+
+def test_start_needs_the_api_key(coordinator):
+    body = {"items": items(1)}
+    assert coordinator.client.post("/start", json=body).status_code == 401
+    wrong = coordinator.client.post("/start", json=body, headers={"X-API-Key": "nope"})
+    assert wrong.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"items": []},
+        {"items": [{"item_id": "a"}, {"item_id": "a"}]},
+        {"items": [{"item_id": "bad/id"}]},
+        {"batch_id": "bad/id", "items": [{}]},
+    ],
+)
+def test_start_rejects_bad_batches(coordinator, body):
+    resp = coordinator.client.post("/start", json=body, headers={"X-API-Key": API_KEY})
+    assert resp.status_code == 422, resp.text
+
+
+def test_publish_failure_marks_the_batch_publish_failed(
+    firestore_env, pubsub, clock, coordinator_env
+):
+    from services.coordinator.app import create_app
+
+    missing = pubsub.topic("never-created", create=False)
+    app = create_app(environ=coordinator_env(missing), clock=clock)
+    with TestClient(app) as client:
+        resp = client.post(
+            "/start", json={"batch_id": "b-pf", "items": items(5)}, headers={"X-API-Key": API_KEY}
+        )
+        assert resp.status_code == 202
+        deadline = time.monotonic() + 30
+        while (status := client.get("/status/b-pf").json())["state"] == "publishing":
+            assert time.monotonic() < deadline, status
+            time.sleep(0.05)
+    assert status["state"] == "publish_failed", status
+    assert "NotFound" in status["error"]
+
+
+def test_redelivered_completions_count_once(coordinator):
+    coordinator.start(items(3), batch_id="b-dup")
+    coordinator.wait_published("b-dup")
+    outcomes = [
+        coordinator.complete("b-dup", "p00000", message_id="m1").json()["outcome"] for _ in range(3)
+    ]
+    assert outcomes == ["recorded", "duplicate", "duplicate"]
+    coordinator.complete("b-dup", "p00001", ok=False)
+    coordinator.complete("b-dup", "p00001", ok=False)
+    status = coordinator.status("b-dup")
+    assert (status["completed"], status["failed"], status["done"]) == (1, 1, 2)
+    assert status["state"] == "running" and status["percent"] == pytest.approx(66.67)
+
+
+def test_last_completion_completes_the_batch(coordinator):
+    coordinator.start(items(4), batch_id="b-all")
+    coordinator.wait_published("b-all")
+    for i in range(4):
+        coordinator.complete("b-all", f"p{i:05d}", ok=i != 2)
+    status = coordinator.status("b-all")
+    assert status["state"] == "completed", status
+    assert (status["completed"], status["failed"], status["percent"]) == (3, 1, 100.0)
+    assert status["reason"] == "all items done"
+
+
+def test_completions_arriving_while_publishing_still_complete_the_batch(store):
+    store.create("b-race", 2)
+    store.add_published("b-race", ["a", "b"])
+    store.record_completion("b-race", "a", ok=True)
+    store.record_completion("b-race", "b", ok=True)
+    assert store.get("b-race").state == "publishing"
+    assert store.mark_published("b-race")
+    assert store.get("b-race").state == "completed"
+
+
+def test_stall_check_completes_102_of_104_after_10_idle_minutes(coordinator, clock):
+    coordinator.start(items(104), batch_id="b-stall")
+    coordinator.wait_published("b-stall")
+    for i in range(102):
+        coordinator.complete("b-stall", f"p{i:05d}", ok=i % 50 != 7)  # 2 failed
+
+    clock.advance(minutes=9, seconds=59)
+    # A fresh batch, just as far along, created and progressing at the later time.
+    coordinator.start(items(104), batch_id="b-fresh")
+    coordinator.wait_published("b-fresh")
+    for i in range(102):
+        coordinator.complete("b-fresh", f"p{i:05d}")
+    resp = coordinator.client.post("/check-stalled")
+    assert resp.status_code == 200 and resp.json()["actions"] == [], resp.text
+
+    clock.advance(seconds=1)
+    actions = coordinator.client.post("/check-stalled").json()["actions"]
+    assert [(a["batch_id"], a["action"], a["applied"]) for a in actions] == [
+        ("b-stall", "complete", True)
+    ]
+    assert actions[0]["missing_recorded"] == 2
+    assert "stalled at 98.1%" in actions[0]["reason"]
+
+    status = coordinator.status("b-stall")
+    assert status["state"] == "completed"
+    assert (status["completed"], status["failed"], status["done"]) == (100, 4, 104)
+    assert coordinator.status("b-fresh")["state"] == "running"
+
+    # A late completion for a recorded-missing item counts once: failed becomes ok.
+    assert coordinator.complete("b-stall", "p00103").json()["outcome"] == "upgraded"
+    assert coordinator.complete("b-stall", "p00103").json()["outcome"] == "duplicate"
+    status = coordinator.status("b-stall")
+    assert (status["completed"], status["failed"]) == (101, 3)
+
+
+def test_stall_check_does_not_need_a_completion_to_arrive(coordinator, clock):
+    """A batch that never got a single completion is still judged (by age)."""
+    coordinator.start(items(2), batch_id="b-silent")
+    coordinator.wait_published("b-silent")
+    clock.advance(hours=7)
+    actions = coordinator.client.post("/check-stalled").json()["actions"]
+    assert [(a["batch_id"], a["action"]) for a in actions] == [("b-silent", "fail")]
+    status = coordinator.status("b-silent")
+    assert status["state"] == "failed" and "exceeded max age" in status["reason"]
+
+
+def test_stall_check_below_threshold_leaves_the_batch(coordinator, clock):
+    coordinator.start(items(10), batch_id="b-low")
+    coordinator.wait_published("b-low")
+    for i in range(9):  # 90% < 95%
+        coordinator.complete("b-low", f"p{i:05d}")
+    clock.advance(minutes=30)
+    assert coordinator.client.post("/check-stalled").json()["actions"] == []
+
+
+def test_dry_run_reports_without_acting(coordinator, clock):
+    coordinator.start(items(2), batch_id="b-dry")
+    coordinator.wait_published("b-dry")
+    coordinator.complete("b-dry", "p00000")
+    coordinator.complete("b-dry", "p00001")  # completes
+    coordinator.start(items(20), batch_id="b-dry2")
+    coordinator.wait_published("b-dry2")
+    for i in range(19):
+        coordinator.complete("b-dry2", f"p{i:05d}")
+    clock.advance(minutes=11)
+    body = coordinator.client.post("/check-stalled", json={"dry_run": True}).json()
+    assert body["dry_run"] is True
+    assert [(a["batch_id"], a["applied"]) for a in body["actions"]] == [("b-dry2", False)]
+    assert coordinator.status("b-dry2")["state"] == "running"
+
+
+def test_publishing_that_stalled_is_marked_publish_failed(coordinator, store, clock):
+    """The coordinator died while publishing: the stall check finishes the batch."""
+    store.create("b-crashed", 1000)
+    store.add_published("b-crashed", [f"i{i}" for i in range(300)])
+    clock.advance(minutes=10)
+    actions = coordinator.client.post("/check-stalled").json()["actions"]
+    assert [(a["batch_id"], a["action"]) for a in actions] == [("b-crashed", "publish_failed")]
+    status = coordinator.status("b-crashed")
+    assert status["state"] == "publish_failed"
+    assert "300/1000 published" in status["reason"]
+    # The publisher waking up late cannot resurrect it.
+    assert store.mark_published("b-crashed") is False
+    assert store.get("b-crashed").state == "publish_failed"
+
+
+def test_check_stalled_works_through_many_batches_in_pages(store, clock):
+    for n in range(23):
+        store.create(f"b-page-{n:02d}", 1)
+        store.add_published(f"b-page-{n:02d}", ["x"])
+        store.mark_published(f"b-page-{n:02d}")
+    pages = list(store.iter_active(page_size=5))
+    assert [len(p) for p in pages] == [5, 5, 5, 5, 3]
+    clock.advance(hours=7)
+    actions = store.check_stalled(page_size=5)
+    assert len(actions) == 23 and all(a.applied for a in actions)
+    assert list(store.iter_active(page_size=5)) == []
+
+
+def test_cleanup_stuck_finishes_idle_batches_with_a_reason(coordinator, clock):
+    coordinator.start(items(10), batch_id="b-stuck")
+    coordinator.wait_published("b-stuck")
+    coordinator.complete("b-stuck", "p00000")
+    clock.advance(minutes=59)
+    assert coordinator.client.post("/cleanup-stuck").json()["actions"] == []
+    clock.advance(minutes=1)
+    (action,) = coordinator.client.post("/cleanup-stuck").json()["actions"]
+    assert (action["batch_id"], action["action"], action["applied"]) == ("b-stuck", "fail", True)
+    status = coordinator.status("b-stuck")
+    assert status["state"] == "failed" and status["reason"].startswith("stuck: no progress")
+
+
+def test_admin_clear_batch(coordinator, store):
+    coordinator.start(items(3), batch_id="b-clear")
+    coordinator.wait_published("b-clear")
+    body = {"batch_id": "b-clear", "reason": "bad input file", "action": "complete"}
+    assert coordinator.client.post("/admin/clear-batch", json=body).status_code == 401
+    headers = {"X-API-Key": API_KEY}
+    resp = coordinator.client.post("/admin/clear-batch", json=body, headers=headers)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["missing_recorded"] == 3
+    status = coordinator.status("b-clear")
+    assert status["state"] == "completed" and status["failed"] == 3
+    assert status["reason"] == "cleared by operator: bad input file"
+    # Finishing a finished batch is a conflict, not a silent success.
+    again = coordinator.client.post("/admin/clear-batch", json=body, headers=headers)
+    assert again.status_code == 409
+
+    body = {"batch_id": "b-clear", "reason": "cleanup", "action": "delete"}
+    resp = coordinator.client.post("/admin/clear-batch", json=body, headers=headers)
+    assert resp.status_code == 200 and resp.json()["deleted_documents"] > 3
+    assert coordinator.client.get("/status/b-clear").status_code == 404
+    audit = [d.to_dict() for d in store.db.collection("prediction_batch_audit").stream()]
+    assert [(a["batch_id"], a["reason"]) for a in audit] == [
+        ("b-clear", "cleared by operator: cleanup")
+    ]
+    missing = coordinator.client.post(
+        "/admin/clear-batch", json={"batch_id": "nope", "reason": "x"}, headers=headers
+    )
+    assert missing.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        {"message": {"data": "%%%"}},
+        envelope(b"[1, 2]"),
+        envelope({"batch_id": "b", "item_id": "i", "status": "weird"}),
+        envelope({"item_id": "i", "status": "ok"}),
+    ],
+)
+def test_malformed_completions_are_acknowledged(coordinator, body):
+    if isinstance(body, bytes):
+        resp = coordinator.client.post("/complete", content=body)
+    else:
+        resp = coordinator.client.post("/complete", json=body)
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["outcome"] == "malformed"
+
+
+def test_completion_for_an_unknown_batch_is_acknowledged(coordinator):
+    resp = coordinator.complete("no-such-batch", "i1")
+    assert resp.status_code == 200 and resp.json()["outcome"] == "unknown_batch"
+
+
+def test_status_of_an_unknown_batch_is_404(coordinator):
+    assert coordinator.client.get("/status/nope").status_code == 404
+
+
+def test_firestore_unreachable_answers_503_so_pubsub_redelivers(pubsub, clock, coordinator_env):
+    """A real client pointed at a closed port (short deadlines), not a fake."""
+    from services.coordinator.app import create_app
+
+    topic = pubsub.topic("request")
+    app = create_app(
+        environ=coordinator_env(topic),
+        clock=clock,
+        firestore_client=lambda s: emulators.firestore_client(
+            f"127.0.0.1:{emulators._free_port()}",
+            EMULATOR_PROJECT,
+            rpc_timeout=0.5,
+            retry_deadline=1.0,
+        ),
+    )
+    with TestClient(app) as client:
+        data = {"batch_id": "b", "item_id": "i", "status": "ok"}
+        resp = client.post("/complete", json=envelope(data))
+    assert resp.status_code == 503, resp.text
+
+
+def test_healthz(coordinator):
+    resp = coordinator.client.get("/healthz")
+    assert resp.json() == {"status": "ok", "service": "prediction-coordinator"}
