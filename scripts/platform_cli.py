@@ -21,6 +21,7 @@ from scripts.images_cli import app as images_app
 
 app = make_app(help="Operate the prediction platform: offline plan, preflight, images, local.")
 app.add_typer(images_app, name="images")
+app.add_typer(__import__("scripts.local_cli").local_cli.app, name="local")
 app.add_typer(images_app, name="images")
 
 

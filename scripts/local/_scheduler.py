@@ -1,0 +1,190 @@
+"""The local Cloud Scheduler: the graph's jobs at their cron, in their time zone, and on demand.
+
+Each job calls the same method and path as in the cloud (its target URL rewritten to the local
+service), with Cloud Scheduler's retry config (``retry_count`` more attempts, backoff doubling
+from ``min_backoff`` up to ``max_backoff``) and attempt deadline. No OIDC token is attached: the
+local services run without IAM.
+
+Runs in-process (:meth:`LocalScheduler.serve` on a thread) or as its own process,
+``python -m scripts.local._scheduler JOBS.json RUNS.jsonl``, which ``platform local up``
+starts so the jobs keep running after ``up`` returns. Every run is appended to the runs file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from scripts.local._topology import JobSpec
+
+__all__ = ["JobRun", "LocalScheduler", "call_job", "next_fire"]
+
+
+@dataclass(frozen=True)
+class JobRun:
+    job: str
+    trigger: str  # "cron" | "manual"
+    started_at: str
+    status: int | None  # HTTP status of the last attempt; None if no answer
+    attempts: int
+    elapsed_s: float
+    body: str  # the last answer's body (truncated)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "ok": self.ok}
+
+
+def next_fire(job: JobSpec, after: datetime) -> datetime:
+    """The next time ``job``'s cron fires after ``after`` (aware), in UTC."""
+    from croniter import croniter
+
+    local = after.astimezone(ZoneInfo(job.time_zone))
+    return croniter(job.schedule, local).get_next(datetime).astimezone(UTC)
+
+
+def call_job(
+    job: JobSpec, *, trigger: str = "manual", sleep: Callable[[float], None] = time.sleep
+) -> JobRun:
+    """One scheduled call, with the job's retries; never raises for HTTP or network errors."""
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    status: int | None = None
+    body = ""
+    attempts = 0
+    backoff = max(float(job.min_backoff_seconds), 0.0)
+    data = job.body.encode() if job.body else b"{}"
+    for attempt in range(job.retry_count + 1):
+        attempts = attempt + 1
+        req = urllib.request.Request(
+            job.uri,
+            data=data if job.method in ("POST", "PUT", "PATCH") else None,
+            method=job.method,
+            headers={"Content-Type": "application/json", "User-Agent": "Google-Cloud-Scheduler"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=job.attempt_deadline_seconds) as resp:
+                status, body = resp.status, resp.read().decode(errors="replace")
+        except urllib.error.HTTPError as exc:
+            status, body = exc.code, exc.read().decode(errors="replace")
+        except (urllib.error.URLError, OSError) as exc:
+            status, body = None, f"{type(exc).__name__}: {exc}"
+        if status is not None and 200 <= status < 300:
+            break
+        if attempt < job.retry_count:
+            sleep(backoff)
+            backoff = min(backoff * 2 or 1.0, float(job.max_backoff_seconds))
+    return JobRun(
+        job=job.name,
+        trigger=trigger,
+        started_at=started.isoformat(),
+        status=status,
+        attempts=attempts,
+        elapsed_s=round(time.monotonic() - t0, 3),
+        body=body[:2000],
+    )
+
+
+class LocalScheduler:
+    """Fires ``jobs`` at their cron until stopped; :meth:`run_now` fires one on demand."""
+
+    def __init__(
+        self,
+        jobs: Sequence[JobSpec],
+        *,
+        runs_file: Path | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.jobs = {j.name: j for j in jobs}
+        self.runs_file = runs_file
+        self.clock = clock
+        self.runs: list[JobRun] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def job(self, name: str) -> JobSpec:
+        """A job by physical name (``check-stalled-prod``) or logical one (``check-stalled``)."""
+        if name in self.jobs:
+            return self.jobs[name]
+        for j in self.jobs.values():
+            if j.resource == name:
+                return j
+        raise KeyError(f"no scheduler job {name!r} (known: {', '.join(sorted(self.jobs))})")
+
+    def _record(self, run: JobRun) -> None:
+        with self._lock:
+            self.runs.append(run)
+            if self.runs_file is not None:
+                with open(self.runs_file, "a") as f:
+                    f.write(json.dumps(run.to_dict()) + "\n")
+
+    def run_now(self, name: str) -> JobRun:
+        run = call_job(self.job(name), trigger="manual")
+        self._record(run)
+        return run
+
+    def next_runs(self) -> dict[str, datetime]:
+        now = self.clock()
+        return {name: next_fire(j, now) for name, j in self.jobs.items()}
+
+    def serve(self) -> None:
+        """Fire jobs at their times until :meth:`stop` (blocking)."""
+        due = self.next_runs()
+        while not self._stop.is_set():
+            now = self.clock()
+            for name, when in sorted(due.items(), key=lambda kv: kv[1]):
+                if when <= now:
+                    self._record(call_job(self.jobs[name], trigger="cron"))
+                    due[name] = next_fire(self.jobs[name], max(now, when))
+            wait = min((w - self.clock()).total_seconds() for w in due.values()) if due else 60
+            self._stop.wait(timeout=min(max(wait, 0.05), 30.0))
+
+    def start(self) -> LocalScheduler:
+        self._thread = threading.Thread(target=self.serve, name="local-scheduler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def _main(argv: list[str]) -> int:
+    import signal
+
+    jobs_file, runs_file = Path(argv[0]), Path(argv[1])
+    jobs = [JobSpec(**j) for j in json.loads(jobs_file.read_text())]
+    scheduler = LocalScheduler(jobs, runs_file=runs_file)
+    signal.signal(signal.SIGTERM, lambda *_: scheduler._stop.set())
+    print(
+        json.dumps(
+            {
+                "event": "scheduler started",
+                "next": {k: v.isoformat() for k, v in scheduler.next_runs().items()},
+            }
+        ),
+        flush=True,
+    )
+    try:
+        scheduler.serve()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

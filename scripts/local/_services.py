@@ -1,0 +1,239 @@
+"""Run a service the way its image does: the Dockerfile's CMD, on a free local port.
+
+The CMD is parsed (``dockerfile-parse``), never copied: for
+``CMD ["sh", "-c", "exec uvicorn services.worker.main:app --host 0.0.0.0 --port ${PORT:-8080}"]``
+the service runs as ``python -m uvicorn services.worker.main:app --host 127.0.0.1 --port N``
+with this checkout as the working directory (the image's WORKDIR holds the same ``shared/``
+and ``services/`` tree). Its environment is exactly:
+
+* the Dockerfile's ``ENV`` (``PORT`` set to the chosen port, as Cloud Run does);
+* the env vars the program sets on the Cloud Run service (from the resource's inputs);
+* its secret env vars, from ``.local/secrets.yaml`` (generated there when absent);
+* the emulators' ``FIRESTORE_EMULATOR_HOST`` / ``PUBSUB_EMULATOR_HOST`` and ``NO_GCE_CHECK``;
+* ``PATH``, ``HOME``, ``PYTHONPATH`` (the checkout) so the interpreter runs;
+* local-only overrides the caller passes (tests shorten the stall window or inject faults).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from scripts.local import _procs
+from scripts.local._topology import ServiceSpec
+
+__all__ = [
+    "EntryPoint",
+    "ServiceStartError",
+    "entry_point",
+    "service_env",
+    "load_secrets",
+    "start_service",
+    "wait_healthy",
+    "HEALTH_TIMEOUT_S",
+]
+
+#: Seconds a service may take to answer its first request (the Google clients load at start).
+HEALTH_TIMEOUT_S = 60.0
+#: The path probed for readiness; any HTTP answer counts (uvicorn binds after start-up).
+HEALTH_PATH = "/healthz"
+_SERVERS = {"uvicorn"}
+
+
+class ServiceStartError(RuntimeError):
+    """A service could not be started or did not become healthy (its log is quoted)."""
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    """What a Dockerfile's CMD runs: the server, the app it names, the other arguments."""
+
+    server: str  # "uvicorn"
+    app: str  # "services.worker.main:app"
+    args: tuple[str, ...]  # server options other than host and port
+    image_env: Mapping[str, str]  # the Dockerfile's ENV
+    dockerfile: Path
+
+    def argv(self, port: int, *, python: str = sys.executable) -> list[str]:
+        return [
+            python,
+            "-m",
+            self.server,
+            self.app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *self.args,
+        ]
+
+
+def entry_point(dockerfile: Path) -> EntryPoint:
+    """Parse ``dockerfile``'s CMD (exec form, optionally through ``sh -c``) and ENV."""
+    from dockerfile_parse import DockerfileParser
+
+    parser = DockerfileParser(path=str(dockerfile), env_replace=False)
+    raw = parser.cmd
+    if not raw:
+        raise ServiceStartError(f"{dockerfile}: no CMD")
+    try:
+        argv = json.loads(raw)
+    except json.JSONDecodeError:
+        argv = ["sh", "-c", raw]  # shell form
+    if len(argv) >= 3 and Path(argv[0]).name in ("sh", "bash") and argv[1] == "-c":
+        argv = shlex.split(argv[2])
+    if argv and argv[0] == "exec":
+        argv = argv[1:]
+    if len(argv) >= 3 and Path(argv[0]).name.startswith("python") and argv[1] == "-m":
+        argv = argv[2:]
+    if not argv or Path(argv[0]).name not in _SERVERS:
+        raise ServiceStartError(
+            f"{dockerfile}: CMD {raw} does not run a known server "
+            f"({', '.join(sorted(_SERVERS))}); the local platform cannot start it"
+        )
+    server = Path(argv[0]).name
+    app: str | None = None
+    rest: list[str] = []
+    it = iter(argv[1:])
+    for arg in it:
+        if arg in ("--host", "--port"):
+            next(it, None)  # replaced: 127.0.0.1 and a free port
+        elif arg.startswith(("--host=", "--port=")):
+            continue
+        elif not arg.startswith("-") and app is None:
+            app = arg
+        else:
+            rest.append(arg)
+    if app is None:
+        raise ServiceStartError(f"{dockerfile}: CMD {raw} names no application module")
+    return EntryPoint(server, app, tuple(rest), dict(parser.envs), dockerfile)
+
+
+def load_secrets(path: Path, needed: set[str]) -> dict[str, str]:
+    """Secret id -> value from ``path`` (YAML mapping); missing ones are generated and saved.
+
+    The file is git-ignored (``.local/``) and written with mode 0600.
+    """
+    data: dict[str, str] = {}
+    if path.exists():
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ServiceStartError(f"{path}: not a mapping of secret id to value")
+        data = {str(k): str(v) for k, v in loaded.items()}
+    missing = sorted(needed - set(data))
+    if missing:
+        for name in missing:
+            data[name] = secrets.token_urlsafe(24)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = "# Local secret values (generated; git-ignored). Secret id -> value.\n"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(header + yaml.safe_dump(dict(sorted(data.items())), sort_keys=True))
+    return data
+
+
+def service_env(
+    spec: ServiceSpec,
+    entry: EntryPoint,
+    *,
+    port: int,
+    secret_values: Mapping[str, str],
+    emulator_env: Mapping[str, str],
+    root: Path,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The exact environment a service runs with (see the module docstring)."""
+    env: dict[str, str] = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "PYTHONPATH": str(root),
+        "NO_GCE_CHECK": "true",
+    }
+    env.update(entry.image_env)
+    env["PORT"] = str(port)
+    env.update(spec.env)
+    for var, secret in spec.secret_env.items():
+        env[var] = secret_values[secret]
+    env.update(emulator_env)
+    env.update(extra or {})
+    return env
+
+
+def wait_healthy(
+    record: _procs.ProcRecord, port: int, *, timeout: float = HEALTH_TIMEOUT_S
+) -> float:
+    """Wait until the service answers HTTP on ``port``; returns the seconds it took."""
+    start = time.monotonic()
+    url = f"http://127.0.0.1:{port}{HEALTH_PATH}"
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                resp.read()
+            return time.monotonic() - start
+        except urllib.error.HTTPError:
+            return time.monotonic() - start  # it answered: the app is up
+        except (urllib.error.URLError, OSError):
+            pass
+        if not _procs.alive(record):
+            raise ServiceStartError(
+                f"{record.name} exited during start-up. "
+                f"Log {record.log}:\n{_procs.tail(record.log)}"
+            )
+        if time.monotonic() - start > timeout:
+            _procs.stop(record, grace=3)
+            raise ServiceStartError(
+                f"{record.name} did not answer on {url} within {timeout:g} s. "
+                f"Log {record.log}:\n{_procs.tail(record.log)}"
+            )
+        time.sleep(0.1)
+
+
+def start_service(
+    spec: ServiceSpec,
+    *,
+    root: Path,
+    log_dir: Path,
+    port: int,
+    secret_values: Mapping[str, str],
+    emulator_env: Mapping[str, str],
+    extra_env: Mapping[str, str] | None = None,
+    wait: bool = True,
+) -> _procs.ProcRecord:
+    """Start ``spec`` from its Dockerfile's CMD on ``port``; wait until it answers."""
+    if spec.dockerfile is None or not spec.dockerfile.exists():
+        raise ServiceStartError(
+            f"{spec.name}: no Dockerfile found for its image ({spec.dockerfile}); "
+            "the program's docker-build Image names it"
+        )
+    entry = entry_point(spec.dockerfile)
+    env = service_env(
+        spec,
+        entry,
+        port=port,
+        secret_values=secret_values,
+        emulator_env=emulator_env,
+        root=root,
+        extra=extra_env,
+    )
+    record = _procs.spawn(
+        spec.name,
+        entry.argv(port),
+        env=env,
+        cwd=root,
+        log_path=log_dir / f"{spec.name}.log",
+        port=port,
+    )
+    if wait:
+        wait_healthy(record, port)
+    return record
