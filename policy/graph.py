@@ -59,10 +59,20 @@ class _Unknown:
 
 UNKNOWN: Any = _Unknown()
 
-# Pulumi's wire markers.
+# Pulumi's wire markers: the secret signature, and the unknown value of each type.
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 _SIG_KEY = "4dabf18193072939515e22adb298388d"
-_UNKNOWN_STRING = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+UNKNOWN_MARKERS = frozenset(
+    {
+        "1c4a061d-8072-4f0a-a4cb-0ff528b18fe7",  # bool
+        "3eeb2bf0-c639-47a8-9e75-3b44932eb421",  # number
+        "04da6b54-80e4-46f7-96ec-b56ff0331ba9",  # string
+        "6a19a0b0-7e62-4c92-b797-7f8e31da9cc2",  # array
+        "030794c1-ac77-496b-92df-f27374a8bd58",  # asset
+        "e48ece36-62e2-4504-bad9-02848725956a",  # archive
+        "dd056dcd-154b-4c76-9bd3-c8f88648b5ff",  # object
+    }
+)
 
 
 class T:
@@ -102,7 +112,7 @@ def normalise(value: Any) -> Any:
         return tuple(normalise(v) for v in value)
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if value == _UNKNOWN_STRING or value is UNKNOWN:
+    if value is UNKNOWN or (isinstance(value, str) and value in UNKNOWN_MARKERS):
         return UNKNOWN
     if type(value).__name__ == "Unknown":  # pulumi.output.Unknown / pulumi_policy unknowns
         return UNKNOWN

@@ -16,6 +16,7 @@ documented in the README's rule table.
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import re
@@ -575,27 +576,33 @@ def image_by_digest_from_repo_root(graph: Graph, rule: Rule) -> Iterator[Finding
 
 
 def _image_check(image: Resource, rule: Rule, context: str, dockerfile: str) -> Iterator[Finding]:
-    """The services' image check (shared/ in the image, COPY sources in the context)."""
-    check = _image_check_function()
-    if check is None:
+    """The services' image check (``scripts/image_check.py``): would this image start?"""
+    try:
+        from scripts.image_check import check_image  # noqa: F401
+    except ImportError:
         yield rule.unknown(
             image,
             "the image check (scripts/image_check.py) is not available: whether the image "
-            "holds shared/ is not verified here",
+            "holds shared/ and imports is not verified here",
         )
         return
-    root = context if os.path.isabs(context) else os.path.join(os.getcwd(), context)
-    problems = check(image, root, dockerfile)
-    for problem in problems:
-        yield rule.finding(image, f"image check failed: {problem}")
+    root = os.path.normpath(os.path.join(os.getcwd(), context))  # join keeps an absolute one
+    df = os.path.join(os.getcwd(), dockerfile)
+    service = posixpath.basename(dockerfile).removesuffix(".Dockerfile")
+    tags = image.get("tags") or ()
+    errors = _checked_image(service, root, os.path.normpath(df), str(tags[0]) if tags else "")
+    for error in errors:
+        yield rule.finding(image, f"image check failed: {error}")
 
 
-def _image_check_function() -> Callable[[Resource, str, str], list[str]] | None:
-    try:
-        from scripts import image_check  # noqa: F401
-    except ImportError:
-        return None
-    return None
+@functools.lru_cache(maxsize=64)
+def _checked_image(service: str, root: str, dockerfile: str, tag: str) -> tuple[str, ...]:
+    """Errors of the image check; cached by the content-hash tag (same inputs, same answer)."""
+    from scripts.image_check import check_image
+
+    del tag  # the cache key: the tag is the content hash of everything the check reads
+    result = check_image(service, root, dockerfile=dockerfile)
+    return tuple(result.errors)
 
 
 @rule("PF11", "scheduled-calls-and-background-work", "A scheduler job without OIDC or whose "

@@ -17,12 +17,10 @@ import typer
 
 from scripts.cli_common import ExitCode, console, err_console, make_app, run_app
 from scripts.images_cli import app as images_app
-from scripts.images_cli import app as images_app
 
 app = make_app(help="Operate the prediction platform: offline plan, preflight, images, local.")
 app.add_typer(images_app, name="images")
 app.add_typer(__import__("scripts.local_cli").local_cli.app, name="local")
-app.add_typer(images_app, name="images")
 
 
 @app.callback()
@@ -42,11 +40,13 @@ def plan(
                      show_default="this checkout"),
     ] = None,
 ) -> None:
-    """Evaluate the Pulumi program offline (mock runtime) and print its inventory.
+    """Evaluate the Pulumi program offline (mock runtime): inventory, then preflight rules.
 
-    Config secrets are shown as [secret]. Exits 1 listing every config error.
+    Config secrets are shown as [secret]. Exits 1 listing every config error, or when a
+    preflight rule finds an error (unverifiable checks are shown, and do not fail).
     """
     from infra.config import ConfigError
+    from policy.rules import rule_results
     from scripts.offline_plan import PlanError, evaluate_stack, inventory
 
     try:
@@ -66,12 +66,33 @@ def plan(
 
     groups = inventory(result)
     counts = result.counts()
+    results = rule_results(result.resources)
+    failed = any(r.status == "fail" for r in results)
+    preflight = [
+        {
+            "id": r.rule.id,
+            "name": r.rule.name,
+            "severity": r.rule.severity.value,
+            "status": r.status,
+            "findings": [
+                {
+                    "resource": f.resource,
+                    "urn": f.urn,
+                    "message": f.message,
+                    "unverifiable": f.unverifiable,
+                }
+                for f in r.findings
+            ],
+        }
+        for r in results
+    ]
     if as_json:
         print(
             json.dumps(
                 {
-                    "ok": True,
+                    "ok": not failed,
                     "stack": stack,
+                    "preflight": preflight,
                     "inventory": [
                         {
                             "component": g.component,
@@ -89,6 +110,8 @@ def plan(
                 sort_keys=True,
             )
         )
+        if failed:
+            raise typer.Exit(code=ExitCode.ERROR)
         return
     from rich.table import Table
     from rich.text import Text
@@ -114,6 +137,28 @@ def plan(
     console.print(totals)
     console.print("[bold]Outputs[/bold]")
     console.print_json(json.dumps(result.outputs))
+
+    style = {"pass": "green", "fail": "red", "warn": "yellow", "unverifiable": "magenta"}
+    rules = Table(title="Preflight rules (policy/rules.py)", title_justify="left")
+    rules.add_column("rule", no_wrap=True)
+    rules.add_column("status", no_wrap=True)
+    rules.add_column("checks")
+    rules.add_column("findings", overflow="fold")
+    for r in results:
+        rules.add_row(
+            r.rule.id,
+            Text(r.status, style=style[r.status]),
+            Text(r.rule.title),
+            Text("\n".join(
+                f"{'unverifiable: ' if f.unverifiable else ''}{f.resource}: {f.message}"
+                for f in r.findings
+            )),
+        )
+    console.print(rules)
+    passed = sum(r.status == "pass" for r in results)
+    console.print(f"{passed}/{len(results)} rules pass" + (": [red]FAILED[/red]" if failed else ""))
+    if failed:
+        raise typer.Exit(code=ExitCode.ERROR)
 
 
 def main() -> None:

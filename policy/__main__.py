@@ -1,0 +1,64 @@
+"""The preflight rules as a Pulumi policy pack: ``pulumi preview --policy-pack policy``.
+
+One ``StackValidationPolicy`` per rule of :mod:`policy.rules`, the same functions
+``platform plan`` runs; :mod:`policy.adapter` turns the analyzer's resources into the same
+records the offline plan builds. Error-level rules are mandatory, warnings advisory. A check a
+rule cannot decide in a preview (values of new resources are unknown) is reported as a
+violation starting with "unverifiable:", never passed silently.
+
+Constructing the ``PolicyPack`` starts the analyzer's gRPC server and prints its port on the
+first line of stdout (how the Pulumi CLI, and ``tests/policy/test_pack.py``, talk to it).
+"""
+
+import sys
+from pathlib import Path
+
+# Run as `python policy/__main__.py` (by the CLI or a test): the rules import `policy.*` and
+# `shared.*` from the repository root.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from pulumi_policy import (  # noqa: E402
+    EnforcementLevel,
+    PolicyPack,
+    ReportViolation,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from policy.adapter import to_records  # noqa: E402
+from policy.graph import Graph  # noqa: E402
+from policy.rules import RULES, Rule, Severity  # noqa: E402
+
+PACK_NAME = "prediction-platform-preflight"
+
+
+def _validator(rule: Rule):
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        graph = Graph(to_records(args.resources))
+        for finding in rule.check(graph, rule):
+            prefix = "unverifiable: " if finding.unverifiable else ""
+            report_violation(f"{prefix}{finding.resource}: {finding.message}", finding.urn)
+
+    return validate
+
+
+def policies() -> list[StackValidationPolicy]:
+    return [
+        StackValidationPolicy(
+            name=rule.policy_name,
+            description=f"{rule.id}: {rule.title}",
+            enforcement_level=(
+                EnforcementLevel.MANDATORY
+                if rule.severity is Severity.ERROR
+                else EnforcementLevel.ADVISORY
+            ),
+            validate=_validator(rule),
+        )
+        for rule in RULES
+    ]
+
+
+if __name__ == "__main__":
+    PolicyPack(name=PACK_NAME, policies=policies(), enforcement_level=EnforcementLevel.MANDATORY)
