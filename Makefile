@@ -29,6 +29,10 @@ plan: setup ## evaluate the stack offline (STACK=prod) and print its inventory
 test: setup ## run the whole test suite
 	$(PY) -m pytest
 
+local: setup ## the stack on Google's emulators (STACK=prod): up, a demo batch with live progress, down
+	@trap '$(VENV)/bin/platform local down' EXIT; \
+	$(VENV)/bin/platform local up --stack $(STACK) && $(VENV)/bin/platform local demo
+
 lint: setup ## ruff over the project
 	$(VENV)/bin/ruff check .
 
