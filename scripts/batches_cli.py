@@ -1,0 +1,361 @@
+"""``batches``: operate prediction batches directly on Firestore and Pub/Sub.
+
+For when the coordinator itself is down or stuck: the commands run the same batch store code
+(:mod:`shared.batch_store`) the coordinator runs, against the project's Firestore (or the
+emulator when ``FIRESTORE_EMULATOR_HOST`` is set), and read/replay dead-letter subscriptions
+through the official Pub/Sub client (``PUBSUB_EMULATOR_HOST`` likewise).
+
+Exit codes: 0 ok · 1 error (batch not found, Google API error) · 2 ``check-stalled --dry-run``
+found batches it would finish · 64 usage.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+import typer
+
+from scripts.cli_common import ExitCode, console, emit, fail, make_app, run_app
+from shared.batch_model import (
+    DEFAULT_COMPLETE_THRESHOLD,
+    DEFAULT_IDLE_WINDOW,
+    DEFAULT_MAX_AGE,
+    StallPolicy,
+    format_duration,
+    utcnow,
+)
+
+app = make_app(help="Inspect and repair prediction batches (Firestore) and dead letters.")
+dead_letters_app = make_app(help="Read and replay a dead-letter subscription.")
+app.add_typer(dead_letters_app, name="dead-letters")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
+_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?[smhd])+$")
+_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Seconds (``600``) or units (``10m``, ``1h30m``, ``10m00s``)."""
+    text = text.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return timedelta(seconds=float(text))
+    if not _DURATION.match(text):
+        raise typer.BadParameter(f"{text!r} is not a duration (e.g. 600, 10m, 1h30m)")
+    return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in _PART.findall(text)))
+
+
+class _Ctx:
+    project: str | None = None
+    database: str | None = None
+
+
+_ctx = _Ctx()
+
+
+@app.callback()
+def _root(
+    project: Annotated[
+        str | None,
+        typer.Option(envvar="GCP_PROJECT_ID", help="GCP project (default: $GCP_PROJECT_ID)."),
+    ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FIRESTORE_DATABASE", help="Firestore database id.", show_default="(default)"
+        ),
+    ] = None,
+) -> None:
+    """Inspect and repair prediction batches (Firestore) and dead letters."""
+    _ctx.project = project
+    _ctx.database = database
+
+
+@dead_letters_app.callback()
+def _dead_letters() -> None:
+    """Read and replay a dead-letter subscription."""
+
+
+def _project(as_json: bool) -> str:
+    if not _ctx.project:
+        raise fail(
+            "no project: pass --project or set GCP_PROJECT_ID", ExitCode.USAGE, as_json=as_json
+        )
+    return _ctx.project
+
+
+def _store(as_json: bool):
+    from google.cloud import firestore
+
+    from shared.batch_store import BatchStore
+
+    project = _project(as_json)
+    return BatchStore(firestore.Client(project=project, database=_ctx.database))
+
+
+def _google_errors() -> tuple[type[Exception], ...]:
+    from google.api_core.exceptions import GoogleAPICallError, RetryError
+    from google.auth.exceptions import DefaultCredentialsError
+
+    return (GoogleAPICallError, RetryError, DefaultCredentialsError)
+
+
+@app.command("list-stuck")
+def list_stuck(
+    idle: Annotated[
+        str, typer.Option(help="Active batches with no progress for at least this long.")
+    ] = format_duration(DEFAULT_IDLE_WINDOW),
+    as_json: JsonOpt = False,
+) -> None:
+    """List active batches with no completion or publishing progress for IDLE."""
+    window = parse_duration(idle)
+    try:
+        store = _store(as_json)
+        now = utcnow()
+        stuck = store.list_stuck(idle_for=window, now=now)
+    except _google_errors() as exc:
+        raise fail(f"Firestore: {exc}", as_json=as_json) from None
+    rows = [b.summary(now) for b in stuck]
+    if as_json:
+        emit({"idle_seconds": window.total_seconds(), "batches": rows}, as_json=True)
+        return
+    if not rows:
+        console.print(f"No active batch idle for {format_duration(window)} or more.")
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Batches idle for {format_duration(window)} or more")
+    for col in ("batch", "state", "done", "percent", "age", "idle", "last completion"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["batch_id"],
+            r["state"],
+            f"{r['done']}/{r['total_items']}",
+            f"{r['percent']}%",
+            format_duration(timedelta(seconds=r["age_seconds"])),
+            format_duration(timedelta(seconds=r["idle_seconds"])),
+            r["last_completion_at"] or "-",
+        )
+    console.print(table)
+
+
+@app.command()
+def inspect(
+    batch_id: Annotated[str, typer.Argument(help="The batch to inspect.")],
+    limit: Annotated[int, typer.Option(min=0, help="Missing/failed items to list.")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Counts, missing items, failed items, last completion and age of one batch."""
+    from shared.batch_model import BatchNotFound, InvalidBatchId
+
+    try:
+        store = _store(as_json)
+        now = utcnow()
+        batch = store.require(batch_id)
+        missing: list[str] = []
+        missing_total = 0
+        for page in store.iter_missing(batch_id):
+            missing_total += len(page)
+            missing.extend(page[: max(limit - len(missing), 0)])
+        failed = store.failed_items(batch_id, limit=limit)
+    except (BatchNotFound, InvalidBatchId) as exc:
+        raise fail(str(exc), as_json=as_json) from None
+    except _google_errors() as exc:
+        raise fail(f"Firestore: {exc}", as_json=as_json) from None
+    summary = batch.summary(now)
+    data = {
+        "batch": summary,
+        "missing_total": missing_total,
+        "missing": missing,
+        "failed": [
+            {"item_id": f["item_id"], "error": f.get("error"), "reason": f.get("reason")}
+            for f in failed
+        ],
+    }
+    if as_json:
+        emit(data, as_json=True)
+        return
+    s = summary
+    console.print(
+        f"[bold]{s['batch_id']}[/bold]  state [bold]{s['state']}[/bold]  "
+        f"{s['done']}/{s['total_items']} done ({s['percent']}%): "
+        f"{s['completed']} ok, {s['failed']} failed, {s['pending']} pending; "
+        f"{s['published']} published",
+        highlight=False,
+    )
+    console.print(
+        f"age {format_duration(timedelta(seconds=s['age_seconds']))}, "
+        f"idle {format_duration(timedelta(seconds=s['idle_seconds']))}, "
+        f"last completion {s['last_completion_at'] or 'never'}",
+        highlight=False,
+    )
+    if s["reason"]:
+        console.print(f"reason: {s['reason']}", highlight=False, markup=False)
+    if missing_total:
+        more = f" (first {len(missing)})" if missing_total > len(missing) else ""
+        console.print(
+            f"missing items: {missing_total}{more}: {', '.join(missing)}",
+            highlight=False,
+            markup=False,
+        )
+    for f in data["failed"]:
+        console.print(f"failed {f['item_id']}: {f['error']}", highlight=False, markup=False)
+
+
+@app.command("check-stalled")
+def check_stalled(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report, change nothing.")] = False,
+    idle: Annotated[
+        str, typer.Option(help="Idle window before a batch counts as stalled.")
+    ] = format_duration(DEFAULT_IDLE_WINDOW),
+    max_age: Annotated[
+        str, typer.Option(help="Batches older than this are failed.")
+    ] = format_duration(DEFAULT_MAX_AGE),
+    threshold: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Fraction done to complete a stalled batch.")
+    ] = DEFAULT_COMPLETE_THRESHOLD,
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply the coordinator's stall rules now (what its /check-stalled does).
+
+    Completes batches >= THRESHOLD done and idle for IDLE (missing items recorded as failed),
+    marks stalled publishing publish_failed, fails batches older than MAX_AGE.
+    With --dry-run, exits 2 when it would finish any batch.
+    """
+    policy = StallPolicy(
+        idle_window=parse_duration(idle),
+        max_age=parse_duration(max_age),
+        complete_threshold=threshold,
+    )
+    try:
+        actions = _store(as_json).check_stalled(policy, dry_run=dry_run)
+    except _google_errors() as exc:
+        raise fail(f"Firestore: {exc}", as_json=as_json) from None
+    rows = [a.to_dict() for a in actions]
+    if as_json:
+        emit({"dry_run": dry_run, "actions": rows}, as_json=True)
+    elif not rows:
+        console.print("No stalled batch.")
+    else:
+        verb = "would" if dry_run else "did"
+        for a in rows:
+            console.print(
+                f"{a['batch_id']}: {verb} {a['action']} ({a['percent']}%): {a['reason']}",
+                highlight=False,
+                markup=False,
+            )
+    if dry_run and rows:
+        raise typer.Exit(code=ExitCode.CHANGES)
+
+
+@app.command("force-complete")
+def force_complete(
+    batch_id: Annotated[str, typer.Argument(help="The batch to complete.")],
+    reason: Annotated[str, typer.Option(help="Why (recorded on the batch).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Complete an active batch now; its missing items are recorded as failed."""
+    from shared.batch_model import BatchNotFound, InvalidBatchId
+
+    if not reason.strip():
+        raise typer.BadParameter("--reason must not be empty")
+    try:
+        result = _store(as_json).finish(batch_id, "complete", f"forced by operator: {reason}")
+    except (BatchNotFound, InvalidBatchId) as exc:
+        raise fail(str(exc), as_json=as_json) from None
+    except _google_errors() as exc:
+        raise fail(f"Firestore: {exc}", as_json=as_json) from None
+    if not result.applied:
+        raise fail(f"{batch_id}: {result.reason}", as_json=as_json, data=result.to_dict())
+    emit(
+        result.to_dict(),
+        as_json=as_json,
+        human=(
+            f"{batch_id}: completed ({result.percent}%), {result.missing_recorded} missing "
+            f"item(s) recorded as failed; reason: {result.reason}"
+        ),
+    )
+
+
+@dead_letters_app.command("list")
+def dead_letters_list(
+    subscription: Annotated[str, typer.Argument(help="Dead-letter subscription (id or path).")],
+    limit: Annotated[int, typer.Option(min=1, help="Messages to read at most.")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what the dead-letter subscription holds, leaving it there."""
+    from shared.dead_letters import peek
+
+    try:
+        letters = peek(_project(as_json), subscription, limit=limit)
+    except _google_errors() as exc:
+        raise fail(f"Pub/Sub: {exc}", as_json=as_json) from None
+    rows = [d.summary() for d in letters]
+    if as_json:
+        emit({"subscription": subscription, "count": len(rows), "messages": rows}, as_json=True)
+        return
+    console.print(
+        f"{len(rows)} message(s) in {subscription}" + (" (limit)" if len(rows) >= limit else ""),
+        highlight=False,
+    )
+    for r in rows:
+        attrs = " ".join(f"{k}={v}" for k, v in sorted(r["attributes"].items()))
+        console.print(
+            f"  {r['message_id']}  {r['publish_time']}  deliveries={r['delivery_count']}  "
+            f"from={r['source_subscription']}  {attrs}",
+            highlight=False,
+            markup=False,
+        )
+
+
+@dead_letters_app.command("replay")
+def dead_letters_replay(
+    subscription: Annotated[str, typer.Argument(help="Dead-letter subscription (id or path).")],
+    limit: Annotated[int, typer.Option(min=1, help="Messages to replay at most.")] = 100,
+    topic: Annotated[
+        str | None,
+        typer.Option(help="Publish here instead of the source subscription's topic."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show, publish nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Republish dead letters to their source topic, then ack them (once the cause is fixed).
+
+    Each message is acknowledged only after its publish succeeded; one that fails stays in the
+    dead-letter subscription and the command exits 1.
+    """
+    from shared.dead_letters import replay
+
+    try:
+        result = replay(_project(as_json), subscription, limit=limit, topic=topic, dry_run=dry_run)
+    except _google_errors() as exc:
+        raise fail(f"Pub/Sub: {exc}", as_json=as_json) from None
+    data: dict[str, Any] = {"subscription": subscription, "dry_run": dry_run, **result.to_dict()}
+    if result.failed:
+        raise fail(
+            f"{len(result.failed)} message(s) not replayed: "
+            + "; ".join(f"{f['message_id']}: {f['error']}" for f in result.failed[:5]),
+            as_json=as_json,
+            data=data,
+        )
+    verb = "would replay" if dry_run else "replayed"
+    emit(
+        data,
+        as_json=as_json,
+        human=f"{verb} {len(result.replayed)} message(s) from {subscription}"
+        + "".join(f"\n  {r['message_id']} -> {r['topic']}" for r in result.replayed),
+    )
+
+
+def main() -> None:
+    run_app(app, prog_name="batches")
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["app", "main", "parse_duration"]
