@@ -26,6 +26,7 @@ INGRESS = {
     "internal-and-cloud-load-balancing": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
 }
 INVOKER_ROLE = "roles/run.invoker"
+PROGRAM_DIR = Path(__file__).resolve().parent
 # Cloud Run runs on linux/amd64; an image built on an arm64 laptop would not start.
 IMAGE_PLATFORM = docker_build.Platform.LINUX_AMD64
 
@@ -290,8 +291,9 @@ class Service(pulumi.ComponentResource):
                 f"under {root}: {exc} (or give a digest in PLATFORM_IMAGE_OVERRIDES)"
             ) from None
         image_name = args.stack.name(Kind.IMAGE, args.name)
-        # Paths relative to the working directory keep the state free of machine paths.
-        context = os.path.relpath(root, os.getcwd())
+        # Relative to infra/, the directory the Pulumi CLI runs the program in (`main: infra/`):
+        # no machine paths in the state, and the policy pack resolves them the same way.
+        context = os.path.relpath(root, PROGRAM_DIR)
         image = docker_build.Image(
             f"{name}-image",
             # The repo root, not the service folder: the image needs shared/ too (a build

@@ -40,6 +40,8 @@ __all__ = [
 ]
 
 PRODUCTION_STACKS = frozenset({"prod"})
+# Where the Pulumi CLI runs the program (`main: infra/`): relative build paths start there.
+PROGRAM_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "infra")
 INVOKER = "roles/run.invoker"
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 BASIC_ROLES = ("roles/editor", "roles/owner")
@@ -586,8 +588,9 @@ def _image_check(image: Resource, rule: Rule, context: str, dockerfile: str) -> 
             "holds shared/ and imports is not verified here",
         )
         return
-    root = os.path.normpath(os.path.join(os.getcwd(), context))  # join keeps an absolute one
-    df = os.path.join(os.getcwd(), dockerfile)
+    # The program gives paths relative to infra/, where the Pulumi CLI runs it.
+    root = os.path.normpath(os.path.join(PROGRAM_DIR, context))  # join keeps an absolute one
+    df = os.path.join(PROGRAM_DIR, dockerfile)
     service = posixpath.basename(dockerfile).removesuffix(".Dockerfile")
     tags = image.get("tags") or ()
     errors = _checked_image(service, root, os.path.normpath(df), str(tags[0]) if tags else "")

@@ -14,9 +14,10 @@ import pytest
 
 from infra.build_context import image_tag
 from infra.config import ConfigError
+from infra.service import PROGRAM_DIR
 from policy.graph import SECRET, Resource, T
 from policy.rules import RULES, run_rules
-from scripts.offline_plan import Plan, PlanError, evaluate_stack
+from scripts.offline_plan import REPO_ROOT, Plan, PlanError, evaluate_stack
 
 PLATFORM = "prediction-platform:platform"
 DIGEST = "us-west2-docker.pkg.dev/nba-props-platform/platform-images/prediction-worker@sha256:" + (
@@ -249,7 +250,7 @@ def test_image_is_built_from_the_repo_root_and_deployed_by_digest(prod_plan: Pla
     image = one(prod_plan, T.IMAGE, "prediction-worker-image")
     assert image.get("buildOnPreview") is False
     assert image.get("push") is True
-    assert Path(image.get("context.location")).resolve() == Path.cwd().resolve()
+    assert (PROGRAM_DIR / image.get("context.location")).resolve() == REPO_ROOT
     assert image.get("dockerfile.location").endswith("images/worker.Dockerfile")
     assert image.get("tags")[0].endswith(f"/prediction-worker:{image_tag('prediction-worker')}")
     worker = one(prod_plan, T.CLOUD_RUN, "prediction-worker")
@@ -325,4 +326,4 @@ def test_a_missing_dockerfile_is_a_clear_error(checkout: Path) -> None:
 def test_the_program_builds_from_the_given_checkout(checkout: Path) -> None:
     plan = evaluate_stack("dev", root=checkout, env={})
     image = one(plan, T.IMAGE, "prediction-worker-image")
-    assert Path(image.get("context.location")).resolve() == checkout.resolve()
+    assert (PROGRAM_DIR / image.get("context.location")).resolve() == checkout.resolve()

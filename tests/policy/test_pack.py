@@ -1,0 +1,141 @@
+"""The policy pack, started the way the Pulumi CLI starts it, spoken to over gRPC.
+
+Constructing the ``PolicyPack`` starts the analyzer's gRPC server and prints its port on the
+first line of stdout: the test spawns ``python policy/__main__.py``, reads the port and calls
+``GetAnalyzerInfo`` and ``AnalyzeStack`` through ``pulumi.runtime.proto`` (no Pulumi CLI).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from types import MappingProxyType
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import empty_pb2, struct_pb2
+from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
+
+from policy.graph import UNKNOWN, Resource, T
+from policy.rules import RULES
+from scripts.offline_plan import REPO_ROOT, Plan
+
+UNKNOWN_STRING = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+
+
+def plain(value: Any) -> Any:
+    if value is UNKNOWN:
+        return UNKNOWN_STRING
+    if isinstance(value, MappingProxyType | dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [plain(v) for v in value]
+    return value
+
+
+def analyzer_resource(r: Resource) -> analyzer_pb2.AnalyzerResource:
+    props = struct_pb2.Struct()
+    props.update(plain({**r.inputs, **r.outputs}))
+    return analyzer_pb2.AnalyzerResource(
+        type=r.type,
+        properties=props,
+        urn=r.urn,
+        name=r.name,
+        parent=r.parent or "",
+        dependencies=list(r.dependencies),
+    )
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "policy" / "__main__.py")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT / "infra",  # where the Pulumi CLI runs the program (`main: infra/`)
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        line = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        assert line.isdigit(), f"no port on stdout: {line!r}; stderr: {proc.stderr.read()}"  # type: ignore[union-attr]
+        channel = grpc.insecure_channel(f"127.0.0.1:{line}")
+        grpc.channel_ready_future(channel).result(timeout=30)
+        yield analyzer_pb2_grpc.AnalyzerStub(channel)
+        channel.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def analyze(stub: analyzer_pb2_grpc.AnalyzerStub, resources: list[Resource]):
+    request = analyzer_pb2.AnalyzeStackRequest(
+        resources=[analyzer_resource(r) for r in resources if r.custom]
+    )
+    return list(stub.AnalyzeStack(request, timeout=120).diagnostics)
+
+
+def test_the_pack_lists_the_twelve_rules(analyzer) -> None:
+    info = analyzer.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
+    assert info.name == "prediction-platform-preflight"
+    names = [p.name for p in info.policies]
+    assert names == [r.policy_name for r in RULES]
+    assert [n.split("-")[0] for n in names] == [f"PF{i:02d}" for i in range(1, 13)]
+    mandatory = analyzer_pb2.EnforcementLevel.Value("MANDATORY")
+    assert all(p.enforcementLevel == mandatory for p in info.policies)
+
+
+def test_the_prod_stack_has_no_violation(analyzer, prod_plan: Plan) -> None:
+    diagnostics = analyze(analyzer, prod_plan.resources)
+    assert diagnostics == [], [d.message for d in diagnostics]
+
+
+def test_a_broken_resource_comes_back_as_the_rules_violation(analyzer, prod_plan: Plan) -> None:
+    broken = [
+        r for r in prod_plan.resources
+        if not (r.type == T.RUN_INVOKER_MEMBER and r.name == "prediction-worker-pushes-invoker")
+    ]
+    sub = next(r for r in broken if r.name == "prediction-request-worker")
+    diagnostics = analyze(analyzer, broken)
+    assert [(d.policyName, d.urn) for d in diagnostics] == [
+        ("PF01-push-identity-can-invoke", sub.urn)
+    ], [d.message for d in diagnostics]
+    assert "has no roles/run.invoker on Service 'prediction-worker'" in diagnostics[0].message
+    assert diagnostics[0].enforcementLevel == analyzer_pb2.EnforcementLevel.Value("MANDATORY")
+
+
+def test_a_tagged_image_violates_pf10(analyzer, prod_plan: Plan) -> None:
+    def tagged(r: Resource) -> Resource:
+        if r.type != T.CLOUD_RUN or r.name != "prediction-worker":
+            return r
+        template = plain(r.inputs["template"])
+        template["containers"][0]["image"] = "us-west2-docker.pkg.dev/p/r/prediction-worker:v1"
+        inputs = {**plain(r.inputs), "template": template}
+        return dataclasses.replace(r, inputs=inputs, outputs={**plain(r.outputs), **inputs})
+
+    diagnostics = analyze(analyzer, [tagged(r) for r in prod_plan.resources])
+    assert [d.policyName for d in diagnostics] == ["PF10-image-by-digest-from-repo-root"]
+
+
+def test_undecidable_checks_are_reported_unverifiable(analyzer, prod_plan: Plan) -> None:
+    """Unknown values (a preview of new resources) and no dependency to join by."""
+
+    def unknown_push(r: Resource) -> Resource:
+        if r.type != T.SUBSCRIPTION or not r.get("pushConfig"):
+            return r
+        inputs = plain(r.inputs)
+        inputs["pushConfig"]["oidcToken"]["serviceAccountEmail"] = UNKNOWN_STRING
+        inputs["pushConfig"]["pushEndpoint"] = UNKNOWN_STRING
+        return dataclasses.replace(r, inputs=inputs, outputs=inputs, dependencies=())
+
+    diagnostics = analyze(analyzer, [unknown_push(r) for r in prod_plan.resources])
+    pf01 = [d for d in diagnostics if d.policyName.startswith("PF01")]
+    assert len(pf01) == 2, [d.message for d in diagnostics]
+    # pulumi-policy puts the policy's description on the first line, the violation after it.
+    assert all(d.message.split("\n", 1)[1].startswith("unverifiable: ") for d in pf01), [
+        d.message for d in pf01
+    ]
