@@ -132,7 +132,7 @@ def dead_lettered(pubsub):
     pubsub.pull(source, expect=1)  # the probe saw the original; only replays count below
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        resp = pubsub.subscriber.pull(request={"subscription": sub, "max_messages": 10}, timeout=5)
+        resp = pubsub.subscriber.pull(request={"subscription": sub, "max_messages": 10}, timeout=2)
         if not resp.received_messages:
             break
         pubsub.subscriber.modify_ack_deadline(
