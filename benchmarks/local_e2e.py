@@ -36,6 +36,8 @@ RAW_PROJECT = "bench-raw"
 # --- the trivial endpoint (run by uvicorn in its own process) ----------------------------
 _count = 0
 _seen: set[str] = set()
+_inflight = [0, 0]  # now, max
+_DELAY_S = float(os.environ.get("TRIVIAL_DELAY_MS", "0")) / 1000
 
 
 async def trivial_app(scope, receive, send):  # pragma: no cover - runs under uvicorn
@@ -49,7 +51,9 @@ async def trivial_app(scope, receive, send):  # pragma: no cover - runs under uv
         if not event.get("more_body"):
             break
     if scope["method"] == "GET":
-        payload = json.dumps({"distinct": len(_seen), "deliveries": _count}).encode()
+        payload = json.dumps(
+            {"distinct": len(_seen), "deliveries": _count, "max_in_flight": _inflight[1]}
+        ).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -59,6 +63,13 @@ async def trivial_app(scope, receive, send):  # pragma: no cover - runs under uv
         )
         await send({"type": "http.response.body", "body": payload})
         return
+    _inflight[0] += 1
+    _inflight[1] = max(_inflight)
+    if _DELAY_S:
+        import asyncio
+
+        await asyncio.sleep(_DELAY_S)
+    _inflight[0] -= 1
     _count += 1
     try:
         _seen.add(json.loads(body)["message"]["messageId"])
@@ -73,8 +84,14 @@ def _get(url: str) -> dict:
         return json.loads(resp.read())
 
 
-def raw_push_rate(pubsub_host: str, n: int, round_no: int, log_dir: Path) -> dict:
-    """Publish ``n`` messages to a push subscription on a trivial endpoint; deliveries/s."""
+def raw_push_rate(
+    pubsub_host: str, n: int, round_no: int, log_dir: Path, *, delay_ms: int = 0
+) -> dict:
+    """Publish ``n`` messages to a push subscription on a trivial endpoint; deliveries/s.
+
+    ``delay_ms``: the endpoint waits that long before answering (to see how many pushes the
+    emulator keeps in flight).
+    """
     from scripts.local import _procs
     from scripts.local._apply import PubSubAdmin
 
@@ -94,7 +111,11 @@ def raw_push_rate(pubsub_host: str, n: int, round_no: int, log_dir: Path) -> dic
             str(port),
             "--no-access-log",
         ],
-        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT)},
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": str(ROOT),
+            "TRIVIAL_DELAY_MS": str(delay_ms),
+        },
         cwd=ROOT,
         log_path=log_dir / "trivial-endpoint.log",
         port=port,
@@ -137,6 +158,8 @@ def raw_push_rate(pubsub_host: str, n: int, round_no: int, log_dir: Path) -> dic
             "publish_s": round(published, 3),
             "per_s": round(n / elapsed, 1),
             "deliveries": counts["deliveries"],
+            "delay_ms": delay_ms,
+            "max_in_flight": counts["max_in_flight"],
         }
     finally:
         _procs.stop(rec, grace=3)
@@ -167,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             final = lp.wait_batch("bench-batch", timeout=900)
             elapsed = time.monotonic() - t0
             raw.append(raw_push_rate(host, args.items, 2, state))
+            slow = raw_push_rate(host, 300, 3, state, delay_ms=50)
             memory = {}
             for kind in ("services", "emulators"):
                 for name, e in lp.state[kind].items():
@@ -191,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         "raw_push": raw,
         "raw_push_per_s": round(raw_rate, 1),
         "ratio": round(rate / raw_rate, 3) if raw_rate else None,
+        "emulator_push_concurrency": slow,
         "goal_ratio": 0.5,
         "peak_rss_mib": memory,
     }
@@ -205,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['per_s']} /s (publish {r['publish_s']} s, {r['deliveries']} deliveries)"
             )
         print(f"ratio platform / raw push: {result['ratio']} (goal >= 0.5)")
+        print(
+            f"emulator push concurrency: at most {slow['max_in_flight']} in flight per "
+            f"subscription ({slow['per_s']} /s to an endpoint answering in 50 ms)"
+        )
         for name, mib in memory.items():
             print(f"peak RSS {name}: {mib} MiB")
     return 0 if final["state"] == "completed" else 1

@@ -169,11 +169,27 @@ class Topology:
         return replace(self, subscriptions=subs, jobs=jobs)
 
 
+def program_dir(root: Path) -> Path:
+    """Where Pulumi runs the program (``main:`` in ``Pulumi.yaml``): relative paths in the
+    program's inputs (a build context, a Dockerfile) are relative to it."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load((root / "Pulumi.yaml").read_text()) or {}
+    except OSError:
+        return root
+    return (root / str(doc.get("main") or ".")).resolve()
+
+
 def _dockerfile(graph: Graph, service: Resource, root: Path) -> Path | None:
     for image in graph.deps(service, T.IMAGE):
         location = image.get("dockerfile.location")
         if location:
-            return (root / str(location)).resolve()
+            for base in (program_dir(root), root):
+                path = (base / str(location)).resolve()
+                if path.exists():
+                    return path
+            return (program_dir(root) / str(location)).resolve()
     return None
 
 
