@@ -230,6 +230,8 @@ def _execute(
         )
 
     reporter = RichReporter(err_console if as_json else console)
+    local = target.platform if isinstance(target, LocalTarget) else None
+    outcome: DeployOutcome | None = None
     try:
         outcome = run_deploy(
             DeployRequest(
@@ -250,7 +252,13 @@ def _execute(
         )
     finally:
         reporter.close()
+        deployed = outcome is not None and outcome.exit_code == ExitCode.OK
+        if local is not None and deployed and not dry_run:
+            # Like `platform local up`: the deployed platform keeps running after we exit.
+            local.detach()
     _render(outcome, as_json)
+    if local is not None and not as_json and outcome.exit_code == ExitCode.OK:
+        console.print("the local platform keeps running: `platform local down` stops it")
     raise typer.Exit(code=int(outcome.exit_code))
 
 

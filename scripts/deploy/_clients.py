@@ -14,6 +14,7 @@ __all__ = [
     "LOCK_DATABASE_ENV",
     "LOCAL_PLATFORM_FACTORY",
     "LOCAL_STACK",
+    "LOCAL_TOPOLOGY_STACK",
     "firestore_for",
     "local_platform",
 ]
@@ -25,9 +26,10 @@ LOCK_DATABASE_ENV = "DEPLOY_LOCK_DATABASE"
 DEFAULT_LOCK_DATABASE = "deploy-lock"
 #: The stack name that means "the local platform on the emulators".
 LOCAL_STACK = "local"
-#: ``module:function`` the local platform provides: ``function(root: Path) -> LocalPlatform``
-#: (the protocol in ``scripts.deploy._targets``).
-LOCAL_PLATFORM_FACTORY = "scripts.local_platform:deploy_platform"
+#: The local platform's class (``scripts.local``), which implements the ``LocalPlatform``
+#: protocol of ``scripts.deploy._targets``; its topology is this stack's.
+LOCAL_PLATFORM_FACTORY = "scripts.local:LocalPlatform"
+LOCAL_TOPOLOGY_STACK = "prod"
 
 
 def firestore_for(project: str | None, database: str) -> Any:
@@ -51,7 +53,8 @@ def firestore_for(project: str | None, database: str) -> Any:
 
 
 def local_platform(root: Path) -> Any:
-    """The local platform's implementation of ``LocalPlatform`` (issue: local platform)."""
+    """The local platform (``platform local``) for ``deploy --stack local``: the prod topology
+    on the emulators; reuses a platform already up (its state in ``.local/``)."""
     module_name, _, attr = LOCAL_PLATFORM_FACTORY.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -59,7 +62,8 @@ def local_platform(root: Path) -> Any:
     except (ImportError, AttributeError):
         raise DeployError(
             f"the local platform is not available: `deploy --stack {LOCAL_STACK}` needs "
-            f"{LOCAL_PLATFORM_FACTORY}(root) returning a LocalPlatform (see "
-            "scripts/deploy/_targets.py); start it by hand with `platform local up`"
+            f"{LOCAL_PLATFORM_FACTORY} (the LocalPlatform protocol of scripts/deploy/_targets.py)"
         ) from None
-    return factory(root)
+    platform = factory(LOCAL_TOPOLOGY_STACK, root=root)
+    platform.plan_stack = LOCAL_TOPOLOGY_STACK
+    return platform

