@@ -268,9 +268,11 @@ def _requirements_files(run: _Run) -> list[str]:
     return [posixpath.normpath(posixpath.join(run.workdir, m)) for m in _PIP_R.findall(run.command)]
 
 
-def _parse_requirements(text: str) -> tuple[dict[str, Requirement], list[str]]:
-    """Requirements by normalised name, and problems (lines that are not ``name==version``)."""
+def _parse_requirements(text: str) -> tuple[dict[str, Requirement], list[str], set[str]]:
+    """Requirements by normalised name (extras merged), problems (lines that are not
+    ``name==version``), and the names pinned without extras on a line of their own."""
     reqs: dict[str, Requirement] = {}
+    plain: set[str] = set()
     problems: list[str] = []
     logical = re.sub(r"\\\n", " ", text)
     for raw in logical.splitlines():
@@ -288,8 +290,16 @@ def _parse_requirements(text: str) -> tuple[dict[str, Requirement], list[str]]:
         pins = [s for s in req.specifier if s.operator in ("==", "===")]
         if not pins:
             problems.append(f"{req.name} is not pinned (name==version)")
-        reqs[_norm(req.name)] = req
-    return reqs, problems
+        name = _norm(req.name)
+        if not req.extras:
+            plain.add(name)
+        if name in reqs and reqs[name].extras | req.extras != req.extras:
+            # "X==v" and "X[extra]==v" on separate lines: one requirement with the extras.
+            req = Requirement(
+                f"{req.name}[{','.join(sorted(reqs[name].extras | req.extras))}]{req.specifier}"
+            )
+        reqs[name] = req
+    return reqs, problems, plain
 
 
 # -- the venv's distributions ------------------------------------------------------------------
@@ -472,6 +482,11 @@ def _guarded(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
     return False
 
 
+#: CPython 3.11's AST constructor is not thread-safe ("AST constructor recursion depth
+#: mismatch", gh-106905) and check_images runs checks in threads.
+_AST_LOCK = threading.Lock()
+
+
 @dataclass(frozen=True)
 class _Import:
     module: str  # absolute dotted name
@@ -480,7 +495,9 @@ class _Import:
 
 
 def _imports(path: Path, module: str, is_package: bool) -> list[_Import]:
-    tree = ast.parse(path.read_bytes(), filename=str(path))
+    source = path.read_bytes()
+    with _AST_LOCK:
+        tree = ast.parse(source, filename=str(path))
     parents = {c: p for p in ast.walk(tree) for c in ast.iter_child_nodes(p)}
     found: list[_Import] = []
     package = module if is_package else module.rpartition(".")[0]
@@ -759,6 +776,8 @@ def check_image(
         errors.append(f"{rel_df}: no 'RUN pip install -r <requirements>' installs the dependencies")
         return done(content_hash=content_hash, entry=entry, files=len(files))
     declared: dict[str, Requirement] = {}
+    plain_pins: set[str] = set()
+    hashed = False
     req_display = ", ".join(p for p, _ in req_files)
     for path, run in req_files:
         f = landed.get(path)
@@ -768,9 +787,12 @@ def check_image(
                 "the image"
             )
             continue
-        reqs, problems = _parse_requirements((ctx / f.context_path).read_text())
+        text = (ctx / f.context_path).read_text()
+        hashed = hashed or "--hash" in text or "--require-hashes" in run.command
+        reqs, problems, plain = _parse_requirements(text)
         errors.extend(f"{f.context_path}: {p}" for p in problems)
         declared.update(reqs)
+        plain_pins |= plain
 
     # Declared dependencies against the venv they will be imported from.
     lap = time.perf_counter()
@@ -796,10 +818,29 @@ def check_image(
                 dep.marker.evaluate({**marker_env, "extra": e}) for e in extras
             ):
                 continue
-            if _norm(dep.name) not in declared:
+            pinned_dep = declared.get(_norm(dep.name))
+            if pinned_dep is None:
                 errors.append(
                     f"{req_display}: {req.name} requires {dep.name}, which is not pinned there "
                     "(pin the whole closure)"
+                )
+            elif hashed and not set(dep.extras) <= set(pinned_dep.extras):
+                # pip --require-hashes refuses "X[extra]" wanted by a dependency unless the
+                # file pins it with that extra (found by the real build: google-api-core[grpc]).
+                wanted = f"{dep.name}[{','.join(sorted(dep.extras))}]"
+                errors.append(
+                    f"{req_display}: {req.name} requires {wanted}; with hashes pip installs it "
+                    f"only if pinned with its extras ({wanted}==...; uv pip compile "
+                    "--no-strip-extras)"
+                )
+    if hashed:
+        for name, req in sorted(declared.items()):
+            if req.extras and name not in plain_pins:
+                # pip --require-hashes also wants the plain "X==v" next to "X[extra]==v".
+                errors.append(
+                    f"{req_display}: {req.name}[{','.join(sorted(req.extras))}] is pinned but "
+                    f"plain {req.name} is not; pip --require-hashes needs both "
+                    "(images/pin_requirements.py writes both)"
                 )
     server_dist = venv.console_scripts.get(entry.server)
     if server_dist is None or server_dist not in declared:

@@ -100,8 +100,11 @@ def check_build_argv(words: list[str], where: str) -> list[str]:
     dockerfile, positional, i = None, [], 0
     while i < len(words):
         w = words[i]
-        if w in ("&&", "||", ";", "|"):
+        if w in ("&&", "||", ";", "|", "&"):
             break
+        if re.match(r"^(\d*|&)[<>]", w):  # a redirection, not an argument
+            i += 2 if re.fullmatch(r"(\d*|&)[<>]{1,2}", w) else 1
+            continue
         if w.startswith("-"):
             if "=" in w:
                 name, value = w.split("=", 1)
@@ -221,6 +224,8 @@ def test_no_dockerfile_outside_images():
     ("command", "ok"),
     [
         ("docker build -f images/worker.Dockerfile -t x .", True),
+        ("docker build -f images/worker.Dockerfile . >/dev/null 2>&1", True),
+        ("docker build -f images/worker.Dockerfile . > log", True),
         ("buildah build --isolation chroot --pull=never -f images/${svc}.Dockerfile .", True),
         ("docker build -f images/worker.Dockerfile services/worker", False),
         ("docker build services/worker", False),

@@ -206,3 +206,29 @@ def test_image_cmd_is_what_the_local_platform_runs():
         argv = image_cmd(service)
         assert argv[:2] == ["sh", "-c"], argv
         assert "uvicorn services." in argv[2] and "${PORT:-8080}" in argv[2]
+
+
+def test_pins_without_the_extras_a_dependency_wants_fail_under_hashes(repo_copy, edit):
+    """Found by the real build: pip --require-hashes refused google-api-core[grpc] pinned
+    without its extra."""
+    edit(
+        repo_copy / "services/worker/requirements.txt",
+        "google-api-core[grpc]==",
+        "google-api-core==",
+    )
+    r = check_image("worker", repo_copy)
+    assert not r.ok
+    assert "requires google-api-core[grpc]; with hashes pip installs it only if pinned" in (
+        _errors(r)
+    )
+
+
+def test_extra_pin_without_the_plain_pin_fails_under_hashes(repo_copy):
+    req = repo_copy / "services/worker/requirements.txt"
+    lines = req.read_text().split("\n")
+    start = lines.index(next(ln for ln in lines if ln.startswith("google-api-core==")))
+    end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith(" "))
+    req.write_text("\n".join(lines[:start] + lines[end:]))
+    r = check_image("worker", repo_copy)
+    assert not r.ok
+    assert "google-api-core[grpc] is pinned but plain google-api-core is not" in _errors(r)
