@@ -33,6 +33,9 @@ local: setup ## the stack on Google's emulators (STACK=prod): up, a demo batch w
 	@trap '$(VENV)/bin/platform local down' EXIT; \
 	$(VENV)/bin/platform local up --stack $(STACK) && $(VENV)/bin/platform local demo
 
+image-smoke: ## build both images for real with buildah (as root; apt-installs it) and start each
+	scripts/image_smoke.sh
+
 lint: setup ## ruff over the project
 	$(VENV)/bin/ruff check .
 

@@ -33,7 +33,14 @@ now() { date +%s.%N; }
 since() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
 
 [[ $(id -u) == 0 ]] || skip "buildah with chroot isolation needs root here"
-command -v buildah >/dev/null || skip "buildah is not installed (apt-get install buildah mmdebstrap)"
+if ! command -v buildah >/dev/null || ! command -v mmdebstrap >/dev/null; then
+  # Debian packages; install them where apt can (CI on a fresh machine), else skip.
+  command -v apt-get >/dev/null || skip "buildah/mmdebstrap missing and no apt-get to install them"
+  echo "image-smoke: installing buildah and mmdebstrap with apt-get"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah mmdebstrap; } \
+    >/tmp/image-smoke-apt.log 2>&1 \
+    || skip "apt-get install buildah mmdebstrap failed (log: /tmp/image-smoke-apt.log)"
+fi
 
 mirror() {
   # The Debian mirror this machine's apt uses (deb822 or one-line sources).
