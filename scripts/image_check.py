@@ -47,7 +47,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -642,6 +642,7 @@ def _import_in_isolation(
     entry: AppEntry,
     server_module: str,
     timeout: float,
+    meanwhile: Callable[[], None] | None = None,
 ) -> str | None:
     """Import the server and the entry module as the container would; the error or None."""
     image_pp = [p for p in stage.env.get("PYTHONPATH", "").split(":") if p]
@@ -668,24 +669,33 @@ def _import_in_isolation(
         "rootfs": str(rootfs),
         "allowed": [str(rootfs), str(site), *_stdlib_roots()],
     }
+    proc = subprocess.Popen(
+        [python, "-S", "-s", "-c", _IMPORT_PROBE, json.dumps(spec)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        proc = subprocess.run(
-            [python, "-S", "-s", "-c", _IMPORT_PROBE, json.dumps(spec)],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        if meanwhile is not None:
+            meanwhile()  # the static scan overlaps the interpreter's imports
+        stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
         return f"importing {entry.module} took longer than {timeout:g} s"
-    lines = proc.stdout.strip().splitlines()
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    lines = stdout.strip().splitlines()
     try:
         result = json.loads(lines[-1]) if lines else None
     except json.JSONDecodeError:
         result = None
     if not isinstance(result, dict):
-        tail = (proc.stderr or proc.stdout).strip()[-800:]
+        tail = (stderr or stdout).strip()[-800:]
         return f"isolated import exited {proc.returncode}: {tail}"
     return None if result.get("ok") else str(result.get("error"))
 
@@ -863,25 +873,28 @@ def check_image(
         ]
         modules = _ImageModules(rootfs, search)
         installed = frozenset(n for n in declared if n in venv.dists)
-        if modules.find(entry.module) is None:
-            errors.append(
-                f"{rel_df}: CMD's app module {entry.module} is not in the image "
-                f"(searched {', '.join(search)})"
-            )
-        else:
-            errors.extend(_scan(modules, entry.module, venv, set(installed), req_display))
         site = _site_for(venv, installed)
         timings["layout"] = round(time.perf_counter() - lap, 4)
+
+        def scan() -> None:
+            if modules.find(entry.module) is None:
+                errors.append(
+                    f"{rel_df}: CMD's app module {entry.module} is not in the image "
+                    f"(searched {', '.join(search)})"
+                )
+            else:
+                errors.extend(_scan(modules, entry.module, venv, set(installed), req_display))
+
         lap = time.perf_counter()
-        server_module = _SERVERS[entry.server]
         failure = _import_in_isolation(
             python=python or sys.executable,
             rootfs=rootfs,
             site=site,
             stage=stage,
             entry=entry,
-            server_module=server_module,
+            server_module=_SERVERS[entry.server],
             timeout=timeout,
+            meanwhile=scan,
         )
         timings["import"] = round(time.perf_counter() - lap, 4)
         if failure:
