@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from services.worker.predictor import PermanentPredictionError, Predictor, RecencyWeightedMean
 from shared.contract import MissingEnvironment
 from shared.log import configure_logging, get_logger
-from shared.pubsub import JsonPublisher, MalformedEnvelope, parse_push
+from shared.pubsub import SINGLE_MAX_LATENCY_S, JsonPublisher, MalformedEnvelope, parse_push
 from shared.startup import exit_with_config_error, require_env
 
 SERVICE = "prediction-worker"
@@ -74,7 +74,7 @@ def create_app(
             if exit_on_config_error:
                 exit_with_config_error(exc)
             raise
-        pub = (publisher or (lambda s: JsonPublisher(s.project, s.ready_topic)))(settings)
+        pub = (publisher or _default_publisher)(settings)
         app.state.settings = settings
         app.state.publisher = pub
         app.state.predictor = predictor or RecencyWeightedMean()
@@ -156,6 +156,11 @@ def _process(app: FastAPI, message, data: dict, batch_id: str, item_id: str) -> 
         "item_id": item_id,
         "error": completion["error"],
     }
+
+
+def _default_publisher(settings: Settings) -> JsonPublisher:
+    # One completion per request, waited for: publish it at once, not after a batching window.
+    return JsonPublisher(settings.project, settings.ready_topic, max_latency_s=SINGLE_MAX_LATENCY_S)
 
 
 __all__ = ["create_app", "Settings", "TransientError"]
