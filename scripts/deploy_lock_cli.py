@@ -23,6 +23,8 @@ from scripts.cli_common import (
 )
 from scripts.deploylock import (
     CLI_MIN_TTL,
+    DATABASE_ENV,
+    DEFAULT_DATABASE,
     DEFAULT_GRACE,
     DEFAULT_TTL,
     CommandNotStarted,
@@ -94,7 +96,11 @@ Project = Annotated[
     ),
 ]
 Database = Annotated[
-    str, typer.Option(help="Firestore database id.", envvar="DEPLOY_LOCK_DATABASE")
+    str,
+    typer.Option(
+        help="Firestore database id (the bootstrap program creates it; shared with `deploy`).",
+        envvar=DATABASE_ENV,
+    ),
 ]
 
 
@@ -187,7 +193,7 @@ def _domain_error(exc: DeployLockError, as_json: bool) -> typer.Exit:
 def acquire(
     stack: Stack,
     project: Project = None,
-    database: Database = "(default)",
+    database: Database = DEFAULT_DATABASE,
     ttl: Ttl = _DEFAULT_TTL_TEXT,
     wait: Wait = 0,
     reason: Reason = None,
@@ -223,7 +229,7 @@ def release(
     stack: Stack,
     token: Token,
     project: Project = None,
-    database: Database = "(default)",
+    database: Database = DEFAULT_DATABASE,
     json_out: Json = False,
 ) -> None:
     lock = _lock(project, database, stack, _DEFAULT_TTL_TEXT, json_out)
@@ -251,7 +257,7 @@ def renew(
     stack: Stack,
     token: Token,
     project: Project = None,
-    database: Database = "(default)",
+    database: Database = DEFAULT_DATABASE,
     json_out: Json = False,
 ) -> None:
     lock = _lock(project, database, stack, _DEFAULT_TTL_TEXT, json_out)
@@ -275,7 +281,7 @@ def renew(
 def status(
     stack: Stack,
     project: Project = None,
-    database: Database = "(default)",
+    database: Database = DEFAULT_DATABASE,
     limit: Annotated[int, typer.Option(min=1, max=500, help="History events to show.")] = 10,
     json_out: Json = False,
 ) -> None:
@@ -322,7 +328,7 @@ def force_release(
     stack: Stack,
     reason: Annotated[str, typer.Option(help="Why (recorded, and shown to the displaced holder).")],
     project: Project = None,
-    database: Database = "(default)",
+    database: Database = DEFAULT_DATABASE,
     json_out: Json = False,
 ) -> None:
     if not reason.strip():
@@ -365,7 +371,7 @@ def run(
     stack: Stack,
     command: Annotated[list[str], typer.Argument(help="The command, after --.")],
     project: Project = None,
-    database: Database = "(default)",
+    database: Database = DEFAULT_DATABASE,
     ttl: Ttl = _DEFAULT_TTL_TEXT,
     wait: Wait = 0,
     reason: Reason = None,

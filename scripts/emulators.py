@@ -165,12 +165,16 @@ class FirestoreEmulator(_Emulator):
     _env_var = "FIRESTORE_EMULATOR_HOST"
     _name = "Firestore emulator"
 
-    def wipe(self, *, timeout: float = 10) -> None:
-        """Delete every document in the ``(default)`` database of this emulator's project."""
-        url = f"{self.url}/emulator/v1/projects/{self.project}/databases/(default)/documents"
-        req = urllib.request.Request(url, method="DELETE")
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            resp.read()
+    def wipe(self, *databases: str, timeout: float = 10) -> None:
+        """Delete every document in these databases (default: ``(default)`` and the deploy
+        lock's, the two the project uses) of this emulator's project."""
+        from scripts.deploylock import DEFAULT_DATABASE
+
+        for database in databases or ("(default)", DEFAULT_DATABASE):
+            url = f"{self.url}/emulator/v1/projects/{self.project}/databases/{database}/documents"
+            req = urllib.request.Request(url, method="DELETE")
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                resp.read()
 
 
 class PubSubEmulator(_Emulator):

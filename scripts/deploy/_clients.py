@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from scripts.deploylock import DATABASE_ENV, DEFAULT_DATABASE
+
 from ._errors import DeployError
 
 __all__ = [
@@ -19,11 +21,9 @@ __all__ = [
     "local_platform",
 ]
 
-#: The Firestore database of the deploy lock and the deployment records, created by the
-#: bootstrap program (infra/bootstrap): not the platform's own database, since the lock cannot
-#: live in the stack it protects. ``DEPLOY_LOCK_DATABASE`` overrides it (as for deploy-lock).
-LOCK_DATABASE_ENV = "DEPLOY_LOCK_DATABASE"
-DEFAULT_LOCK_DATABASE = "deploy-lock"
+#: The deployment records live beside the deploy lock, in the lock library's one database.
+LOCK_DATABASE_ENV = DATABASE_ENV
+DEFAULT_LOCK_DATABASE = DEFAULT_DATABASE
 #: The stack name that means "the local platform on the emulators".
 LOCAL_STACK = "local"
 #: The local platform's class (``scripts.local``), which implements the ``LocalPlatform``

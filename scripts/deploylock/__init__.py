@@ -24,7 +24,9 @@ from ._errors import DeployLockError, InvalidLockConfig, LeaseLost, LockHeld, Lo
 from ._lock import DeployLock, Heartbeat
 from ._model import (
     CLI_MIN_TTL,
+    DATABASE_ENV,
     DEFAULT_COLLECTION,
+    DEFAULT_DATABASE,
     DEFAULT_TTL,
     MIN_TTL,
     HolderInfo,
@@ -39,7 +41,9 @@ from ._run import DEFAULT_GRACE, CommandNotStarted, run_locked
 __all__ = [
     "CLI_MIN_TTL",
     "DEFAULT_GRACE",
+    "DATABASE_ENV",
     "DEFAULT_COLLECTION",
+    "DEFAULT_DATABASE",
     "DEFAULT_TTL",
     "MIN_TTL",
     "CommandNotStarted",

@@ -21,6 +21,12 @@ MIN_TTL = timedelta(seconds=1)
 CLI_MIN_TTL = timedelta(seconds=10)
 #: Heartbeat period as a fraction of the TTL: two renewals may fail before the lease expires.
 HEARTBEAT_FRACTION = 3
+#: The Firestore database holding the lock (and the deployment records): created by the
+#: bootstrap program (infra/bootstrap), not the platform's own ``(default)`` database, since a
+#: lock cannot live in the stack it protects. Every CLI reads this one default; the
+#: ``DEPLOY_LOCK_DATABASE`` environment variable (or ``--database``) overrides it.
+DEFAULT_DATABASE = "deploy-lock"
+DATABASE_ENV = "DEPLOY_LOCK_DATABASE"
 #: Firestore collection holding one lock document per stack (history in its ``events``).
 DEFAULT_COLLECTION = "deploy_locks"
 EVENTS_SUBCOLLECTION = "events"

@@ -26,10 +26,14 @@ def leave(marker_dir: str) -> None:
 def contender(host: str, project: str, stack: str, rounds: int, barrier, marker_dir: str,
               results) -> None:  # fmt: skip
     """One of N processes: each round, all try at once; the winner holds until all tried."""
-    from scripts.deploylock import DeployLock, HolderInfo
+    from scripts.deploylock import DEFAULT_DATABASE, DeployLock, HolderInfo
     from scripts.emulators import firestore_client
 
-    lock = DeployLock(firestore_client(host, project), stack=stack, ttl=timedelta(seconds=30))
+    lock = DeployLock(
+        firestore_client(host, project, database=DEFAULT_DATABASE),
+        stack=stack,
+        ttl=timedelta(seconds=30),
+    )
     holder = HolderInfo.detect(reason="contention test")
     for rnd in range(rounds):
         barrier.wait()
@@ -48,11 +52,13 @@ def holder_main() -> None:
     """``python -m tests.lock._workers HOST PROJECT STACK TTL``: acquire, heartbeat, wait to
     be killed. Prints the token once acquired."""
     host, project, stack, ttl = sys.argv[1:5]
-    from scripts.deploylock import DeployLock
+    from scripts.deploylock import DEFAULT_DATABASE, DeployLock
     from scripts.emulators import firestore_client
 
     lock = DeployLock(
-        firestore_client(host, project), stack=stack, ttl=timedelta(seconds=float(ttl))
+        firestore_client(host, project, database=DEFAULT_DATABASE),
+        stack=stack,
+        ttl=timedelta(seconds=float(ttl)),
     )
     lease = lock.acquire()
     with lock.heartbeat(lease):

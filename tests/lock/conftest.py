@@ -9,24 +9,37 @@ from pathlib import Path
 
 import pytest
 
-from scripts.deploylock import DeployLock
+from scripts import emulators
+from scripts.deploylock import DEFAULT_DATABASE, DeployLock
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_LOCK = [sys.executable, "-m", "scripts.deploy_lock_cli"]
 
 
 @pytest.fixture
-def make_lock(firestore_db):
+def lock_db(firestore_db, firestore_emulator):
+    """A client on the lock's own database (the one ``deploy-lock`` uses by default), wiped."""
+    client = emulators.firestore_client(
+        firestore_emulator, firestore_emulator.project, database=DEFAULT_DATABASE
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def make_lock(lock_db):
     """``make_lock(stack="prod", ttl=seconds)``: a DeployLock on the freshly wiped emulator."""
 
     def make(stack: str = "prod", ttl: float = 5.0, **kwargs) -> DeployLock:
-        return DeployLock(firestore_db, stack=stack, ttl=timedelta(seconds=ttl), **kwargs)
+        return DeployLock(lock_db, stack=stack, ttl=timedelta(seconds=ttl), **kwargs)
 
     return make
 
 
 @pytest.fixture
-def cli_env(firestore_db, firestore_emulator) -> dict[str, str]:
+def cli_env(lock_db, firestore_emulator) -> dict[str, str]:
     """Environment for running ``deploy-lock`` in a subprocess against the emulator."""
     return {
         **os.environ,

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from scripts.deploylock import DeployLock, HolderInfo
+from scripts.deploylock import DEFAULT_DATABASE, DeployLock, HolderInfo
 from scripts.emulators import firestore_client
 from tests.lock import _workers
 
@@ -38,7 +38,9 @@ def test_16_threads_one_winner_per_round(firestore_db, firestore_emulator, tmp_p
 
     def contender(i: int) -> None:
         # One client per contender, as separate deploy processes would have.
-        client = firestore_client(firestore_emulator, firestore_emulator.project)
+        client = firestore_client(
+            firestore_emulator, firestore_emulator.project, database=DEFAULT_DATABASE
+        )
         lock = DeployLock(client, stack="prod", ttl=timedelta(seconds=30))
         me = HolderInfo(who=f"thread-{i}", host="test", pid=i)
         try:
@@ -75,7 +77,9 @@ def test_16_threads_churn_with_wait_never_overlap(make_lock, firestore_emulator,
     errors: list[BaseException] = []
 
     def worker(i: int) -> None:
-        client = firestore_client(firestore_emulator, firestore_emulator.project)
+        client = firestore_client(
+            firestore_emulator, firestore_emulator.project, database=DEFAULT_DATABASE
+        )
         lock = DeployLock(client, stack="prod", ttl=timedelta(seconds=30))
         try:
             for _ in range(per_thread):

@@ -172,10 +172,10 @@ def test_acquire_waits_for_release_and_reports_holder(make_lock):
         lock.acquire(holder("carol"), wait=0.5)
 
 
-def test_tokens_continue_after_lock_document_deleted(make_lock, firestore_db):
+def test_tokens_continue_after_lock_document_deleted(make_lock, lock_db):
     lock = make_lock()
     lock.release(lock.acquire(holder("a")))
-    firestore_db.collection("deploy_locks").document("prod").delete()
+    lock_db.collection("deploy_locks").document("prod").delete()
     assert lock.acquire(holder("b")).token == 2
 
 
