@@ -107,8 +107,9 @@ class LocalPlatform(Protocol):
         """Start the emulators (Firestore, Pub/Sub) if they are not running (idempotent)."""
         ...
 
-    def firestore_client(self) -> Any:
-        """An official Firestore client on the local Firestore emulator (lock + records)."""
+    def firestore_client(self, database: str | None = None) -> Any:
+        """An official Firestore client on the local Firestore emulator (``database``: the
+        platform's ``(default)`` unless named; the pipeline names the lock's)."""
         ...
 
     def apply(
@@ -171,7 +172,10 @@ class LocalTarget:
         return _Emulators(self.platform)
 
     def firestore_client(self) -> Any:
-        return self.platform.firestore_client()
+        # The lock and the deployment records: the same database `deploy-lock` uses by default.
+        from scripts.deploylock import DEFAULT_DATABASE
+
+        return self.platform.firestore_client(DEFAULT_DATABASE)
 
     def apply(self, stack, *, env, dry_run, on_output=None):
         counts = self.platform.apply(stack, env=env, dry_run=dry_run, on_output=on_output)

@@ -386,12 +386,14 @@ class LocalPlatform:
             self.state.setdefault("root", str(self.root))
             self._save_state()
 
-    def firestore_client(self) -> Any:
-        """An official Firestore client on the local Firestore emulator."""
+    def firestore_client(self, database: str | None = None) -> Any:
+        """An official Firestore client on the local Firestore emulator (``database``: the
+        platform's ``(default)`` unless named, e.g. the deploy lock's)."""
         from scripts.emulators import firestore_client
 
         self.ensure_running()
-        return firestore_client(self.state["emulators"]["firestore"]["host"], self._project())
+        host = self.state["emulators"]["firestore"]["host"]
+        return firestore_client(host, self._project(), database=database)
 
     def pubsub_admin(self) -> PubSubAdmin:
         if self._admin is None:

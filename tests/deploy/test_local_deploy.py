@@ -18,6 +18,7 @@ from scripts.deploy import (
     run_deploy,
 )
 from scripts.deploy._preflight import PlanPreflight
+from scripts.deploylock import DEFAULT_DATABASE
 from tests.deploy.doubles import RecordingReporter
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +38,7 @@ def test_a_full_local_deploy_verifies_with_a_batch_records_and_releases(tmp_path
             pytest.skip(f"emulators unavailable: {exc}")
         # The client the pipeline gets (lock + records): taken before the apply, as the pipeline
         # does (the platform's project for later clients may change once the plan is evaluated).
-        client = lp.firestore_client()
+        client = lp.firestore_client(DEFAULT_DATABASE)
         reporter = RecordingReporter()
         out = run_deploy(
             DeployRequest(stack="local", allow_dirty=True),
@@ -47,11 +48,6 @@ def test_a_full_local_deploy_verifies_with_a_batch_records_and_releases(tmp_path
             repo=GitRepo(ROOT),
             reporter=reporter,
         )
-        if out.exit_code != ExitCode.OK and "Dockerfile'" in (out.error or ""):
-            # Known cross-component bug: the program gives dockerfile.location relative to
-            # infra/ ("../images/x.Dockerfile") and scripts/local resolves it against the repo
-            # root. Reported to the lead; this turns green (XPASS) once either side is fixed.
-            pytest.xfail(f"local platform cannot find the Dockerfile: {out.error}")
         assert out.exit_code == ExitCode.OK, (out.error, reporter.steps, reporter.lines[-20:])
         assert any("synthetic batch" in line and "completed" in line for line in reporter.lines)
         records = DeploymentHistory(client).list("local")

@@ -42,8 +42,6 @@ def _cli_env(platform: LocalPlatform) -> dict[str, str]:
 
 
 def _batches(platform: LocalPlatform, *args: str) -> subprocess.CompletedProcess:
-    if not (REPO / "scripts" / "batches_cli.py").exists():
-        pytest.skip("the batches CLI (scripts/batches_cli.py) has not landed yet")
     return subprocess.run(
         [str(BIN / "batches"), *args],
         env=_cli_env(platform),
