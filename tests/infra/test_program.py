@@ -327,3 +327,27 @@ def test_the_program_builds_from_the_given_checkout(checkout: Path) -> None:
     plan = evaluate_stack("dev", root=checkout, env={})
     image = one(plan, T.IMAGE, "prediction-worker-image")
     assert (PROGRAM_DIR / image.get("context.location")).resolve() == checkout.resolve()
+
+
+def test_a_missing_config_secret_names_the_command(prod_config: dict[str, Any]) -> None:
+    """Outside the offline plan (which fills in [secret]), a missing secret is a clear error."""
+    import runpy
+
+    import pulumi
+
+    from scripts.offline_plan import PROGRAM, PlanMocks, run_program
+
+    engine_config = {
+        "gcp:project": prod_config["gcp:project"],
+        "gcp:region": prod_config["gcp:region"],
+        PLATFORM: json.dumps(prod_config[PLATFORM]),
+    }
+    with pytest.raises(pulumi.RunError) as info:
+        run_program(
+            lambda: runpy.run_path(str(PROGRAM), run_name="__main__"),
+            project="prediction-platform",
+            stack="prod",
+            mocks=PlanMocks("nba-props-platform", "us-west2"),
+            engine_config=engine_config,
+        )
+    assert "pulumi config set --secret coordinator-api-key VALUE --stack prod" in str(info.value)
