@@ -23,13 +23,14 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 setup: $(VENV)/.synced ## install the project and its tools into .venv
 
-plan: setup ## evaluate the stack offline (STACK=prod) and print its inventory
+plan: setup ## evaluate the stack offline (STACK=prod): inventory and preflight; then the bootstrap program
 	$(VENV)/bin/platform plan --stack $(STACK)
+	$(PY) -m infra.bootstrap.plan
 
 test: setup ## run the whole test suite
 	$(PY) -m pytest
 
-local: setup ## the stack on Google's emulators (STACK=prod): up, a demo batch with live progress, down
+local: plan ## the main job: plan and preflight, then the stack on Google's emulators: up, a demo batch, down
 	@trap '$(VENV)/bin/platform local down' EXIT; \
 	$(VENV)/bin/platform local up --stack $(STACK) && $(VENV)/bin/platform local demo
 
