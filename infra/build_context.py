@@ -74,17 +74,69 @@ def _context_key(path: str) -> str:
     return path.replace(os.sep, "/")
 
 
+@dataclass(frozen=True, eq=False)
+class ContextSnapshot:
+    """One read of a build context, shared by every image built from it.
+
+    The context is walked once and each file stat'ed and hashed once, however many services
+    are built from it (a stack of 200 services otherwise walked and hashed the repo 200
+    times). Scope it to one evaluation: it does not notice files changed after it read them.
+    """
+
+    root: Path
+
+    @cached_property
+    def dockerignore_patterns(self) -> tuple[str, ...]:
+        ignore = self.root / ".dockerignore"
+        if not ignore.exists():
+            return ()
+        lines = (ln.strip() for ln in ignore.read_text().splitlines())
+        return tuple(ln for ln in lines if ln and not ln.startswith("#"))
+
+    @cached_property
+    def files(self) -> frozenset[str]:
+        """Every regular file the context holds, relative to ``root`` (POSIX), before the
+        one exception Docker makes: the Dockerfile itself is sent even if ignored."""
+        # exclude_paths appends "!<dockerfile>" to the list it is given: pass a copy.
+        included = exclude_paths(str(self.root), list(self.dockerignore_patterns), "")
+        return frozenset(_context_key(p) for p in included if (self.root / p).is_file())
+
+    @cached_property
+    def _digests(self) -> dict[str, tuple[int, str]]:
+        return {}
+
+    def digest(self, rel: str) -> tuple[int, str]:
+        """(permission bits, sha256 of the content) of a context file, computed once."""
+        found = self._digests.get(rel)
+        if found is None:
+            path = self.root / rel
+            found = (
+                stat.S_IMODE(path.stat().st_mode),
+                hashlib.sha256(path.read_bytes()).hexdigest(),
+            )
+            self._digests[rel] = found
+        return found
+
+
 @dataclass(frozen=True)
 class BuildContext:
     """The build of one Dockerfile with ``root`` as its context."""
 
     root: Path
     dockerfile: Path  # absolute
+    # Shared by the images of one evaluation; a fresh one (one walk) when not given.
+    snapshot: ContextSnapshot | None = field(default=None, compare=False)
 
     @classmethod
-    def for_service(cls, service: str, root: Path | None = None) -> BuildContext:
-        root = (root or REPO_ROOT).resolve()
-        return cls(root=root, dockerfile=root / dockerfile_for(service))
+    def for_service(
+        cls, service: str, root: Path | None = None, *, snapshot: ContextSnapshot | None = None
+    ) -> BuildContext:
+        root = (snapshot.root if snapshot else (root or REPO_ROOT)).resolve()
+        return cls(root=root, dockerfile=root / dockerfile_for(service), snapshot=snapshot)
+
+    @cached_property
+    def _snapshot(self) -> ContextSnapshot:
+        return self.snapshot if self.snapshot is not None else ContextSnapshot(self.root)
 
     @cached_property
     def dockerfile_bytes(self) -> bytes:
@@ -97,22 +149,18 @@ class BuildContext:
 
         return DockerfileParser(fileobj=io.BytesIO(self.dockerfile_bytes))
 
-    @cached_property
+    @property
     def dockerignore_patterns(self) -> list[str]:
-        ignore = self.root / ".dockerignore"
-        if not ignore.exists():
-            return []
-        lines = ignore.read_text().splitlines()
-        return [ln.strip() for ln in lines if ln.strip() and not ln.strip().startswith("#")]
+        return list(self._snapshot.dockerignore_patterns)
 
     @cached_property
     def context_files(self) -> frozenset[str]:
         """Every regular file the build context holds, relative to ``root`` (POSIX)."""
-        rel_dockerfile = os.path.relpath(self.dockerfile, self.root)
-        included = exclude_paths(str(self.root), self.dockerignore_patterns, rel_dockerfile)
-        return frozenset(
-            _context_key(p) for p in included if (self.root / p).is_file()
-        )
+        rel_dockerfile = _context_key(os.path.relpath(self.dockerfile, self.root))
+        files = self._snapshot.files
+        if rel_dockerfile not in files and self.dockerfile.is_file():
+            files = files | {rel_dockerfile}  # Docker sends the Dockerfile even if ignored
+        return files
 
     def final_stage(self) -> list[dict]:
         """Instructions of the last stage (multi-stage COPY --from is not from the context)."""
@@ -158,7 +206,8 @@ class BuildContext:
         if any(ch in src for ch in "*?["):
             hits = sorted(f for f in self.context_files if fnmatch.fnmatchcase(f, src))
             dir_hits = sorted(
-                f for f in self.context_files
+                f
+                for f in self.context_files
                 if any(fnmatch.fnmatchcase(prefix, src) for prefix in _parents(f))
             )
             return sorted(set(hits) | set(dir_hits)), bool(dir_hits)
@@ -195,14 +244,13 @@ class BuildContext:
                         target = posixpath.join(copy.dest, posixpath.basename(rel))
                     else:
                         target = copy.dest
-                    path = self.root / rel
-                    st = path.stat()
+                    mode, sha256 = self._snapshot.digest(rel)
                     image_path = posixpath.normpath(target)
                     landed[image_path] = ImageFile(
                         image_path=image_path,
                         context_path=rel,
-                        mode=copy.chmod if copy.chmod is not None else stat.S_IMODE(st.st_mode),
-                        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+                        mode=copy.chmod if copy.chmod is not None else mode,
+                        sha256=sha256,
                         line=copy.line,
                     )
         return sorted(landed.values(), key=lambda f: f.image_path)
@@ -254,6 +302,11 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
-def image_tag(service: str, root: Path | None = None) -> str:
-    """The tag the program gives a service's image: a content hash of the image's inputs."""
-    return BuildContext.for_service(service, root).content_hash()[:TAG_LENGTH]
+def image_tag(
+    service: str, root: Path | None = None, *, snapshot: ContextSnapshot | None = None
+) -> str:
+    """The tag the program gives a service's image: a content hash of the image's inputs.
+
+    Pass one ``snapshot`` to tag many images of one context with one walk of it.
+    """
+    return BuildContext.for_service(service, root, snapshot=snapshot).content_hash()[:TAG_LENGTH]

@@ -19,9 +19,11 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 
+from infra.build_context import ContextSnapshot
 from infra.config import DIGEST_REF_RE, ConfigError, ConfigIssue
 
 __all__ = ["DeployEnv", "ENV_GIT_COMMIT", "ENV_LOCK_TOKEN", "ENV_IMAGE_OVERRIDES", "label_value"]
@@ -47,6 +49,11 @@ class DeployEnv:
     lock_token: str | None = None
     image_overrides: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     repo_root: Path = REPO_ROOT
+
+    @cached_property
+    def build_context(self) -> ContextSnapshot:
+        """The repo root as the image builds see it, read once for every image of this run."""
+        return ContextSnapshot(Path(self.repo_root).resolve())
 
     @classmethod
     def from_environ(

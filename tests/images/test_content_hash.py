@@ -9,7 +9,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infra.build_context import BuildContext, image_tag
+from infra import build_context
+from infra.build_context import BuildContext, ContextSnapshot, image_tag
 
 DOCKERFILE = """\
 ARG BASE_IMAGE=python:3.11-slim@sha256:0123456789abcdef
@@ -121,3 +122,32 @@ def test_hash_is_a_function_of_contents_only(tmp_path_factory, contents, mtimes)
     for path, mtime in zip(sorted(b.rglob("*.py")), mtimes, strict=False):
         os.utime(path, (mtime, mtime))
     assert image_tag("svc", a) == image_tag("svc", b)
+
+
+def test_a_shared_snapshot_tags_like_a_fresh_walk_and_reads_each_file_once(tmp_path, monkeypatch):
+    """Many images of one context: one walk, each file hashed once, the same tags as alone."""
+    root = _repo(tmp_path, BASE_FILES)
+    for name in ("one", "two", "three"):
+        (root / f"images/{name}.Dockerfile").write_text("FROM x\nCOPY pkg/ /app/pkg/\n")
+    alone = {name: image_tag(name, root) for name in ("one", "two", "three")}
+
+    walks, reads = [], []
+    real_walk, real_read = build_context.exclude_paths, Path.read_bytes
+    monkeypatch.setattr(
+        build_context, "exclude_paths", lambda *a, **k: walks.append(a) or real_walk(*a, **k)
+    )
+    monkeypatch.setattr(Path, "read_bytes", lambda p: reads.append(p.name) or real_read(p))
+    snapshot = ContextSnapshot(root)
+    shared = {name: image_tag(name, snapshot=snapshot) for name in ("one", "two", "three")}
+
+    assert shared == alone
+    assert len(walks) == 1
+    assert reads.count("mod.py") == 1, reads
+
+
+def test_an_ignored_dockerfile_is_still_in_its_context(tmp_path):
+    """Docker sends the Dockerfile named by -f even when .dockerignore excludes it."""
+    root = _repo(tmp_path, BASE_FILES)
+    (root / ".dockerignore").write_text("images\n")
+    (root / "images/svc.Dockerfile").write_text("FROM x\nCOPY pkg/ /app/pkg/\n")
+    assert "images/svc.Dockerfile" in BuildContext.for_service("svc", root).context_files
