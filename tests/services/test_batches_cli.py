@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from google.api_core.exceptions import DeadlineExceeded
 from typer.testing import CliRunner
 
 from scripts.batches_cli import app
@@ -130,19 +131,29 @@ def dead_lettered(pubsub):
         source.path, b'{"batch_id": "b1", "item_id": "p7"}', batch_id="b1", item_id="p7"
     ).result()
     pubsub.pull(source, expect=1)  # the probe saw the original; only replays count below
+    # Nack every delivery; the emulator moves the message to the dead-letter topic when it
+    # would deliver it a 6th time. Stop once the dead-letter subscription has it.
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        resp = pubsub.subscriber.pull(request={"subscription": sub, "max_messages": 10}, timeout=2)
-        if not resp.received_messages:
-            break
-        pubsub.subscriber.modify_ack_deadline(
-            request={
-                "subscription": sub,
-                "ack_ids": [m.ack_id for m in resp.received_messages],
-                "ack_deadline_seconds": 0,
-            }
-        )
-    return source, dlt
+        for subscription, nack_all in ((sub, True), (dlt.subscription, False)):
+            try:
+                resp = pubsub.subscriber.pull(
+                    request={"subscription": subscription, "max_messages": 10}, timeout=2
+                )
+            except DeadlineExceeded:
+                continue
+            ack_ids = [m.ack_id for m in resp.received_messages]
+            if ack_ids:
+                pubsub.subscriber.modify_ack_deadline(
+                    request={
+                        "subscription": subscription,
+                        "ack_ids": ack_ids,
+                        "ack_deadline_seconds": 0,
+                    }
+                )
+                if not nack_all:
+                    return source, dlt
+    raise AssertionError("the message was not dead-lettered within 60 s")
 
 
 def test_dead_letters_list_and_replay(cli, pubsub, dead_lettered):
