@@ -620,6 +620,8 @@ except BaseException as exc:
     frame = next((f for f in reversed(tb) if f.filename.startswith(spec["rootfs"])), None)
     where = f" ({frame.filename[len(spec['rootfs']):]}:{frame.lineno})" if frame else ""
     result = {"ok": False, "error": f"{type(exc).__name__}: {exc}{where}"}
+import time
+result["cpu_s"] = time.process_time()
 print(json.dumps(result))
 """
 
@@ -643,6 +645,7 @@ def _import_in_isolation(
     server_module: str,
     timeout: float,
     meanwhile: Callable[[], None] | None = None,
+    cpu: dict[str, float] | None = None,
 ) -> str | None:
     """Import the server and the entry module as the container would; the error or None."""
     image_pp = [p for p in stage.env.get("PYTHONPATH", "").split(":") if p]
@@ -697,6 +700,8 @@ def _import_in_isolation(
     if not isinstance(result, dict):
         tail = (stderr or stdout).strip()[-800:]
         return f"isolated import exited {proc.returncode}: {tail}"
+    if cpu is not None and isinstance(result.get("cpu_s"), int | float):
+        cpu["import_cpu"] = round(result["cpu_s"], 4)
     return None if result.get("ok") else str(result.get("error"))
 
 
@@ -895,6 +900,7 @@ def check_image(
             server_module=_SERVERS[entry.server],
             timeout=timeout,
             meanwhile=scan,
+            cpu=timings,
         )
         timings["import"] = round(time.perf_counter() - lap, 4)
         if failure:

@@ -9,9 +9,11 @@ import pytest
 from infra.build_context import image_tag
 from scripts.image_check import SERVICES, check_image, check_images, image_cmd, parse_entry
 
-#: The check's budget per image (the issue: "well under a second"; measured ~0.5-0.9 s here on
-#: a shared 2-core machine). Generous so a loaded CI machine does not flake.
-BUDGET_S = 5.0
+#: The check's budget per image: "well under a second". Measured as CPU time (the isolated
+#: import's own, which is most of it, plus this process's share): wall time on this shared
+#: 2-core machine swings 0.6-2.5 s with other jobs' load. The wall bound only catches hangs.
+CPU_BUDGET_S = 1.0
+WALL_BUDGET_S = 20.0
 
 
 def _errors(result) -> str:
@@ -25,7 +27,8 @@ def test_both_images_pass_and_carry_the_program_tag():
         assert r.tag == image_tag(r.service), r.service
         assert r.entry is not None and r.entry.server == "uvicorn"
         assert r.entry.module == f"services.{r.service.removeprefix('prediction-')}.main"
-        assert r.seconds < BUDGET_S, f"{r.service} took {r.seconds} s ({r.timings})"
+        assert r.timings["import_cpu"] < CPU_BUDGET_S, f"{r.service}: {r.timings}"
+        assert r.seconds < WALL_BUDGET_S, f"{r.service} took {r.seconds} s ({r.timings})"
 
 
 def test_short_and_long_service_names_agree():
