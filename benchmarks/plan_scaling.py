@@ -63,6 +63,7 @@ def topology(n: int) -> dict[str, Any]:
         "gcp:project": PROJECT,
         "gcp:region": REGION,
         "platform": {
+            "deploy": {"service_account": f"ci-deployer@{PROJECT}.iam.gserviceaccount.com"},
             "services": services,
             "topics": topics,
             "schedules": schedules,
@@ -110,11 +111,9 @@ def bare_program(n: int, root: Path) -> None:
     for spec in REQUIRED_INDEXES:
         gcp.firestore.Index(f"index-{spec.name}", project=PROJECT, database=db.name,
                             collection=spec.collection, fields=[])
-    deployer = gcp.serviceaccount.Account("deployer", account_id="platform-deployer", opts=after)
-    deployer_member = deployer.email.apply(lambda e: f"serviceAccount:{e}")
-    for role in ("run-developer", "datastore-user"):
-        gcp.projects.IAMMember(f"deployer-{role}", project=PROJECT, role=f"roles/{role}",
-                               member=deployer_member)
+    deployer_member = pulumi.Output.from_input(
+        f"serviceAccount:ci-deployer@{PROJECT}.iam.gserviceaccount.com"
+    )
     gcp.artifactregistry.RepositoryIamMember(
         "deployer-pushes-images", repository=repo.repository_id, location=REGION,
         role="roles/artifactregistry.writer", member=deployer_member,
@@ -140,9 +139,9 @@ def bare_program(n: int, root: Path) -> None:
                                              opts=after)
         member = runtime.email.apply(lambda e: f"serviceAccount:{e}")
         runtime_members[i] = member
-        gcp.serviceaccount.IAMMember(f"{name}-deployer-acts-as", service_account_id=runtime.name,
-                                     role="roles/iam.serviceAccountUser", member=deployer_member,
-                                     opts=after)
+        acts_as = gcp.serviceaccount.IAMMember(
+            f"{name}-deployer-acts-as", service_account_id=runtime.name,
+            role="roles/iam.serviceAccountUser", member=deployer_member, opts=after)
         grants = []
         envs = [gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(name="GCP_PROJECT_ID",
                                                                value=PROJECT),
@@ -174,7 +173,7 @@ def bare_program(n: int, root: Path) -> None:
                     image=image.ref, envs=envs,
                     resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
                         limits={"cpu": "1", "memory": "512Mi"}))]),
-            opts=pulumi.ResourceOptions(depends_on=[*apis, *grants]),
+            opts=pulumi.ResourceOptions(depends_on=[*apis, *grants, acts_as]),
         )
         urls[i] = svc.uri
         for kind, store in (("pushes", push_emails), ("scheduler", sched_emails)):
@@ -184,7 +183,10 @@ def bare_program(n: int, root: Path) -> None:
                 f"{name}-{kind}-invoker", name=svc.name, location=REGION,
                 role="roles/run.invoker",
                 member=sa.email.apply(lambda e: f"serviceAccount:{e}"), opts=after)
-            store[i] = pulumi.Output.all(sa.email, binding.id).apply(lambda v: v[0])
+            acts_as = gcp.serviceaccount.IAMMember(
+                f"{name}-{kind}-deployer-acts-as", service_account_id=sa.name,
+                role="roles/iam.serviceAccountUser", member=deployer_member, opts=after)
+            store[i] = pulumi.Output.all(sa.email, binding.id, acts_as.id).apply(lambda v: v[0])
     for i in range(n):
         target = (i + 1) % n
         key = f"topic-{i:04d}"

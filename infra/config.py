@@ -116,6 +116,11 @@ SERVICE_NAME_RE = re.compile(r"^[a-z](?:[-a-z0-9]{0,47}[a-z0-9])?$")
 PUBSUB_NAME_RE = re.compile(r"^[A-Za-z][-A-Za-z0-9_.~+%]{2,254}$")
 # Service account id: 6-30 chars, lowercase letters, digits, hyphens, starts with a letter.
 ACCOUNT_ID_RE = re.compile(r"^[a-z](?:[-a-z0-9]{4,28}[a-z0-9])$")
+# A user-managed service account's email: ACCOUNT_ID@PROJECT_ID.iam.gserviceaccount.com.
+# https://cloud.google.com/iam/docs/service-account-overview#user-managed
+SERVICE_ACCOUNT_EMAIL_RE = re.compile(
+    r"^[a-z](?:[-a-z0-9]{4,28}[a-z0-9])@[a-z][-a-z0-9]{4,28}[a-z0-9]\.iam\.gserviceaccount\.com$"
+)
 SECRET_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 JOB_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
 REPOSITORY_ID_RE = re.compile(r"^[a-z](?:[-a-z0-9]{0,61}[a-z0-9])?$")
@@ -362,16 +367,33 @@ class FirestoreConfig(_Frozen):
 
 
 class DeployConfig(_Frozen):
-    """The identity the deploy pipeline runs as, and its project-level roles."""
+    """The identity that deploys this stack: created by the bootstrap, never by this program.
 
-    account_id: str = "platform-deployer"
-    project_roles: tuple[str, ...] = ("roles/run.developer", "roles/datastore.user")
+    The first `pulumi up` of the stack already runs as it, so the stack cannot create it, and
+    its project-level roles are the bootstrap's too (``infra/bootstrap/components.py``). This
+    program grants it only what is scoped to resources the program owns: push to the image
+    repository, act as each service account it creates.
+    """
+
+    # The bootstrap's `deployer_email` output, e.g. ci-deployer@<project>.iam.gserviceaccount.com.
+    service_account: str
+
+    @field_validator("service_account")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        if not SERVICE_ACCOUNT_EMAIL_RE.match(v):
+            raise ValueError(
+                f"'{v}' is not a service account email "
+                "(ACCOUNT_ID@PROJECT_ID.iam.gserviceaccount.com): the deploy identity the "
+                "bootstrap created, its `deployer_email` output"
+            )
+        return v
 
 
 class PlatformConfig(_Frozen):
     artifact_repository: str = "platform-images"
     firestore: FirestoreConfig = Field(default_factory=FirestoreConfig)
-    deploy: DeployConfig = Field(default_factory=DeployConfig)
+    deploy: DeployConfig  # required: who deploys the stack is never implicit
     services: FrozenMap[str, ServiceConfig] = Field(min_length=1)
     topics: FrozenMap[str, TopicConfig] = Field(default_factory=dict)
     secrets: FrozenMap[str, SecretConfig] = Field(default_factory=dict)
@@ -459,6 +481,23 @@ def _inner_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+#: What to do about a missing required key, by its location.
+_MISSING_HINTS = {
+    ("deploy",): "set deploy.service_account to the deploy identity's email (the bootstrap's "
+    "`deployer_email` output, e.g. ci-deployer@<project>.iam.gserviceaccount.com)",
+    ("deploy", "service_account"): "the deploy identity's email (the bootstrap's "
+    "`deployer_email` output, e.g. ci-deployer@<project>.iam.gserviceaccount.com)",
+}
+#: Keys that once existed and moved: where they went.
+_MOVED_KEYS = {
+    ("deploy", "account_id"): "the bootstrap creates the deploy identity; set "
+    "deploy.service_account to its email",
+    ("deploy", "project_roles"): "the deploy identity's project roles are granted by the "
+    "bootstrap (infra/bootstrap/components.py DEPLOYER_PROJECT_ROLES), not by the stack it "
+    "deploys",
+}
+
+
 def _pydantic_issues(exc: ValidationError, prefix: str) -> list[ConfigIssue]:
     issues = []
     errors = exc.errors(include_url=False)
@@ -473,12 +512,16 @@ def _pydantic_issues(exc: ValidationError, prefix: str) -> list[ConfigIssue]:
             msg = f"unknown key '{loc[-1]}'"
             if allowed:
                 msg += f" (allowed: {', '.join(allowed)})"
+            if loc in _MOVED_KEYS:
+                msg += f": {_MOVED_KEYS[loc]}"
             issues.append(ConfigIssue(_key_path(prefix, loc[:-1]), msg))
             continue
         if kind == "value_error":
             msg = str(err["ctx"]["error"]) if "ctx" in err else err["msg"]
         elif kind == "missing":
             msg = "required key is missing"
+            if loc in _MISSING_HINTS:
+                msg += f": {_MISSING_HINTS[loc]}"
         elif kind == "too_short" and loc and loc[-1] == "subscriptions":
             msg = "a topic needs at least one subscription (messages to it would be lost)"
         else:
@@ -649,17 +692,6 @@ def _reference_issues(raw: Mapping[str, Any], stack: str, prefix: str) -> Iterat
             f"{prefix}.artifact_repository",
             f"'{repo}' is not a repository id (lowercase letters, digits, hyphens)",
         )
-    deploy = _mapping(raw.get("deploy"))
-    account = deploy.get("account_id", "platform-deployer")
-    if isinstance(account, str) and not ACCOUNT_ID_RE.match(account):
-        yield ConfigIssue(f"{prefix}.deploy.account_id", f"'{account}' is not a service account id")
-    roles = deploy.get("project_roles", [])
-    for i, role in enumerate(roles if isinstance(roles, list) else []):
-        if role in ("roles/editor", "roles/owner"):
-            yield ConfigIssue(
-                f"{prefix}.deploy.project_roles[{i}]",
-                f"'{role}' is a basic role: grant the predefined roles the deploy needs",
-            )
 
 
 # --- Entry point -------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The platform's foundation: required APIs, the image repository, Firestore, the deploy identity.
+"""The platform's foundation: required APIs, the image repository, Firestore, the deployer's push.
 
 Named ``foundation`` rather than ``platform`` so it can never shadow the standard library's
 ``platform`` module when Pulumi runs ``infra/`` with that directory on ``sys.path``.
@@ -14,7 +14,6 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.config import StackConfig
-from infra.naming import Kind
 
 __all__ = ["Platform", "PlatformArgs", "REQUIRED_APIS", "firestore_index_specs"]
 
@@ -71,7 +70,12 @@ def firestore_index_specs(specs: Sequence[Any]) -> list[dict[str, Any]]:
 
 
 class Platform(pulumi.ComponentResource):
-    """APIs, Artifact Registry, Firestore (batch state and the deploy lock), deploy identity."""
+    """APIs, Artifact Registry, Firestore (batch state), the deploy identity's push right.
+
+    The deploy identity itself is the bootstrap's (``platform.deploy.service_account``): a stack
+    cannot create the identity its own first `pulumi up` runs as, and the deploy lock lives in
+    the bootstrap's ``deploy-lock`` database for the same reason.
+    """
 
     repository_url: pulumi.Output[str]
     database_name: pulumi.Output[str]
@@ -117,8 +121,9 @@ class Platform(pulumi.ComponentResource):
             name=fs.database,
             location_id=cfg.firestore_location,
             type="FIRESTORE_NATIVE",
-            # Batch state and the deploy lock live here: a `pulumi destroy` or a rename must
-            # not drop them. Protection is enforced by the API, not just by Pulumi.
+            # Batch state lives here: a `pulumi destroy` or a rename must not drop it.
+            # Protection is enforced by the API, not just by Pulumi. (The deploy lock is not
+            # here: it cannot live in the stack it protects; see infra/bootstrap.)
             # https://cloud.google.com/firestore/docs/manage-databases#delete_protection
             delete_protection_state=(
                 "DELETE_PROTECTION_ENABLED"
@@ -141,22 +146,14 @@ class Platform(pulumi.ComponentResource):
                 opts=child,
             )
 
-        deployer = gcp.serviceaccount.Account(
-            "deployer",
-            project=cfg.project,
-            account_id=cfg.name(Kind.DEPLOY_ACCOUNT, cfg.platform.deploy.account_id),
-            display_name="Deploys the prediction platform (pulumi up, deploy pipeline)",
-            opts=after_apis,
+        # The bootstrap's deploy identity: its project roles are the bootstrap's; this stack
+        # grants it only rights scoped to resources the stack owns.
+        self.deployer_member = pulumi.Output.from_input(
+            f"serviceAccount:{cfg.platform.deploy.service_account}"
         )
-        self.deployer_member = deployer.email.apply(lambda e: f"serviceAccount:{e}")
-        for role in cfg.platform.deploy.project_roles:
-            gcp.projects.IAMMember(
-                f"deployer-{role.removeprefix('roles/').replace('.', '-')}",
-                project=cfg.project,
-                role=role,
-                member=self.deployer_member,
-                opts=child,
-            )
+        # `pulumi up` (docker-build) pushes the images it deploys: writer on exactly this
+        # repository, so the push does not hang on a project-wide Artifact Registry role.
+        # https://cloud.google.com/artifact-registry/docs/access-control#roles
         gcp.artifactregistry.RepositoryIamMember(
             "deployer-pushes-images",
             project=cfg.project,

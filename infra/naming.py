@@ -23,7 +23,6 @@ class Kind(StrEnum):
     RUNTIME_ACCOUNT = "runtime-account"  # a service's own identity
     PUSH_ACCOUNT = "push-account"  # the identity a push subscription signs its OIDC token as
     SCHEDULER_ACCOUNT = "scheduler-account"  # the identity a scheduler job calls as
-    DEPLOY_ACCOUNT = "deploy-account"
     TOPIC = "topic"
     DEAD_LETTER_TOPIC = "dead-letter-topic"
     SUBSCRIPTION = "subscription"
@@ -49,7 +48,6 @@ _ACCOUNT_PREFIX = {
     Kind.RUNTIME_ACCOUNT: "run-",
     Kind.PUSH_ACCOUNT: "push-",
     Kind.SCHEDULER_ACCOUNT: "sched-",
-    Kind.DEPLOY_ACCOUNT: "",
 }
 
 
@@ -65,8 +63,7 @@ def physical_name(kind: Kind, logical: str, stack: str) -> str:
     ``logical`` is the config key (service name, topic key, subscription name, job name...).
     """
     if kind in _ACCOUNT_PREFIX:
-        base = logical if kind is Kind.DEPLOY_ACCOUNT else _short_service(logical)
-        return f"{_ACCOUNT_PREFIX[kind]}{base}"
+        return f"{_ACCOUNT_PREFIX[kind]}{_short_service(logical)}"
     if kind is Kind.IMAGE:
         return logical
     if kind is Kind.DEAD_LETTER_TOPIC:

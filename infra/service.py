@@ -26,6 +26,7 @@ INGRESS = {
     "internal-and-cloud-load-balancing": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
 }
 INVOKER_ROLE = "roles/run.invoker"
+ACT_AS_ROLE = "roles/iam.serviceAccountUser"
 PROGRAM_DIR = Path(__file__).resolve().parent
 # Cloud Run runs on linux/amd64; an image built on an arm64 laptop would not start.
 IMAGE_PLATFORM = docker_build.Platform.LINUX_AMD64
@@ -93,11 +94,13 @@ class Service(pulumi.ComponentResource):
             opts=child,
         )
         self.runtime_member = runtime.email.apply(lambda e: f"serviceAccount:{e}")
-        # The deploy identity must be able to act as the runtime account to deploy revisions.
-        gcp.serviceaccount.IAMMember(
+        # Deploying a revision that runs as this account needs actAs on it: the deploy identity
+        # gets serviceAccountUser on exactly this account, never project-wide.
+        # https://cloud.google.com/run/docs/configuring/services/service-identity
+        deployer_acts_as = gcp.serviceaccount.IAMMember(
             f"{name}-deployer-acts-as",
             service_account_id=runtime.name,
-            role="roles/iam.serviceAccountUser",
+            role=ACT_AS_ROLE,
             member=args.deployer_member,
             opts=child,
         )
@@ -202,8 +205,9 @@ class Service(pulumi.ComponentResource):
                     )
                 ],
             ),
-            # A revision that cannot read its secrets fails to start: grants first.
-            opts=child_options(self, opts, depends_on=grants),
+            # A revision that cannot read its secrets fails to start: grants first. And the
+            # deployer may only deploy a revision running as the account once it may act as it.
+            opts=child_options(self, opts, depends_on=[*grants, deployer_acts_as]),
         )
         self.url = service.uri
         self.service_name = service.name
@@ -252,8 +256,9 @@ class Service(pulumi.ComponentResource):
     ) -> pulumi.Output[str]:
         """A dedicated identity allowed to invoke exactly this service.
 
-        The email resolves only after the invoker binding exists, so a subscription or job
-        using it is never created before it may call the service.
+        The email resolves only after the invoker binding and the deployer's actAs grant exist,
+        so a subscription or job using it is never created before it may call the service, nor
+        before the deploy identity may name it.
         """
         cfg = args.stack
         who = "Pub/Sub push" if kind is Kind.PUSH_ACCOUNT else "Cloud Scheduler"
@@ -273,7 +278,20 @@ class Service(pulumi.ComponentResource):
             member=account.email.apply(lambda e: f"serviceAccount:{e}"),
             opts=child,
         )
-        return pulumi.Output.all(account.email, binding.id).apply(lambda v: v[0])
+        # Creating a push subscription or a scheduler job that signs its OIDC tokens as this
+        # account needs actAs on it: the deploy identity gets it on exactly this account.
+        # https://cloud.google.com/pubsub/docs/reference/rest/v1/projects.subscriptions#oidctoken
+        # https://cloud.google.com/scheduler/docs/reference/rest/v1/projects.locations.jobs#oidctoken
+        deployer_acts_as = gcp.serviceaccount.IAMMember(
+            f"{name}-{suffix}-deployer-acts-as",
+            service_account_id=account.name,
+            role=ACT_AS_ROLE,
+            member=args.deployer_member,
+            opts=child,
+        )
+        return pulumi.Output.all(account.email, binding.id, deployer_acts_as.id).apply(
+            lambda v: v[0]
+        )
 
     def _image(
         self, name: str, args: ServiceArgs, child: pulumi.ResourceOptions

@@ -678,7 +678,7 @@ def deletion_protection(graph: Graph, rule: Rule) -> Iterator[Finding]:
         state = db.get("deleteProtectionState")
         if _known(state) and state != "DELETE_PROTECTION_ENABLED":
             yield rule.finding(
-                db, "the database holding batch state and the deploy lock can be deleted: "
+                db, "the database holding batch state can be deleted: "
                     "set delete_protection_state = DELETE_PROTECTION_ENABLED"
             )
     for svc in graph.of_type(T.CLOUD_RUN):

@@ -331,6 +331,9 @@ def run_program(
     from pulumi.runtime.sync_await import _sync_await
 
     monitor = RecordingMonitor(mocks)
+    # A fresh root stack per run: set_mocks keeps an existing one, so a second program in the
+    # same process (the bootstrap after the platform stack) would report both programs' exports.
+    pulumi_settings.reset_options(project=project, stack=stack, preview=False)
     set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
     set_all_config(dict(engine_config or {}), list(secret_keys or []))
     _sync_await(run_pulumi_func(program))

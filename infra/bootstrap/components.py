@@ -21,11 +21,16 @@ BOOTSTRAP_APIS = (
     "sts.googleapis.com",
 )
 #: What `pulumi up` of the platform stack creates and grants, and the deploy pipeline reads.
-#: Project-level because the platform stack creates these resources; never editor/owner.
+#: Project-level because creating the platform stack's resources is a project permission;
+#: never editor/owner. They cover what the platform stack once granted its own deployer
+#: (run.developer, datastore.user). Not here: serviceAccountUser.
+#: The platform stack grants it on exactly each service account it creates (runtime, push,
+#: scheduler; infra/service.py), and the deployer's push right on exactly its image
+#: repository (infra/foundation.py): acting as every account in the project is not needed.
 DEPLOYER_PROJECT_ROLES = (
-    "roles/run.admin",
+    "roles/run.admin",  # services and their invoker bindings (run.developer cannot set IAM)
+    # The platform's service accounts, and the per-account grants on them (actAs included).
     "roles/iam.serviceAccountAdmin",
-    "roles/iam.serviceAccountUser",  # deploy Cloud Run services as their runtime accounts
     "roles/resourcemanager.projectIamAdmin",  # the platform's additive project-role grants
     "roles/pubsub.admin",
     "roles/secretmanager.admin",
@@ -44,7 +49,12 @@ KMS_ROTATION_PERIOD = "7776000s"
 
 
 class Bootstrap(pulumi.ComponentResource):
-    """State bucket, KMS key, deployer identity, GitHub federation, deploy-lock database."""
+    """State bucket, KMS key, the deploy identity, GitHub federation, deploy-lock database.
+
+    The deploy identity is the only one: the platform stack names it in
+    ``platform.deploy.service_account`` and creates no deployer of its own (its first
+    `pulumi up` already runs as this one).
+    """
 
     state_bucket_url: pulumi.Output[str]
     secrets_provider: pulumi.Output[str]

@@ -6,8 +6,10 @@ import copy
 
 import pytest
 
+from infra.bootstrap.components import DEPLOYER_PROJECT_ROLES
 from infra.bootstrap.config import NAMESPACE, BootstrapConfigError
 from infra.bootstrap.plan import _stack_config, evaluate_bootstrap
+from scripts.offline_plan import load_stack_file, parse_config
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +66,20 @@ def test_deployer_is_never_owner_or_editor(plan):
         r.inputs["role"] for r in plan.resources if r.type == "gcp:projects/iAMMember:IAMMember"
     }
     assert not roles & {"roles/owner", "roles/editor"}, roles
+    # actAs on every account of the project is not needed: the platform stack grants
+    # serviceAccountUser on exactly each account it creates (tests/infra/test_program.py).
+    assert "roles/iam.serviceAccountUser" not in roles, roles
+    assert roles == set(DEPLOYER_PROJECT_ROLES), roles
     key_grant = _one(plan, "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember")
     assert key_grant.inputs["role"] == "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+
+
+def test_the_platform_stack_deploys_as_the_bootstraps_deployer(plan):
+    # One deploy identity: the prod platform stack names the account this bootstrap creates
+    # in its project, and creates none of its own.
+    platform = parse_config("prod", load_stack_file("prod"), "prediction-platform")
+    assert platform.project == _stack_config("prod")["gcp:project"]
+    assert platform.platform.deploy.service_account == plan.outputs["deployer_email"]
 
 
 def test_lock_database_is_its_own_protected_database_with_the_history_index(plan):

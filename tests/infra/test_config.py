@@ -173,8 +173,20 @@ def test_every_problem_is_reported_at_once(prod_config: dict[str, Any]) -> None:
          "platform.services.prediction-worker.image", "must be a digest reference"),
         (lambda p: p.update(artifact_repository="Images"),
          "platform.artifact_repository", "not a repository id"),
-        (lambda p: p["deploy"].update(project_roles=["roles/editor"]),
-         "platform.deploy.project_roles[0]", "basic role"),
+        (lambda p: p["deploy"].update(service_account="ci-deployer"),
+         "platform.deploy.service_account",
+         "'ci-deployer' is not a service account email (ACCOUNT_ID@PROJECT_ID"),
+        (lambda p: p["deploy"].update(
+            service_account="123456789012-compute@developer.gserviceaccount.com"),
+         "platform.deploy.service_account", "is not a service account email"),
+        (lambda p: p.pop("deploy"),
+         "platform.deploy", "required key is missing: set deploy.service_account"),
+        (lambda p: p["deploy"].update(project_roles=["roles/run.developer"]),
+         "platform.deploy", "unknown key 'project_roles' (allowed: service_account): the "
+         "deploy identity's project roles are granted by the bootstrap"),
+        (lambda p: p["deploy"].update(account_id="platform-deployer"),
+         "platform.deploy", "unknown key 'account_id' (allowed: service_account): the "
+         "bootstrap creates the deploy identity"),
     ],
 )
 def test_invalid_config_is_rejected_with_its_key_path(
@@ -183,6 +195,17 @@ def test_invalid_config_is_rejected_with_its_key_path(
     mutate(prod_config[PLATFORM])
     found = errors(prod_config)
     assert any(e.startswith(f"{path}: ") and fragment in e for e in found), found
+
+
+def test_the_deploy_identity_is_named_not_created(prod_config: dict[str, Any]) -> None:
+    cfg = parse(prod_config)
+    assert (
+        cfg.platform.deploy.service_account
+        == "ci-deployer@nba-props-platform.iam.gserviceaccount.com"
+    )
+    dev = parse(load_stack_file("dev"), "dev")
+    dev_email = dev.platform.deploy.service_account
+    assert dev_email == "ci-deployer@nba-props-platform-dev.iam.gserviceaccount.com"
 
 
 def test_stack_level_keys(prod_config: dict[str, Any]) -> None:

@@ -34,7 +34,7 @@ PROD_INVENTORY = {
     "gcp:cloudscheduler/job:Job": 2,
     "gcp:firestore/database:Database": 1,
     "gcp:firestore/index:Index": None,  # one per shared/indexes.py spec, checked below
-    "gcp:projects/iAMMember:IAMMember": 4,
+    "gcp:projects/iAMMember:IAMMember": 2,
     "gcp:projects/service:Service": 7,
     "gcp:pubsub/subscription:Subscription": 4,
     "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember": 2,
@@ -43,8 +43,8 @@ PROD_INVENTORY = {
     "gcp:secretmanager/secret:Secret": 1,
     "gcp:secretmanager/secretIamMember:SecretIamMember": 1,
     "gcp:secretmanager/secretVersion:SecretVersion": 1,
-    "gcp:serviceaccount/account:Account": 6,
-    "gcp:serviceaccount/iAMMember:IAMMember": 2,
+    "gcp:serviceaccount/account:Account": 5,
+    "gcp:serviceaccount/iAMMember:IAMMember": 5,
 }
 COMPONENTS = {
     "platform:index:Platform": 1,
@@ -182,9 +182,75 @@ def test_runtime_roles_derive_from_the_config(prod_plan: Plan) -> None:
     assert project_roles == {
         ("roles/datastore.user", member("run-coordinator")),
         ("roles/datastore.user", member("run-worker")),
-        ("roles/run.developer", member("platform-deployer")),
-        ("roles/datastore.user", member("platform-deployer")),
     }
+
+
+# --- The deploy identity: the bootstrap's, named in config, granted only on owned resources ---
+
+DEPLOYER = "serviceAccount:ci-deployer@nba-props-platform.iam.gserviceaccount.com"
+
+
+def test_the_stack_creates_no_deploy_identity(plan: Plan) -> None:
+    deployer = plan.config.platform.deploy.service_account
+    for account in plan.of_type(T.SERVICE_ACCOUNT):
+        email = f"{account.get('accountId')}@{plan.config.project}.iam.gserviceaccount.com"
+        assert email != deployer, f"{account.urn}: the bootstrap creates the deploy identity"
+        assert "deploy" not in account.get("accountId"), account.urn
+    for grant in plan.of_type(T.PROJECT_IAM_MEMBER):
+        assert grant.get("member") != f"serviceAccount:{deployer}", (
+            f"{grant.urn}: the deploy identity's project roles are the bootstrap's"
+        )
+
+
+def test_the_deployer_acts_as_exactly_each_account_the_stack_creates(prod_plan: Plan) -> None:
+    accounts = {a.out("name"): a for a in prod_plan.of_type(T.SERVICE_ACCOUNT)}
+    grants = [
+        g for g in prod_plan.of_type(T.SERVICE_ACCOUNT_IAM_MEMBER) if g.get("member") == DEPLOYER
+    ]
+    for g in grants:
+        assert g.get("role") == "roles/iam.serviceAccountUser", g.urn
+    # One member resource per grant, one grant per account: runtime, push and scheduler.
+    on = [g.get("serviceAccountId") for g in grants]
+    assert sorted(on) == sorted(accounts), on
+    assert {accounts[a].get("accountId") for a in on} == {
+        "run-coordinator",
+        "run-worker",
+        "push-coordinator",
+        "push-worker",
+        "sched-coordinator",
+    }
+
+
+def test_the_deployer_pushes_to_exactly_its_repository(prod_plan: Plan) -> None:
+    grants = prod_plan.of_type(T.REPOSITORY_IAM_MEMBER)
+    (grant,) = [g for g in grants if g.get("member") == DEPLOYER]
+    assert grant.get("role") == "roles/artifactregistry.writer", grant.urn
+    assert grant.get("repository") == "platform-images", grant.urn
+
+
+def test_what_runs_or_signs_as_an_account_waits_for_the_deployers_act_as(prod_plan: Plan) -> None:
+    acts_as = {
+        g.get("serviceAccountId"): g.urn
+        for g in prod_plan.of_type(T.SERVICE_ACCOUNT_IAM_MEMBER)
+        if g.get("member") == DEPLOYER
+    }
+    by_email = {a.out("email"): a.out("name") for a in prod_plan.of_type(T.SERVICE_ACCOUNT)}
+    users = (
+        [(svc, svc.get("template.serviceAccount")) for svc in prod_plan.of_type(T.CLOUD_RUN)]
+        + [
+            (sub, sub.get("pushConfig.oidcToken.serviceAccountEmail"))
+            for sub in prod_plan.of_type(T.SUBSCRIPTION)
+            if sub.get("pushConfig")
+        ]
+        + [
+            (job, job.get("httpTarget.oidcToken.serviceAccountEmail"))
+            for job in prod_plan.of_type(T.SCHEDULER_JOB)
+        ]
+    )
+    assert len(users) == 2 + 2 + 2
+    for resource, email in users:
+        grant = acts_as[by_email[email]]
+        assert grant in resource.dependencies, f"{resource.urn} does not wait for {grant}"
 
 
 def test_topic_names_reach_the_services_as_env(prod_plan: Plan) -> None:
