@@ -302,7 +302,7 @@ class Service(pulumi.ComponentResource):
             return pulumi.Output.from_input(override)
         root = Path(args.deploy.repo_root)
         try:
-            tag = image_tag(args.name, root)
+            tag = image_tag(args.name, snapshot=args.deploy.build_context)
         except (FileNotFoundError, BuildContextError) as exc:
             raise pulumi.RunError(
                 f"{args.name}: cannot compute the image tag from {dockerfile_for(args.name)} "
