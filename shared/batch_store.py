@@ -94,6 +94,12 @@ class BatchStore:
         return self._ref(batch_id).collection(TRANSITIONS_SUBCOLLECTION)
 
     # -- reads --------------------------------------------------------------------------------
+    def ping(self, *, timeout: float = 5.0) -> None:
+        """One cheap read (a document that does not exist), to open the gRPC channel at
+        start-up: the first RPC costs 1-2 s, which would otherwise land on the first request.
+        Raises the client's error."""
+        self.batches.document("--warmup--").get(timeout=timeout, retry=None)
+
     def get(self, batch_id: str) -> Batch | None:
         snap = self._ref(batch_id).get()
         return Batch.from_dict(snap.to_dict()) if snap.exists else None

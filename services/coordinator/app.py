@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hmac
 import re
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -130,6 +131,12 @@ def create_app(
             clock=now,
         )
         app.state.runtime = runtime
+        started = time.perf_counter()
+        try:
+            runtime.store.ping()
+            log.info("firestore reachable", seconds=round(time.perf_counter() - started, 3))
+        except Exception as exc:  # noqa: BLE001 - serve anyway; requests report their errors
+            log.warning("firestore not reachable at start-up", error=str(exc))
         log.info("coordinator started", project=settings.project, topic=pub.topic)
         try:
             yield
