@@ -93,7 +93,7 @@ for svc in "${SERVICES[@]}"; do
   t0=$(now)
   # The repo root is the context and images/<service>.Dockerfile the Dockerfile, as in the cloud.
   # The CA bundle: the package proxy here re-signs TLS, so pip inside RUN must trust the host's.
-  buildah build --quiet --isolation chroot --pull=never --layers \
+  buildah build --quiet --isolation chroot --pull=never --layers --force-rm \
     --build-arg "BASE_IMAGE=$BASE_IMAGE" \
     -v "$CA_BUNDLE:$CA_BUNDLE:ro" \
     -t "$image" -f "images/${svc}.Dockerfile" . >/dev/null
