@@ -2,7 +2,10 @@
 
 Uncontended: acquire and release latency (p50/p99) beside a raw single-document create, all
 measured interleaved in the same run so machine noise hits them alike; the ratios are what to
-compare (goals: acquire p50 <= 2.5x create, release p50 <= 1.5x create).
+compare (goals: acquire p50 <= 2.5x create, release p50 <= 1.5x create). ``acquire`` is a lock
+object re-acquiring after its own release (the fast path: one conditional commit, no read);
+``acquire (fresh)`` is a new lock object each time, as a new ``deploy-lock`` process would be
+(read, then conditional commit).
 Contention: 16 threads per round all try at once, the winner holds until all have tried, then
 releases; rounds/second and overlaps (two holders at once, detected by a counter outside the
 lock). Usage::
@@ -43,7 +46,9 @@ def uncontended(client, iterations: int) -> dict[str, dict[str, float]]:
     lock = DeployLock(client, stack="bench", ttl=timedelta(minutes=10))
     raw = client.collection("bench_raw")
     me = HolderInfo.detect(reason="benchmark")
-    times: dict[str, list[float]] = {"raw create": [], "acquire": [], "release": []}
+    times: dict[str, list[float]] = {
+        "raw create": [], "acquire": [], "release": [], "acquire (fresh)": []
+    }  # fmt: skip
     for i in range(WARMUP + iterations):
         t0 = time.perf_counter()
         raw.document(uuid.uuid4().hex).create({"i": i})
@@ -52,10 +57,16 @@ def uncontended(client, iterations: int) -> dict[str, dict[str, float]]:
         t2 = time.perf_counter()
         lock.release(lease)
         t3 = time.perf_counter()
+        fresh = DeployLock(client, stack="bench-fresh", ttl=timedelta(minutes=10))
+        t4 = time.perf_counter()
+        fresh_lease = fresh.acquire(me)
+        t5 = time.perf_counter()
+        fresh.release(fresh_lease)  # another stack: `lock` alone writes "bench"
         if i >= WARMUP:
             times["raw create"].append(t1 - t0)
             times["acquire"].append(t2 - t1)
             times["release"].append(t3 - t2)
+            times["acquire (fresh)"].append(t5 - t4)
     return {
         name: {
             "p50_ms": _pct(s, 0.5),
@@ -124,6 +135,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     with start_firestore(PROJECT) as emulator:
         client = firestore_client(emulator, PROJECT)
         lat = uncontended(client, args.iterations)
@@ -134,7 +146,9 @@ def main() -> None:
         "ratios_p50": {
             "acquire/create": lat["acquire"]["p50_ms"] / create,
             "release/create": lat["release"]["p50_ms"] / create,
+            "acquire_fresh/create": lat["acquire (fresh)"]["p50_ms"] / create,
         },
+        "loadavg_1m_before_after": [load_before, os.getloadavg()[0]],
         "contention": cont,
         "cpus": os.cpu_count(),
     }
@@ -144,12 +158,13 @@ def main() -> None:
     print(f"uncontended, {args.iterations} iterations (interleaved, after {WARMUP} warm-up):")
     for name, s in lat.items():
         ratio = s["p50_ms"] / create
-        print(f"  {name:<11} p50 {s['p50_ms']:6.2f} ms  p99 {s['p99_ms']:6.2f} ms  "
+        print(f"  {name:<15} p50 {s['p50_ms']:6.2f} ms  p99 {s['p99_ms']:6.2f} ms  "
               f"p50 x{ratio:.2f} of raw create")  # fmt: skip
     print(f"contention, {CONTENDERS} threads x {cont['rounds']} rounds: "
           f"{cont['rounds_per_s']:.1f} rounds/s, {cont['winners']} winners, "
           f"{cont['overlaps']} overlaps, tokens strictly increasing: "
           f"{cont['tokens_strictly_increasing']}")  # fmt: skip
+    print(f"load average (1 min) before/after: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,19 @@ preconditions behave the same there and in production.
 
 Time is always Firestore's: a lease expires ``ttl`` after the lease document's ``update_time``
 (its last acquire or renewal), judged against the ``read_time`` of the read that observed it.
-Release and renewal times are the document's ``update_time``, an event's time its
-``create_time``: no server-timestamp transforms, which made every commit slower.
-The caller's clock is used only for local durations (waiting, heartbeat deadlines).
+Acquire, release and renewal times are the document's ``update_time``, an event's time its
+``create_time``: no server-timestamp transforms, which made every commit slower. (The grant's
+time is the acquire commit's ``update_time``; the first renewal copies it into ``acquired_at``,
+which is empty until then.) The caller's clock is used only for local durations (waiting,
+heartbeat deadlines).
+
+Fast path: each :class:`DeployLock` remembers the last version of the lease document it wrote
+or read. When that version is *released*, acquire writes at once, conditioned on that
+``update_time``, without reading first: one round trip instead of two. It is safe for the same
+reason every other write is: if anything changed since (someone acquired, took over, deleted
+the document), the precondition fails, nothing is written, and acquire falls back to reading.
+A released lease never expires, so no time judgement is skipped; a lease last seen *held* is
+always read again (its expiry must be judged by the server's ``read_time``).
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
@@ -67,6 +77,16 @@ def _event_id(seq: int) -> str:
     return f"{seq:012d}"
 
 
+class _Version(NamedTuple):
+    """A version of the lease document this process wrote or read (for the acquire fast path)."""
+
+    update_time: Any
+    token: int
+    seq: int
+    state: str
+    ttl_seconds: float
+
+
 class DeployLock:
     """The deploy lock of one stack, in a Firestore database.
 
@@ -100,6 +120,9 @@ class DeployLock:
         self._client = client
         self._ref = client.collection(collection).document(stack)
         self._events = self._ref.collection(EVENTS_SUBCOLLECTION)
+        # Last version of the lease document seen by this object (None: unknown or absent).
+        # Only a hint: every write is still conditioned on it, so a stale one costs a retry.
+        self._known: _Version | None = None
         self._timeout = rpc_timeout.total_seconds()
         # Only "unavailable" is retried, briefly: it is what a dead or restarting server gives.
         self._retry = gretry.Retry(
@@ -147,6 +170,7 @@ class DeployLock:
     def _status(self, snap: Any) -> LockStatus:
         read_at = snap.read_time
         if not snap.exists:
+            self._known = None
             return LockStatus(
                 stack=self.stack, exists=False, held=False, expired=False, token=0, holder=None,
                 lease_id=None, ttl=None, acquired_at=None, renewed_at=None, expires_at=None,
@@ -161,6 +185,16 @@ class DeployLock:
         is_held = data["state"] == "held"
         expires_at = snap.update_time + ttl if is_held else None
         live = is_held and read_at < expires_at
+        self._known = _Version(
+            snap.update_time,
+            int(data["token"]),
+            int(data["seq"]),
+            data["state"],
+            ttl.total_seconds(),
+        )
+        # Empty until the first renewal copies the grant's time in: until then the document's
+        # update_time is the grant's commit time.
+        acquired_at = data.get("acquired_at") or (snap.update_time if is_held else None)
         return LockStatus(
             stack=self.stack,
             exists=True,
@@ -170,12 +204,14 @@ class DeployLock:
             holder=HolderInfo.from_dict(data.get("holder")),
             lease_id=data.get("lease_id"),
             ttl=ttl,
-            acquired_at=data.get("acquired_at"),
+            acquired_at=acquired_at,
             renewed_at=snap.update_time if is_held else None,
             expires_at=expires_at,
             read_at=read_at,
             released_at=None if is_held else snap.update_time,
-            released_by=data.get("released_by"),
+            # A new lease leaves the previous release's record in place (one field less to
+            # write): it describes the document only while it is released.
+            released_by=None if is_held else data.get("released_by"),
             seq=int(data["seq"]),
         )
 
@@ -242,6 +278,7 @@ class DeployLock:
             lease, status = self._attempt(holder)
             if lease is not None:
                 return lease
+            assert status is not None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise LockHeld(status)
@@ -254,16 +291,28 @@ class DeployLock:
             time.sleep(max(0.01, min(sleep, remaining)))
             backoff = min(backoff * 2, WAIT_BACKOFF_MAX.total_seconds())
 
-    def _attempt(self, holder: HolderInfo) -> tuple[Lease | None, LockStatus]:
+    def _attempt(self, holder: HolderInfo) -> tuple[Lease | None, LockStatus | None]:
+        """One acquire attempt: ``(lease, None)`` when granted, ``(None, status)`` when held."""
         lease_id = uuid.uuid4().hex
-        ttl_s = self.ttl.total_seconds()
+        holder_dict = holder.to_dict()
+        known = self._known
+        if known is not None and known.state == "released":
+            # Fast path: released when we last saw it. Write without reading, conditioned on
+            # that version; any change since makes the commit fail and we read below.
+            event = self._event(known.seq + 1, "acquire", known.token + 1, None)
+            event["holder"] = holder_dict
+            lease = self._grant(
+                known, known.token + 1, known.seq + 1, lease_id, holder, holder_dict, event
+            )
+            if lease is not None:
+                return lease, None
         status: LockStatus | None = None
         for _ in range(_MAX_CONFLICTS):
             snap = self._get()
             status = self._status(snap)
             if status.exists and status.lease_id == lease_id:
                 # Our previous commit landed although its reply was lost (a retried RPC).
-                return self._lease(status, holder, snap.update_time), status
+                return self._lease(status, holder, snap.update_time), None
             if status.held:
                 return None, status
             if status.exists:
@@ -271,56 +320,86 @@ class DeployLock:
             else:
                 token, seq = self._last_recorded()
             token, seq = token + 1, seq + 1
-            data = {
-                "schema": _SCHEMA,
-                "stack": self.stack,
-                "token": token,
-                "seq": seq,
-                "state": "held",
-                "lease_id": lease_id,
-                "holder": holder.to_dict(),
-                "ttl_seconds": ttl_s,
-                # Server time read just before this write (no transform: cheaper commits).
-                "acquired_at": snap.read_time,
-                "released_by": None,
-            }
             if status.expired:
                 event = self._event(
-                    seq, "takeover", token, holder, previous_holder=status.holder.to_dict()
+                    seq, "takeover", token, None, previous_holder=status.holder.to_dict()
                     if status.holder else None, previous_token=status.token,
                 )  # fmt: skip
             else:
-                event = self._event(seq, "acquire", token, holder)
-            batch = self._client.batch()
+                event = self._event(seq, "acquire", token, None)
+            event["holder"] = holder_dict
+            # The version just judged (not self._known, which another thread may change).
+            version = None
             if status.exists:
-                option = self._client.write_option(last_update_time=snap.update_time)
-                batch.update(self._ref, data, option=option)
-            else:
-                batch.create(self._ref, data)
-            batch.create(self._events.document(_event_id(seq)), event)
-            try:
-                results = self._commit("acquiring", batch)
-            except _CONFLICTS:
-                continue  # someone else wrote first: look again
-            update_time = results[0].update_time
-            lease = Lease(
-                stack=self.stack,
-                token=token,
-                lease_id=lease_id,
-                holder=holder,
-                ttl=self.ttl,
-                acquired_at=update_time,
-                expires_at=update_time + self.ttl,
-                _update_time=update_time,
-                _seq=seq,
-            )
-            return lease, status
+                assert status.ttl is not None
+                version = _Version(
+                    snap.update_time, status.token, status.seq, "", status.ttl.total_seconds()
+                )
+            lease = self._grant(version, token, seq, lease_id, holder, holder_dict, event)
+            if lease is not None:
+                return lease, None
         assert status is not None
         if status.held:
             return None, status
         raise DeployLockError(
             f"gave up acquiring the lock of stack {self.stack!r} after {_MAX_CONFLICTS} "
             "conflicting writes"
+        )
+
+    def _grant(
+        self,
+        version: _Version | None,
+        token: int,
+        seq: int,
+        lease_id: str,
+        holder: HolderInfo,
+        holder_dict: dict[str, Any],
+        event: dict[str, Any],
+    ) -> Lease | None:
+        """Write the lease ``token`` and its event in one commit, conditioned on the lease
+        document being at ``version`` (absent if None). None if that precondition failed.
+
+        An update writes only the fields a new lease changes: the emulator's commit time grows
+        with the fields written (measured: with 10 fields about 2.0x a raw create, with 3 1.4x).
+        """
+        ttl_s = self.ttl.total_seconds()
+        data: dict[str, Any] = {
+            "token": token,
+            "seq": seq,
+            "state": "held",
+            "lease_id": lease_id,
+            "holder": holder_dict,
+            # The grant's time is this commit's update_time; the first renewal records it.
+            "acquired_at": None,
+        }
+        batch = self._client.batch()
+        if version is None:
+            data.update(schema=_SCHEMA, stack=self.stack, ttl_seconds=ttl_s, released_by=None)
+            batch.create(self._ref, data)
+        else:
+            # schema and stack never change; released_by is ignored while held.
+            if version.ttl_seconds != ttl_s:
+                data["ttl_seconds"] = ttl_s
+            option = self._client.write_option(last_update_time=version.update_time)
+            batch.update(self._ref, data, option=option)
+        batch.create(self._events.document(_event_id(seq)), event)
+        try:
+            results = self._commit("acquiring", batch)
+        except _CONFLICTS:
+            self._known = None  # someone else wrote first (or the document is gone): read
+            return None
+        update_time = results[0].update_time
+        self._known = _Version(update_time, token, seq, "held", ttl_s)
+        return Lease(
+            stack=self.stack,
+            token=token,
+            lease_id=lease_id,
+            holder=holder,
+            ttl=self.ttl,
+            acquired_at=update_time,
+            expires_at=update_time + self.ttl,
+            _update_time=update_time,
+            _seq=seq,
         )
 
     def _lease(self, status: LockStatus, holder: HolderInfo, update_time: Any) -> Lease:
@@ -366,6 +445,7 @@ class DeployLock:
         lease: Lease,
         what: str,
         make: Callable[[int], tuple[dict[str, Any], dict[str, Any]]],
+        state: str,
     ) -> Any | None:
         """Write ``make(seq)`` = (lock fields, event) as ``lease``'s holder, in one round trip
         when nothing changed since this holder's last write. Returns the commit's update time,
@@ -389,6 +469,9 @@ class DeployLock:
                 update_time = None  # changed since: re-read and check we still hold it
                 continue
             lease._update_time, lease._seq = results[0].update_time, seq + 1
+            self._known = _Version(
+                results[0].update_time, lease.token, seq + 1, state, lease.ttl.total_seconds()
+            )
             return results[0].update_time
         raise DeployLockError(
             f"gave up {what} the lock of stack {self.stack!r} after {_MAX_CONFLICTS} "
@@ -408,10 +491,11 @@ class DeployLock:
         ttl_s = lease.ttl.total_seconds()
 
         def make(seq: int) -> tuple[dict[str, Any], dict[str, Any]]:
-            fields = {"seq": seq, "ttl_seconds": ttl_s}  # the write moves update_time
+            # The write moves update_time; acquired_at is empty until the first renewal.
+            fields = {"seq": seq, "ttl_seconds": ttl_s, "acquired_at": lease.acquired_at}
             return fields, self._event(seq, "renew", lease.token, lease.holder)
 
-        update_time = self._write_as_holder(lease, "renewing", make)
+        update_time = self._write_as_holder(lease, "renewing", make, "held")
         if update_time is None:
             raise LeaseLost(lease, None, "it was already released by its holder")
         lease.expires_at = update_time + lease.ttl
@@ -437,7 +521,7 @@ class DeployLock:
             }
             return fields, self._event(seq, "release", lease.token, lease.holder)
 
-        released = self._write_as_holder(lease, "releasing", make) is not None
+        released = self._write_as_holder(lease, "releasing", make, "released") is not None
         # Forget the version: a second release (or a renew) must read and find it released.
         lease._update_time = None
         return released
@@ -452,7 +536,8 @@ class DeployLock:
         holder = status.holder or HolderInfo(who="?", host="?", pid=0)
         stub = Lease(
             stack=self.stack, token=token, lease_id=status.lease_id or "", holder=holder,
-            ttl=status.ttl or self.ttl, acquired_at=status.read_at, expires_at=status.read_at,
+            ttl=status.ttl or self.ttl, acquired_at=status.acquired_at or status.read_at,
+            expires_at=status.read_at,
         )  # fmt: skip
         self._check_owner(stub, status)  # raises LeaseLost for a stale token
         return stub
@@ -498,9 +583,13 @@ class DeployLock:
             batch.update(self._ref, fields, option=option)
             batch.create(self._events.document(_event_id(seq)), event)
             try:
-                self._commit("force-releasing", batch)
+                results = self._commit("force-releasing", batch)
             except _CONFLICTS:
                 continue
+            assert status.ttl is not None
+            self._known = _Version(
+                results[0].update_time, status.token, seq, "released", status.ttl.total_seconds()
+            )
             return status
         raise DeployLockError(f"gave up force-releasing stack {self.stack!r}: too many conflicts")
 

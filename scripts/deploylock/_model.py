@@ -7,7 +7,7 @@ import os
 import re
 import socket
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -144,7 +144,16 @@ class HolderInfo:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Spelled out: dataclasses.asdict deep-copies, and this runs on every lock write.
+        return {
+            "who": self.who,
+            "host": self.host,
+            "pid": self.pid,
+            "git_commit": self.git_commit,
+            "ci_run_url": self.ci_run_url,
+            "reason": self.reason,
+            "command": self.command,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> HolderInfo:
