@@ -22,16 +22,19 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
@@ -201,6 +204,31 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel SIGTERM the emulator when its parent dies.
+
+    ``atexit`` does not run when the parent is SIGKILLed (a CI time-out, ``timeout -s KILL``)
+    and the JVM, in its own session, would live on: orphaned emulators were seen here. The
+    launchers ``exec`` java, so the setting reaches the JVM. Linux only; elsewhere None. libc
+    is loaded here, in the parent: the child between fork and exec only makes one call.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return None
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return preexec
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
 def _launch(
     cls: type[_Emulator],
     cmd: list[str],
@@ -208,6 +236,7 @@ def _launch(
     port: int,
     project: str,
     timeout: float,
+    detached: bool = False,
 ) -> _Emulator:
     fd, log_name = tempfile.mkstemp(prefix=f"{cls.__name__.lower()}-{port}-", suffix=".log")
     log_path = Path(log_name)
@@ -218,10 +247,12 @@ def _launch(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: stop() reaches the JVM children
+            preexec_fn=None if detached else _die_with_parent(),
         )
     emu = cls(proc, port, project, log_path)
-    with _running_lock:
-        _running.add(emu)
+    if not detached:
+        with _running_lock:
+            _running.add(emu)
     deadline = time.monotonic() + timeout
     while True:
         if _http_ok(emu.url + "/"):
@@ -244,7 +275,7 @@ def _launch(
 
 
 def start_firestore(
-    project: str, *, port: int | None = None, timeout: float = 30
+    project: str, *, port: int | None = None, timeout: float = 30, detached: bool = False
 ) -> FirestoreEmulator:
     """Start Google's Firestore emulator on ``127.0.0.1`` and wait until it answers.
 
@@ -252,6 +283,8 @@ def start_firestore(
         :meth:`~FirestoreEmulator.wipe`).
     :param port: a fixed port; a free one by default.
     :param timeout: seconds to wait for readiness (the emulator takes about 2 s here).
+    :param detached: outlive this process (the local platform, stopped by ``platform local
+        down``); by default it is stopped at exit, and killed with its parent even on SIGKILL.
     :raises EmulatorUnavailable: the jar or Java is missing.
     :raises EmulatorStartError: it exited or did not become ready in time (log quoted).
     """
@@ -273,13 +306,18 @@ def start_firestore(
         "--port",
         str(port),
     ]
-    emu = _launch(FirestoreEmulator, cmd, port=port, project=project, timeout=timeout)
+    emu = _launch(
+        FirestoreEmulator, cmd, port=port, project=project, timeout=timeout, detached=detached
+    )
     assert isinstance(emu, FirestoreEmulator)
     return emu
 
 
-def start_pubsub(project: str, *, port: int | None = None, timeout: float = 60) -> PubSubEmulator:
-    """Start Google's Pub/Sub emulator on ``127.0.0.1`` and wait until it answers.
+def start_pubsub(
+    project: str, *, port: int | None = None, timeout: float = 60, detached: bool = False
+) -> PubSubEmulator:
+    """Start Google's Pub/Sub emulator on ``127.0.0.1`` and wait until it answers
+    (``detached`` as for :func:`start_firestore`).
 
     :raises EmulatorUnavailable: the launcher or Java is missing.
     :raises EmulatorStartError: it exited or did not become ready in time (log quoted).
@@ -292,7 +330,9 @@ def start_pubsub(project: str, *, port: int | None = None, timeout: float = 60) 
     _need_java()
     port = port or _free_port()
     cmd = [str(PUBSUB_LAUNCHER), f"--host={_HOST}", f"--port={port}"]
-    emu = _launch(PubSubEmulator, cmd, port=port, project=project, timeout=timeout)
+    emu = _launch(
+        PubSubEmulator, cmd, port=port, project=project, timeout=timeout, detached=detached
+    )
     assert isinstance(emu, PubSubEmulator)
     return emu
 

@@ -363,11 +363,9 @@ class LocalPlatform:
             if entry and _procs.alive(_procs.ProcRecord.from_dict(entry["proc"])):
                 continue
             self._say(f"starting the {kind} emulator")
-            emu = start(project)
-            # The local platform owns it from here: its atexit hook (or `down`) stops it, and
-            # `detach()` can leave it running (emulators.py would stop it at exit).
-            with emulators._running_lock:
-                emulators._running.discard(emu)
+            # Detached: the local platform owns it from here; its atexit hook (or `down`)
+            # stops it, and `detach()` can leave it running for another shell.
+            emu = start(project, detached=True)
             record = _procs.ProcRecord(
                 name=f"{kind}-emulator",
                 pid=emu.proc.pid,

@@ -222,12 +222,14 @@ def test_sigkilled_holder_blocks_until_its_lease_expires(firestore_emulator, mak
          firestore_emulator.project, "prod", str(ttl)],
         env=cli_env, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert holder.stdout.readline().startswith("acquired 1")
-    lock = make_lock(ttl=ttl)
-    time.sleep(ttl + 1)  # alive: its heartbeat keeps the lease past the TTL
-    assert lock.try_acquire(HolderInfo(who="next", host="h", pid=2)) is None
-    holder.send_signal(signal.SIGKILL)
-    holder.wait(10)
+    try:
+        assert holder.stdout.readline().startswith("acquired 1")
+        lock = make_lock(ttl=ttl)
+        time.sleep(ttl + 1)  # alive: its heartbeat keeps the lease past the TTL
+        assert lock.try_acquire(HolderInfo(who="next", host="h", pid=2)) is None
+    finally:  # never leave the holder running, whatever failed above
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
     killed = time.monotonic()
     assert lock.try_acquire(HolderInfo(who="next", host="h", pid=2)) is None
     lease = lock.acquire(HolderInfo(who="next", host="h", pid=2), wait=ttl * 3)

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from scripts import emulators
 
 pytestmark = pytest.mark.emulator
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_client_reaches_emulator_without_env(firestore_db, firestore_emulator):
@@ -52,3 +59,63 @@ def test_missing_jar_is_unavailable(monkeypatch, tmp_path):
     monkeypatch.setattr(emulators, "FIRESTORE_JAR", tmp_path / "nope.jar")
     with pytest.raises(emulators.EmulatorUnavailable, match="nope.jar"):
         emulators.start_firestore("x")
+
+
+_PARENT = """
+import sys, time
+from scripts import emulators
+emu = emulators.start_{kind}("demo-orphan", detached={detached})
+print(emu.proc.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has exited; only a reaper is missing.
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("kind", ["firestore", "pubsub"])
+def test_an_emulator_dies_with_a_sigkilled_parent(kind):
+    """atexit never runs on SIGKILL (a CI time-out): the kernel must still stop the JVM."""
+    if not emulators.FIRESTORE_JAR.is_file() or not emulators.PUBSUB_LAUNCHER.is_file():
+        pytest.skip("emulators not installed")
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT.format(kind=kind, detached=False)],
+        stdout=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    try:
+        pid = int(parent.stdout.readline())
+        assert _pid_alive(pid)
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 15
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _pid_alive(pid), f"{kind} emulator {pid} outlived its SIGKILLed parent"
+    finally:
+        parent.kill()
+
+
+def test_a_detached_emulator_outlives_its_parent():
+    """The local platform's emulators stay up after `platform local up` returns."""
+    if not emulators.FIRESTORE_JAR.is_file():
+        pytest.skip("emulators not installed")
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT.format(kind="firestore", detached=True)],
+        stdout=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    pid = int(parent.stdout.readline())
+    try:
+        parent.kill()
+        parent.wait(10)
+        time.sleep(1)
+        assert _pid_alive(pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
