@@ -170,12 +170,16 @@ def _cpu_text(v: Any) -> Any:
     return v
 
 
+_CPU_RE = re.compile(r"(?P<milli>\d+)m|(?P<vcpu>\d+(?:\.\d+)?)")
+
+
 def _parse_cpu(cpu: str) -> float:
-    m = re.fullmatch(r"(\d+)m", cpu)
-    try:
-        return int(m.group(1)) / 1000 if m else float(cpu)
-    except ValueError:
-        raise ValueError(f"cpu '{cpu}' is not a number of vCPUs like '1', '2' or '500m'") from None
+    # A strict shape, not float(): float() also takes "inf", "nan" and "1e3", which Cloud Run
+    # rejects and which broke the range checks below.
+    m = _CPU_RE.fullmatch(cpu) if isinstance(cpu, str) else None
+    if m is None:
+        raise ValueError(f"cpu '{cpu}' is not a number of vCPUs like '1', '2' or '500m'")
+    return int(m["milli"]) / 1000 if m["milli"] else float(m["vcpu"])
 
 
 class ServiceConfig(_Frozen):

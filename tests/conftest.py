@@ -1,19 +1,23 @@
-"""Root fixtures: Google's Firestore and Pub/Sub emulators, started once per session.
+"""Root fixtures shared across test packages: Google's Firestore and Pub/Sub emulators, and the
+prod/dev stacks evaluated offline, each started or evaluated once per session.
 
-Only emulator fixtures live here; each test package keeps its own fixtures in its conftest.
-The emulators are started lazily (only when a test asks for them) and skipped, with the reason,
-only where the jar or Java is missing (:class:`scripts.emulators.EmulatorUnavailable`); any
-other start failure is an error, with the emulator's log in the message.
+Fixtures used by one package live in that package's conftest. The emulators are started
+lazily (only when a test asks for them) and skipped, with the reason, only where the jar or
+Java is missing (:class:`scripts.emulators.EmulatorUnavailable`); any other start failure is
+an error, with the emulator's log in the message.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from scripts import emulators
+from scripts.offline_plan import Plan, evaluate_stack, load_stack_file
 
 # Credential lookup must not probe the GCE metadata server (a slow timeout off GCP).
 os.environ["NO_GCE_CHECK"] = "true"
@@ -53,3 +57,21 @@ def firestore_db(firestore_emulator: emulators.FirestoreEmulator):
         yield client
     finally:
         client.close()
+
+
+# Plans under Pulumi's mocks (program, rule and deploy tests). Each evaluation resets the mock
+# runtime itself, so no test leaks state into another; a variant copies the raw config.
+@pytest.fixture(scope="session")
+def prod_plan() -> Plan:
+    return evaluate_stack("prod", env={})
+
+
+@pytest.fixture(scope="session")
+def dev_plan() -> Plan:
+    return evaluate_stack("dev", env={})
+
+
+@pytest.fixture
+def prod_config() -> dict[str, Any]:
+    """A fresh, mutable copy of Pulumi.prod.yaml's config mapping."""
+    return copy.deepcopy(load_stack_file("prod"))

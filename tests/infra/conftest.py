@@ -1,12 +1,7 @@
-"""Fixtures for the program's tests: stack configs and plans evaluated under Pulumi's mocks.
-
-Plans are evaluated once per session (each evaluation resets the mock runtime itself, so no
-test leaks state into another); tests needing a variant copy the raw config and evaluate it.
-"""
+"""Fixtures for the program's tests (the prod/dev plans and configs are in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import copy
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -14,25 +9,9 @@ from typing import Any
 
 import pytest
 
-from scripts.offline_plan import REPO_ROOT, Plan, evaluate_stack, load_stack_file
+from scripts.offline_plan import REPO_ROOT
 
 PLATFORM = "prediction-platform:platform"
-
-
-@pytest.fixture(scope="session")
-def prod_plan() -> Plan:
-    return evaluate_stack("prod", env={})
-
-
-@pytest.fixture(scope="session")
-def dev_plan() -> Plan:
-    return evaluate_stack("dev", env={})
-
-
-@pytest.fixture
-def prod_config() -> dict[str, Any]:
-    """A fresh, mutable copy of Pulumi.prod.yaml's config mapping."""
-    return copy.deepcopy(load_stack_file("prod"))
 
 
 @pytest.fixture

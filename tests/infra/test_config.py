@@ -114,6 +114,13 @@ def test_every_problem_is_reported_at_once(prod_config: dict[str, Any]) -> None:
          "platform.services.prediction-worker.cpu", "outside 128Mi-8Gi"),
         (lambda p: p["services"]["prediction-worker"].update(cpu="3"),
          "platform.services.prediction-worker.cpu", "must be one of 1, 2, 4, 6, 8"),
+        # float() reads these; Cloud Run does not (INFINITY once crashed the parser).
+        (lambda p: p["services"]["prediction-worker"].update(cpu="INFINITY"),
+         "platform.services.prediction-worker.cpu", "is not a number of vCPUs"),
+        (lambda p: p["services"]["prediction-worker"].update(cpu="nan"),
+         "platform.services.prediction-worker.cpu", "is not a number of vCPUs"),
+        (lambda p: p["services"]["prediction-worker"].update(cpu=float("inf")),
+         "platform.services.prediction-worker.cpu", "is not a number of vCPUs"),
         (lambda p: p["services"]["prediction-worker"].update(cpu="0.5", memory="512Mi"),
          "platform.services.prediction-worker.cpu", "requires concurrency 1"),
         (lambda p: p["services"]["prediction-worker"].update(cpu="4", memory="1Gi"),
