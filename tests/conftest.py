@@ -15,9 +15,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from scripts import emulators
 from scripts.offline_plan import Plan, evaluate_stack, load_stack_file
+
+# CI (CI=true) replays the same examples every run, so a landing is never decided by a random
+# draw; developers' runs explore new ones (and keep failures in .hypothesis/ to replay).
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI") == "true":
+    settings.load_profile("ci")
 
 # Credential lookup must not probe the GCE metadata server (a slow timeout off GCP).
 os.environ["NO_GCE_CHECK"] = "true"
