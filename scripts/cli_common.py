@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 __all__ = [
@@ -164,7 +165,9 @@ def fail(
             payload.update(data)
         print(json.dumps(payload, default=str, sort_keys=True))
     else:
-        err_console.print(f"[red]Error:[/red] {message}", highlight=False)
+        # Escaped: messages quote config and values ("[secret]", "[default]") that rich would
+        # otherwise take for markup and drop.
+        err_console.print(f"[red]Error:[/red] {escape(message)}", highlight=False)
     return typer.Exit(code=int(code))
 
 

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from scripts.cli_common import ExitCode, console, err_console, make_app, run_app
+from scripts.cli_common import ExitCode, console, fail, make_app, run_app
 from scripts.images_cli import app as images_app
 
 app = make_app(help="Operate the prediction platform: offline plan, preflight, images, local.")
@@ -52,17 +52,10 @@ def plan(
     try:
         result = evaluate_stack(stack, root=root)
     except ConfigError as exc:
-        if as_json:
-            print(json.dumps({"ok": False, "stack": stack, "errors": [str(i) for i in exc.issues]}))
-        else:
-            err_console.print(f"[red]Error:[/red] {exc}", highlight=False, markup=False)
-        raise typer.Exit(code=ExitCode.ERROR) from None
+        errors = [str(i) for i in exc.issues]
+        raise fail(str(exc), as_json=as_json, data={"stack": stack, "errors": errors}) from None
     except PlanError as exc:
-        if as_json:
-            print(json.dumps({"ok": False, "stack": stack, "errors": [str(exc)]}))
-        else:
-            err_console.print(f"Error: {exc}", highlight=False, markup=False, style="red")
-        raise typer.Exit(code=ExitCode.ERROR) from None
+        raise fail(str(exc), as_json=as_json, data={"stack": stack, "errors": [str(exc)]}) from None
 
     groups = inventory(result)
     counts = result.counts()
