@@ -298,6 +298,14 @@ def deploy(
 
 
 def _history_client(stack: str, lock_project: str | None, lock_database: str, as_json: bool):
+    if stack == LOCAL_STACK and not lock_project:
+        # The records `deploy --stack local` wrote: the running local platform's Firestore.
+        from scripts.local import NotRunning, running_firestore
+
+        try:
+            return running_firestore(lock_database)
+        except NotRunning as exc:
+            raise fail(str(exc), as_json=as_json) from None
     project = lock_project or _stack_project(stack, REPO_ROOT)
     try:
         return firestore_for(project, lock_database)

@@ -38,6 +38,7 @@ from scripts.deploylock import (
     run_locked,
     validate_stack,
 )
+from scripts.local._platform import LOCAL_STACK, NotRunning
 
 app = make_app(
     name="deploy-lock",
@@ -134,8 +135,13 @@ Token = Annotated[
 _DEFAULT_TTL_TEXT = f"{int(DEFAULT_TTL.total_seconds())}s"
 
 
-def _client(project: str | None, database: str) -> Any:
+def _client(project: str | None, database: str, stack: str) -> Any:
     emulator = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    if stack == LOCAL_STACK and not emulator and not project:
+        # The local platform's lock: the Firestore and project `deploy --stack local` use.
+        from scripts.local import running_firestore
+
+        return running_firestore(database)
     if emulator:
         from scripts.emulators import firestore_client
 
@@ -147,7 +153,9 @@ def _client(project: str | None, database: str) -> Any:
 
 def _lock(project: str | None, database: str, stack: str, ttl: str, as_json: bool) -> DeployLock:
     try:
-        client = _client(project, database)
+        client = _client(project, database, stack)
+    except NotRunning as exc:
+        raise fail(str(exc), as_json=as_json) from None
     except Exception as exc:  # DefaultCredentialsError, "project could not be determined"
         raise fail(
             f"cannot create a Firestore client: {exc}. Run `gcloud auth application-default "

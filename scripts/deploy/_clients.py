@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.deploylock import DATABASE_ENV, DEFAULT_DATABASE
+from scripts.local._platform import LOCAL_STACK  # the stack name of the local platform
 
 from ._errors import DeployError
 
@@ -24,8 +25,6 @@ __all__ = [
 #: The deployment records live beside the deploy lock, in the lock library's one database.
 LOCK_DATABASE_ENV = DATABASE_ENV
 DEFAULT_LOCK_DATABASE = DEFAULT_DATABASE
-#: The stack name that means "the local platform on the emulators".
-LOCAL_STACK = "local"
 #: The local platform's class (``scripts.local``), which implements the ``LocalPlatform``
 #: protocol of ``scripts.deploy._targets``; its topology is this stack's.
 LOCAL_PLATFORM_FACTORY = "scripts.local:LocalPlatform"

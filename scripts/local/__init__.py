@@ -20,6 +20,7 @@ does not start (its log quoted); :class:`NotRunning` when nothing runs from the 
 from scripts.local._apply import ApplyAborted, ApplyResult, Op, PubSubAdmin, apply_pubsub
 from scripts.local._platform import (
     DEFAULT_STATE_DIR,
+    LOCAL_STACK,
     BatchOutcome,
     LocalPlatform,
     NotRunning,
@@ -28,6 +29,7 @@ from scripts.local._platform import (
     ProcStatus,
     RefusedStack,
     demo_items,
+    running_firestore,
 )
 from scripts.local._scheduler import JobRun, LocalScheduler, call_job, next_fire
 from scripts.local._services import EntryPoint, ServiceStartError, entry_point, load_secrets
@@ -43,7 +45,9 @@ from scripts.local._topology import (
 )
 
 __all__ = [
+    "LOCAL_STACK",
     "LocalPlatform",
+    "running_firestore",
     "PlatformStatus",
     "ProcStatus",
     "BatchOutcome",

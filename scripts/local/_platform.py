@@ -63,6 +63,10 @@ __all__ = [
 OnOutput = Callable[[str], None]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STATE_DIR = REPO_ROOT / ".local"
+#: The stack name the deploy tools use for the local platform (`deploy --stack local`).
+LOCAL_STACK = "local"
+#: The emulators' project when the stack names none (any id works on an emulator).
+FALLBACK_PROJECT = "local-project"
 STATE_FILE = "state.json"
 SECRETS_FILE = "secrets.yaml"
 #: The header the coordinator reads the API key from (services/coordinator/app.py).
@@ -334,9 +338,38 @@ class LocalPlatform:
     # --- emulators ---------------------------------------------------------------------
 
     def _project(self) -> str:
+        """The project id of everything on the emulators: the stack's own ``gcp:project``,
+        from the first emulator start on (the lock, the deployment records and the batch
+        state must not move between projects once a plan is evaluated)."""
         if self.plan is not None:
             return self.plan.config.project
-        return self.state.get("project", "local-project")
+        if self.state.get("project"):
+            return self.state["project"]
+        raw = self.config
+        if raw is None:
+            from infra.config import ConfigError
+            from scripts.offline_plan import load_stack_file
+
+            try:
+                raw = load_stack_file(self.stack, root=self.root)
+            except ConfigError:
+                raw = {}
+        return str(raw.get("gcp:project") or FALLBACK_PROJECT)
+
+    def running_firestore(self, database: str | None = None) -> Any:
+        """A client on this platform's Firestore emulator if it runs; never starts one.
+
+        Raises :class:`NotRunning` when it is not up (`platform local up` starts it).
+        """
+        from scripts.emulators import firestore_client
+
+        entry = (self.state.get("emulators") or {}).get("firestore")
+        if not entry or not _procs.alive(_procs.ProcRecord.from_dict(entry["proc"])):
+            raise NotRunning(
+                f"the local platform's Firestore emulator is not running ({self.state_dir}): "
+                "run `platform local up`"
+            )
+        return firestore_client(entry["host"], self._project(), database=database)
 
     def emulator_env(self) -> dict[str, str]:
         emu = self.state.get("emulators") or {}
@@ -930,3 +963,13 @@ def _topology_from_state(d: Mapping[str, Any]) -> Topology:
 
 
 _ = (TopologyError, call_job)
+
+
+def running_firestore(database: str | None = None, *, state_dir: Path | None = None) -> Any:
+    """A Firestore client on the running local platform (the one `platform local up` or
+    `deploy --stack local` left in ``state_dir``), with its project; never starts anything.
+
+    What `deploy-lock --stack local` and `deploy history --stack local` use, so every tool
+    sees the same lock and records as `deploy --stack local`. Raises :class:`NotRunning`.
+    """
+    return LocalPlatform.attach(state_dir).running_firestore(database)

@@ -18,7 +18,7 @@ from scripts.deploy import (
     run_deploy,
 )
 from scripts.deploy._preflight import PlanPreflight
-from scripts.deploylock import DEFAULT_DATABASE
+from scripts.deploylock import DEFAULT_DATABASE, DeployLock
 from tests.deploy.doubles import RecordingReporter
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,9 +36,7 @@ def test_a_full_local_deploy_verifies_with_a_batch_records_and_releases(tmp_path
             lp.ensure_running()
         except EmulatorUnavailable as exc:
             pytest.skip(f"emulators unavailable: {exc}")
-        # The client the pipeline gets (lock + records): taken before the apply, as the pipeline
-        # does (the platform's project for later clients may change once the plan is evaluated).
-        client = lp.firestore_client(DEFAULT_DATABASE)
+        project_before_plan = lp.firestore_client().project
         reporter = RecordingReporter()
         out = run_deploy(
             DeployRequest(stack="local", allow_dirty=True),
@@ -50,14 +48,20 @@ def test_a_full_local_deploy_verifies_with_a_batch_records_and_releases(tmp_path
         )
         assert out.exit_code == ExitCode.OK, (out.error, reporter.steps, reporter.lines[-20:])
         assert any("synthetic batch" in line and "completed" in line for line in reporter.lines)
+        # What `deploy history --stack local` and `deploy-lock status --stack local` read: the
+        # running platform's Firestore, in the one project it had before the plan and after.
+        client = local.running_firestore(DEFAULT_DATABASE, state_dir=tmp_path / "local")
+        assert client.project == project_before_plan == lp.firestore_client().project
         records = DeploymentHistory(client).list("local")
         raw = [d.to_dict() for d in client.collection("deployments").stream()]
         assert len(records) == 1, (out.deployment.id, raw, client.project)
         (record,) = records
         assert record.result == Result.SUCCEEDED and record.verification[0]["ok"]
         assert record.commit == GitRepo(ROOT).head() and record.lock_token == 1
-        from scripts.deploylock import DeployLock
-
-        assert not DeployLock(client, stack="local").status().held
+        lock = DeployLock(client, stack="local")
+        assert not lock.status().held
+        assert [e.event for e in reversed(lock.history(10))] == ["acquire", "release"]
     finally:
         lp.down(quiet=True)
+    with pytest.raises(local.NotRunning):
+        local.running_firestore(DEFAULT_DATABASE, state_dir=tmp_path / "local")
