@@ -629,6 +629,15 @@ def _reference_issues(raw: Mapping[str, Any], stack: str, prefix: str) -> Iterat
                 seen.setdefault(var, field)
         contract = CONTRACTS.get(name)
         if contract is not None:
+            uses = svc.get("uses_firestore", False)
+            if isinstance(uses, bool) and uses != contract.uses_firestore:
+                yield ConfigIssue(
+                    f"{path}.uses_firestore",
+                    f"is {str(uses).lower()}, but the service's code "
+                    f"{'uses' if contract.uses_firestore else 'does not use'} Firestore "
+                    f"(shared/contract.py): set it to {str(contract.uses_firestore).lower()}"
+                    + ("" if contract.uses_firestore else " (no unused datastore.user grant)"),
+                )
             plain = set(env) | set(publishes)
             missing = [v for v in contract.required if v not in plain and v not in secret_env]
             if missing:

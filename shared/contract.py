@@ -21,6 +21,10 @@ class EnvContract:
     required: tuple[str, ...]  # plain variables: set by the program from config or wiring
     secrets: tuple[str, ...] = ()  # variables that must be Secret Manager references
     optional: tuple[str, ...] = ()  # read if present, with a default in the code
+    # Whether the code reads or writes Firestore: the program grants datastore.user from the
+    # config's uses_firestore, which must agree (a missing grant fails with 403 at run time;
+    # an unused one is privilege nobody needs).
+    uses_firestore: bool = False
 
     @property
     def all_required(self) -> tuple[str, ...]:
@@ -49,6 +53,7 @@ CONTRACTS: dict[str, EnvContract] = {
             # REQUEST_TOPIC: where work items are published (the program sets it from config).
             required=("GCP_PROJECT_ID", "REQUEST_TOPIC"),
             secrets=("COORDINATOR_API_KEY",),
+            uses_firestore=True,  # the batch store (shared/batch_store.py)
             # Optional, with defaults in services/coordinator/settings.py: the Firestore
             # database id, and the stall-check windows (the local end-to-end tests shorten them).
             optional=(

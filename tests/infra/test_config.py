@@ -114,6 +114,10 @@ def test_every_problem_is_reported_at_once(prod_config: dict[str, Any]) -> None:
          "platform.services.prediction-worker.cpu", "outside 128Mi-8Gi"),
         (lambda p: p["services"]["prediction-worker"].update(cpu="3"),
          "platform.services.prediction-worker.cpu", "must be one of 1, 2, 4, 6, 8"),
+        (lambda p: p["services"]["prediction-worker"].update(uses_firestore=True),
+         "platform.services.prediction-worker.uses_firestore", "does not use Firestore"),
+        (lambda p: p["services"]["prediction-coordinator"].update(uses_firestore=False),
+         "platform.services.prediction-coordinator.uses_firestore", "uses Firestore"),
         # float() reads these; Cloud Run does not (INFINITY once crashed the parser).
         (lambda p: p["services"]["prediction-worker"].update(cpu="INFINITY"),
          "platform.services.prediction-worker.cpu", "is not a number of vCPUs"),

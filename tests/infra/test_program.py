@@ -34,7 +34,7 @@ PROD_INVENTORY = {
     "gcp:cloudscheduler/job:Job": 2,
     "gcp:firestore/database:Database": 1,
     "gcp:firestore/index:Index": None,  # one per shared/indexes.py spec, checked below
-    "gcp:projects/iAMMember:IAMMember": 2,
+    "gcp:projects/iAMMember:IAMMember": 1,
     "gcp:projects/service:Service": 7,
     "gcp:pubsub/subscription:Subscription": 4,
     "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember": 2,
@@ -179,10 +179,8 @@ def test_runtime_roles_derive_from_the_config(prod_plan: Plan) -> None:
     project_roles = {
         (r.get("role"), r.get("member")) for r in prod_plan.of_type(T.PROJECT_IAM_MEMBER)
     }
-    assert project_roles == {
-        ("roles/datastore.user", member("run-coordinator")),
-        ("roles/datastore.user", member("run-worker")),
-    }
+    # The worker's code never touches Firestore (shared/contract.py): no grant for it.
+    assert project_roles == {("roles/datastore.user", member("run-coordinator"))}
 
 
 # --- The deploy identity: the bootstrap's, named in config, granted only on owned resources ---

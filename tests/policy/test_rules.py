@@ -234,7 +234,7 @@ def test_pf08_default_compute_account(prod_plan: Plan) -> None:
 
 
 def test_pf08_project_editor(prod_plan: Plan) -> None:
-    broken = add_copy(prod_plan.resources, "prediction-worker-firestore-user",
+    broken = add_copy(prod_plan.resources, "prediction-coordinator-firestore-user",
                       T.PROJECT_IAM_MEMBER, "worker-editor",
                       lambda i: i.update(role="roles/editor"))
     assert_fails(broken, "PF08", "IAMMember 'worker-editor'", "grants roles/editor on the project")

@@ -100,3 +100,16 @@ def test_every_variable_the_services_read_is_in_their_contract():
             text = path.read_text()
             read |= set(re.findall(r'env(?:iron)?(?:\.get)?[\[(]"([A-Z_][A-Z0-9_]+)"', text))
         assert read and read <= declared, f"{service}: reads {sorted(read - declared)}"
+
+
+def test_the_contract_says_which_services_use_firestore():
+    """The program grants datastore.user from this flag: it must match what the code imports."""
+    import re
+
+    for service, folder in (
+        ("prediction-coordinator", "coordinator"),
+        ("prediction-worker", "worker"),
+    ):
+        code = "\n".join(p.read_text() for p in (REPO_ROOT / "services" / folder).glob("*.py"))
+        uses = bool(re.search(r"google\.cloud\s+import\s+firestore|shared\.batch_store", code))
+        assert CONTRACTS[service].uses_firestore == uses, service
