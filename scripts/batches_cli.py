@@ -64,7 +64,9 @@ def _root(
     database: Annotated[
         str | None,
         typer.Option(
-            envvar="FIRESTORE_DATABASE", help="Firestore database id.", show_default="(default)"
+            envvar="FIRESTORE_DATABASE",
+            help="Firestore database id (default: the project's (default) database).",
+            show_default=False,
         ),
     ] = None,
 ) -> None:
