@@ -95,27 +95,52 @@ def bare_program(n: int, root: Path) -> None:
 
     apis = [
         gcp.projects.Service(f"api-{a}", project=PROJECT, service=f"{a}.googleapis.com")
-        for a in ("artifactregistry", "cloudscheduler", "firestore", "iam", "pubsub", "run",
-                  "secretmanager")
+        for a in (
+            "artifactregistry",
+            "cloudscheduler",
+            "firestore",
+            "iam",
+            "pubsub",
+            "run",
+            "secretmanager",
+        )
     ]
     after = pulumi.ResourceOptions(depends_on=apis)
     repo = gcp.artifactregistry.Repository(
-        "images", project=PROJECT, location=REGION, repository_id="platform-images",
-        format="DOCKER", opts=after,
+        "images",
+        project=PROJECT,
+        location=REGION,
+        repository_id="platform-images",
+        format="DOCKER",
+        opts=after,
     )
-    db = gcp.firestore.Database("firestore", project=PROJECT, name="(default)",
-                                location_id=REGION, type="FIRESTORE_NATIVE", opts=after)
+    db = gcp.firestore.Database(
+        "firestore",
+        project=PROJECT,
+        name="(default)",
+        location_id=REGION,
+        type="FIRESTORE_NATIVE",
+        opts=after,
+    )
     from shared.indexes import REQUIRED_INDEXES
 
     for spec in REQUIRED_INDEXES:
-        gcp.firestore.Index(f"index-{spec.name}", project=PROJECT, database=db.name,
-                            collection=spec.collection, fields=[])
+        gcp.firestore.Index(
+            f"index-{spec.name}",
+            project=PROJECT,
+            database=db.name,
+            collection=spec.collection,
+            fields=[],
+        )
     deployer_member = pulumi.Output.from_input(
         f"serviceAccount:ci-deployer@{PROJECT}.iam.gserviceaccount.com"
     )
     gcp.artifactregistry.RepositoryIamMember(
-        "deployer-pushes-images", repository=repo.repository_id, location=REGION,
-        role="roles/artifactregistry.writer", member=deployer_member,
+        "deployer-pushes-images",
+        repository=repo.repository_id,
+        location=REGION,
+        role="roles/artifactregistry.writer",
+        member=deployer_member,
     )
     agent = gcp.organizations.get_project_output(project_id=PROJECT).number.apply(
         lambda num: f"serviceAccount:service-{num}@gcp-sa-pubsub.iam.gserviceaccount.com"
@@ -123,9 +148,12 @@ def bare_program(n: int, root: Path) -> None:
     versions = {}
     for i in range(0, n, 10):
         secret = gcp.secretmanager.Secret(
-            f"key-{i:04d}", secret_id=f"key-{i:04d}",
+            f"key-{i:04d}",
+            secret_id=f"key-{i:04d}",
             replication=gcp.secretmanager.SecretReplicationArgs(
-                auto=gcp.secretmanager.SecretReplicationAutoArgs()), opts=after,
+                auto=gcp.secretmanager.SecretReplicationAutoArgs()
+            ),
+            opts=after,
         )
         version = gcp.secretmanager.SecretVersion(
             f"key-{i:04d}-version", secret=secret.id, secret_data="[secret]", opts=after
@@ -134,56 +162,96 @@ def bare_program(n: int, root: Path) -> None:
     urls, push_emails, sched_emails, runtime_members = {}, {}, {}, {}
     for i in range(n):
         name = f"svc-{i:04d}"
-        runtime = gcp.serviceaccount.Account(f"{name}-runtime", account_id=f"run-{name}",
-                                             opts=after)
+        runtime = gcp.serviceaccount.Account(
+            f"{name}-runtime", account_id=f"run-{name}", opts=after
+        )
         member = runtime.email.apply(lambda e: f"serviceAccount:{e}")
         runtime_members[i] = member
         acts_as = gcp.serviceaccount.IAMMember(
-            f"{name}-deployer-acts-as", service_account_id=runtime.name,
-            role="roles/iam.serviceAccountUser", member=deployer_member, opts=after)
+            f"{name}-deployer-acts-as",
+            service_account_id=runtime.name,
+            role="roles/iam.serviceAccountUser",
+            member=deployer_member,
+            opts=after,
+        )
         grants = []
-        envs = [gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(name="GCP_PROJECT_ID",
-                                                               value=PROJECT),
-                gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(name="OUT_TOPIC",
-                                                               value=f"topic-{i:04d}-bench")]
+        envs = [
+            gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(name="GCP_PROJECT_ID", value=PROJECT),
+            gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(
+                name="OUT_TOPIC", value=f"topic-{i:04d}-bench"
+            ),
+        ]
         if i in versions:
             secret, version = versions[i]
-            grants.append(gcp.secretmanager.SecretIamMember(
-                f"{name}-reads-key", secret_id=secret.secret_id,
-                role="roles/secretmanager.secretAccessor", member=member, opts=after))
-            envs.append(gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(
-                name="API_KEY",
-                value_source=gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceArgs(
-                    secret_key_ref=gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceSecretKeyRefArgs(
-                        secret=secret.secret_id, version=version.version))))
+            grants.append(
+                gcp.secretmanager.SecretIamMember(
+                    f"{name}-reads-key",
+                    secret_id=secret.secret_id,
+                    role="roles/secretmanager.secretAccessor",
+                    member=member,
+                    opts=after,
+                )
+            )
+            envs.append(
+                gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(
+                    name="API_KEY",
+                    value_source=gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceArgs(
+                        secret_key_ref=gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceSecretKeyRefArgs(
+                            secret=secret.secret_id, version=version.version
+                        )
+                    ),
+                )
+            )
         tag = "0" * 16  # the program's tag has this shape; computing it is the program's cost
         image = docker_build.Image(
-            f"{name}-image", context=docker_build.BuildContextArgs(location="."),
+            f"{name}-image",
+            context=docker_build.BuildContextArgs(location="."),
             dockerfile=docker_build.DockerfileArgs(location=f"images/{name}.Dockerfile"),
             tags=[repo.repository_id.apply(lambda r, name=name, tag=tag: f"{r}/{name}:{tag}")],
-            push=True, build_on_preview=False, opts=after,
+            push=True,
+            build_on_preview=False,
+            opts=after,
         )
         svc = gcp.cloudrunv2.Service(
-            name, name=name, location=REGION, deletion_protection=True,
+            name,
+            name=name,
+            location=REGION,
+            deletion_protection=True,
             template=gcp.cloudrunv2.ServiceTemplateArgs(
-                service_account=runtime.email, timeout="300s",
-                containers=[gcp.cloudrunv2.ServiceTemplateContainerArgs(
-                    image=image.ref, envs=envs,
-                    resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
-                        limits={"cpu": "1", "memory": "512Mi"}))]),
+                service_account=runtime.email,
+                timeout="300s",
+                containers=[
+                    gcp.cloudrunv2.ServiceTemplateContainerArgs(
+                        image=image.ref,
+                        envs=envs,
+                        resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
+                            limits={"cpu": "1", "memory": "512Mi"}
+                        ),
+                    )
+                ],
+            ),
             opts=pulumi.ResourceOptions(depends_on=[*apis, *grants, acts_as]),
         )
         urls[i] = svc.uri
         for kind, store in (("pushes", push_emails), ("scheduler", sched_emails)):
-            sa = gcp.serviceaccount.Account(f"{name}-{kind}-identity",
-                                            account_id=f"{kind[:4]}-{name}", opts=after)
+            sa = gcp.serviceaccount.Account(
+                f"{name}-{kind}-identity", account_id=f"{kind[:4]}-{name}", opts=after
+            )
             binding = gcp.cloudrunv2.ServiceIamMember(
-                f"{name}-{kind}-invoker", name=svc.name, location=REGION,
+                f"{name}-{kind}-invoker",
+                name=svc.name,
+                location=REGION,
                 role="roles/run.invoker",
-                member=sa.email.apply(lambda e: f"serviceAccount:{e}"), opts=after)
+                member=sa.email.apply(lambda e: f"serviceAccount:{e}"),
+                opts=after,
+            )
             acts_as = gcp.serviceaccount.IAMMember(
-                f"{name}-{kind}-deployer-acts-as", service_account_id=sa.name,
-                role="roles/iam.serviceAccountUser", member=deployer_member, opts=after)
+                f"{name}-{kind}-deployer-acts-as",
+                service_account_id=sa.name,
+                role="roles/iam.serviceAccountUser",
+                member=deployer_member,
+                opts=after,
+            )
             store[i] = pulumi.Output.all(sa.email, binding.id, acts_as.id).apply(lambda v: v[0])
     for i in range(n):
         target = (i + 1) % n
@@ -191,37 +259,64 @@ def bare_program(n: int, root: Path) -> None:
         topic = gcp.pubsub.Topic(key, name=f"{key}-bench", opts=after)
         dl = gcp.pubsub.Topic(f"{key}-dead-letter", name=f"{key}-bench-dead-letter", opts=after)
         gcp.pubsub.Subscription(
-            f"{key}-dead-letter", topic=dl.id, message_retention_duration="604800s",
-            expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=""), opts=after)
-        dl_pub = gcp.pubsub.TopicIAMMember(f"{key}-dead-letter-agent-publisher", topic=dl.name,
-                                           role="roles/pubsub.publisher", member=agent,
-                                           opts=after)
-        gcp.pubsub.TopicIAMMember(f"{key}-publisher", topic=topic.name,
-                                  role="roles/pubsub.publisher", member=runtime_members[i],
-                                  opts=after)
+            f"{key}-dead-letter",
+            topic=dl.id,
+            message_retention_duration="604800s",
+            expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=""),
+            opts=after,
+        )
+        dl_pub = gcp.pubsub.TopicIAMMember(
+            f"{key}-dead-letter-agent-publisher",
+            topic=dl.name,
+            role="roles/pubsub.publisher",
+            member=agent,
+            opts=after,
+        )
+        gcp.pubsub.TopicIAMMember(
+            f"{key}-publisher",
+            topic=topic.name,
+            role="roles/pubsub.publisher",
+            member=runtime_members[i],
+            opts=after,
+        )
         sub = gcp.pubsub.Subscription(
-            f"{key}-svc", topic=topic.id, ack_deadline_seconds=600,
+            f"{key}-svc",
+            topic=topic.id,
+            ack_deadline_seconds=600,
             push_config=gcp.pubsub.SubscriptionPushConfigArgs(
                 push_endpoint=pulumi.Output.concat(urls[target], "/"),
                 oidc_token=gcp.pubsub.SubscriptionPushConfigOidcTokenArgs(
-                    service_account_email=push_emails[target], audience=urls[target])),
-            retry_policy=gcp.pubsub.SubscriptionRetryPolicyArgs(minimum_backoff="10s",
-                                                                maximum_backoff="600s"),
+                    service_account_email=push_emails[target], audience=urls[target]
+                ),
+            ),
+            retry_policy=gcp.pubsub.SubscriptionRetryPolicyArgs(
+                minimum_backoff="10s", maximum_backoff="600s"
+            ),
             dead_letter_policy=gcp.pubsub.SubscriptionDeadLetterPolicyArgs(
-                dead_letter_topic=dl.id, max_delivery_attempts=5),
+                dead_letter_topic=dl.id, max_delivery_attempts=5
+            ),
             expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=""),
             opts=pulumi.ResourceOptions(depends_on=[*apis, dl_pub]),
         )
-        gcp.pubsub.SubscriptionIAMMember(f"{key}-agent-subscriber", subscription=sub.name,
-                                         role="roles/pubsub.subscriber", member=agent,
-                                         opts=after)
+        gcp.pubsub.SubscriptionIAMMember(
+            f"{key}-agent-subscriber",
+            subscription=sub.name,
+            role="roles/pubsub.subscriber",
+            member=agent,
+            opts=after,
+        )
     for i in range(n):
         gcp.cloudscheduler.Job(
-            f"tick-{i:04d}", name=f"tick-{i:04d}-bench", region=REGION, schedule="*/5 * * * *",
+            f"tick-{i:04d}",
+            name=f"tick-{i:04d}-bench",
+            region=REGION,
+            schedule="*/5 * * * *",
             http_target=gcp.cloudscheduler.JobHttpTargetArgs(
                 uri=pulumi.Output.concat(urls[i], "/tick"),
                 oidc_token=gcp.cloudscheduler.JobHttpTargetOidcTokenArgs(
-                    service_account_email=sched_emails[i], audience=urls[i])),
+                    service_account_email=sched_emails[i], audience=urls[i]
+                ),
+            ),
             opts=after,
         )
     pulumi.export("service_urls", {f"svc-{i:04d}": url for i, url in urls.items()})
@@ -236,8 +331,17 @@ def warm_imports() -> None:
     import pulumi_docker_build  # noqa: F401
     import pulumi_gcp
 
-    for module in ("artifactregistry", "cloudrunv2", "cloudscheduler", "firestore",
-                   "organizations", "projects", "pubsub", "secretmanager", "serviceaccount"):
+    for module in (
+        "artifactregistry",
+        "cloudrunv2",
+        "cloudscheduler",
+        "firestore",
+        "organizations",
+        "projects",
+        "pubsub",
+        "secretmanager",
+        "serviceaccount",
+    ):
         getattr(pulumi_gcp, module)
     import infra.program  # noqa: F401
 
@@ -264,7 +368,9 @@ def measure_one(kind: str, n: int) -> dict[str, Any]:
         else:
             os.chdir(checkout)
             resources, _ = run_program(
-                lambda: bare_program(n, checkout), project="prediction-platform", stack=STACK,
+                lambda: bare_program(n, checkout),
+                project="prediction-platform",
+                stack=STACK,
                 mocks=PlanMocks(PROJECT, REGION),
             )
         seconds = time.perf_counter() - start
@@ -289,7 +395,10 @@ def measure_one(kind: str, n: int) -> dict[str, Any]:
 def run_subprocess(kind: str, n: int) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, __file__, "--one", kind, str(n)],
-        check=True, capture_output=True, text=True, cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -303,9 +412,11 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure_one(args.one[0], int(args.one[1]))))
         return
-    print(f"{'services':>8} {'resources':>9} | {'program':>8} {'bare':>8} {'ratio':>6} (CPU s) | "
-          f"{'program':>8} {'bare':>8} (wall s) | {'program':>8} {'bare':>8} {'ratio':>6} (MB) | "
-          f"{'hash s':>6}")
+    print(
+        f"{'services':>8} {'resources':>9} | {'program':>8} {'bare':>8} {'ratio':>6} (CPU s) | "
+        f"{'program':>8} {'bare':>8} (wall s) | {'program':>8} {'bare':>8} {'ratio':>6} (MB) | "
+        f"{'hash s':>6}"
+    )
     worst = 0.0
     for n in args.sizes:
         runs: dict[str, list[dict[str, Any]]] = {"program": [], "bare": []}
@@ -321,10 +432,13 @@ def main() -> None:
         hashing = run_subprocess("hash", n)["cpu_seconds"]
         mem = {k: min(r["peak_rss_mb"] for r in v) for k, v in runs.items()}
         worst = max(worst, cpu_ratio)
-        print(f"{n:>8} {program['resources']:>9} | {program['cpu_seconds']:>8.2f} "
-              f"{bare['cpu_seconds']:>8.2f} {cpu_ratio:>5.2f}x         | {wall['program']:>8.2f} "
-              f"{wall['bare']:>8.2f}          | {mem['program']:>8.0f} {mem['bare']:>8.0f} "
-              f"{mem['program'] / mem['bare']:>5.2f}x | {hashing:>6.2f}", flush=True)
+        print(
+            f"{n:>8} {program['resources']:>9} | {program['cpu_seconds']:>8.2f} "
+            f"{bare['cpu_seconds']:>8.2f} {cpu_ratio:>5.2f}x         | {wall['program']:>8.2f} "
+            f"{wall['bare']:>8.2f}          | {mem['program']:>8.0f} {mem['bare']:>8.0f} "
+            f"{mem['program'] / mem['bare']:>5.2f}x | {hashing:>6.2f}",
+            flush=True,
+        )
     print(f"worst CPU-time ratio {worst:.2f}x (goal <= 1.3x); best of {args.repeat} runs each")
 
 

@@ -735,8 +735,11 @@ def parse_stack_config(
     prefix = PLATFORM_KEY
     raw: Any
     if platform is None:
-        issues.append(ConfigIssue(prefix, f"required: the platform topology under "
-                                          f"{project_name}:{PLATFORM_KEY}"))
+        issues.append(
+            ConfigIssue(
+                prefix, f"required: the platform topology under {project_name}:{PLATFORM_KEY}"
+            )
+        )
         raise ConfigError(issues, stack)
     if isinstance(platform, str):
         try:

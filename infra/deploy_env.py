@@ -77,9 +77,7 @@ class DeployEnv:
                 parsed = None
                 issues.append(ConfigIssue(f"env {ENV_IMAGE_OVERRIDES}", f"not JSON: {exc}"))
             if parsed is not None and not isinstance(parsed, dict):
-                issues.append(
-                    ConfigIssue(f"env {ENV_IMAGE_OVERRIDES}", "must be a JSON object")
-                )
+                issues.append(ConfigIssue(f"env {ENV_IMAGE_OVERRIDES}", "must be a JSON object"))
             for service, ref in (parsed or {}).items() if isinstance(parsed, dict) else ():
                 path = f"env {ENV_IMAGE_OVERRIDES}.{service}"
                 if service not in services:

@@ -17,6 +17,7 @@ from policy.graph import SECRET, UNKNOWN, UNKNOWN_MARKERS, Resource
 
 __all__ = ["to_record", "to_records", "unwrap", "UNKNOWN_MARKERS"]
 
+
 def unwrap(value: Any) -> Any:
     """Plain Python values from pulumi-policy's (possibly proxied, secret-wrapped) values."""
     kind = type(value).__name__

@@ -181,7 +181,8 @@ def may_invoke(graph: Graph, svc: Resource, sa: Resource | None, email: Any) -> 
         if on is False:
             continue
         members = (
-            [grant.get("member")] if grant.type == T.RUN_INVOKER_MEMBER
+            [grant.get("member")]
+            if grant.type == T.RUN_INVOKER_MEMBER
             else list(grant.get("members") or ())
         )
         for member in members:
@@ -233,8 +234,11 @@ def envs(svc: Resource) -> Iterator[dict]:
 # --- Rules ----------------------------------------------------------------------------------
 
 
-@rule("PF01", "push-identity-can-invoke", "A push subscription's identity lacks roles/run.invoker "
-      "on its target service")
+@rule(
+    "PF01",
+    "push-identity-can-invoke",
+    "A push subscription's identity lacks roles/run.invoker on its target service",
+)
 def push_identity_can_invoke(graph: Graph, rule: Rule) -> Iterator[Finding]:
     for sub in push_subscriptions(graph):
         endpoint = sub.get("pushConfig.pushEndpoint")
@@ -255,8 +259,9 @@ def push_identity_can_invoke(graph: Graph, rule: Rule) -> Iterator[Finding]:
         sa = identity(graph, sub, email)
         verdict = may_invoke(graph, svc, sa, email)
         if verdict is None:
-            yield rule.unknown(sub, f"cannot tell whether its push identity may invoke "
-                                    f"{svc.describe()}")
+            yield rule.unknown(
+                sub, f"cannot tell whether its push identity may invoke {svc.describe()}"
+            )
         elif not verdict:
             who = email if _known(email) else (sa.name if sa else "its push identity")
             yield rule.finding(
@@ -267,15 +272,12 @@ def push_identity_can_invoke(graph: Graph, rule: Rule) -> Iterator[Finding]:
             )
 
 
-@rule("PF02", "every-topic-has-a-subscription", "A topic or dead-letter topic with no "
-      "subscription")
+@rule("PF02", "every-topic-has-a-subscription", "A topic or dead-letter topic with no subscription")
 def every_topic_has_a_subscription(graph: Graph, rule: Rule) -> Iterator[Finding]:
     subs = graph.of_type(T.SUBSCRIPTION)
     dead_letter_refs = [(s, s.get("deadLetterPolicy.deadLetterTopic")) for s in subs]
     for topic in graph.of_type(T.TOPIC):
-        is_dl = any(
-            ref is not None and topic_matches(ref, s, topic) for s, ref in dead_letter_refs
-        )
+        is_dl = any(ref is not None and topic_matches(ref, s, topic) for s, ref in dead_letter_refs)
         verdicts = [topic_matches(s.get("topic"), s, topic) for s in subs]
         if any(verdicts):
             continue
@@ -284,7 +286,8 @@ def every_topic_has_a_subscription(graph: Graph, rule: Rule) -> Iterator[Finding
             yield rule.unknown(topic, f"cannot tell whether this {what} has a subscription")
         else:
             fix = (
-                "add a pull subscription that keeps dead letters" if is_dl
+                "add a pull subscription that keeps dead letters"
+                if is_dl
                 else "add a subscription (or remove the topic)"
             )
             yield rule.finding(
@@ -292,18 +295,28 @@ def every_topic_has_a_subscription(graph: Graph, rule: Rule) -> Iterator[Finding
             )
 
 
-@rule("PF03", "push-dead-letter-and-retry", "A push subscription without dead-letter policy, "
-      "retry policy, max delivery attempts 5-100, or dead-letter IAM for the Pub/Sub agent")
+@rule(
+    "PF03",
+    "push-dead-letter-and-retry",
+    "A push subscription without dead-letter policy, "
+    "retry policy, max delivery attempts 5-100, or dead-letter IAM for the Pub/Sub agent",
+)
 def push_dead_letter_and_retry(graph: Graph, rule: Rule) -> Iterator[Finding]:
     topics = graph.of_type(T.TOPIC)
     for sub in push_subscriptions(graph):
         policy = sub.get("deadLetterPolicy")
         if not policy:
-            yield rule.finding(sub, "no dead_letter_policy: a poison message is retried for 7 "
-                                    "days; set a dead-letter topic and max_delivery_attempts")
+            yield rule.finding(
+                sub,
+                "no dead_letter_policy: a poison message is retried for 7 "
+                "days; set a dead-letter topic and max_delivery_attempts",
+            )
         if not sub.get("retryPolicy"):
-            yield rule.finding(sub, "no retry_policy: failed deliveries are retried "
-                                    "immediately; set minimum/maximum backoff")
+            yield rule.finding(
+                sub,
+                "no retry_policy: failed deliveries are retried "
+                "immediately; set minimum/maximum backoff",
+            )
         if not policy:
             continue
         attempts = sub.get("deadLetterPolicy.maxDeliveryAttempts")
@@ -314,9 +327,11 @@ def push_dead_letter_and_retry(graph: Graph, rule: Rule) -> Iterator[Finding]:
             )
         dl_ref = sub.get("deadLetterPolicy.deadLetterTopic")
         dl_topic = next((t for t in topics if topic_matches(dl_ref, sub, t)), None)
-        publisher = _agent_grant(
-            graph, T.TOPIC_IAM_MEMBER, "roles/pubsub.publisher", dl_topic, "topic"
-        ) if dl_topic is not None else None
+        publisher = (
+            _agent_grant(graph, T.TOPIC_IAM_MEMBER, "roles/pubsub.publisher", dl_topic, "topic")
+            if dl_topic is not None
+            else None
+        )
         subscriber = _agent_grant(
             graph, T.SUBSCRIPTION_IAM_MEMBER, "roles/pubsub.subscriber", sub, "subscription"
         )
@@ -357,8 +372,12 @@ def _same_name(ref: Any, name: Any) -> bool:
     return _known(ref) and _known(name) and str(ref).rsplit("/", 1)[-1] == str(name)
 
 
-@rule("PF04", "ack-deadline-and-expiry", "A push subscription's ack deadline below "
-      "min(600 s, its target's timeout), or an expiring subscription")
+@rule(
+    "PF04",
+    "ack-deadline-and-expiry",
+    "A push subscription's ack deadline below "
+    "min(600 s, its target's timeout), or an expiring subscription",
+)
 def ack_deadline_and_expiry(graph: Graph, rule: Rule) -> Iterator[Finding]:
     for sub in graph.of_type(T.SUBSCRIPTION):
         ttl = sub.get("expirationPolicy.ttl")
@@ -366,7 +385,7 @@ def ack_deadline_and_expiry(graph: Graph, rule: Rule) -> Iterator[Finding]:
             yield rule.finding(
                 sub,
                 f"expires after {ttl or '31 days (the default)'} of inactivity and is then "
-                "deleted; set expiration_policy.ttl = \"\" (never)",
+                'deleted; set expiration_policy.ttl = "" (never)',
             )
         if not sub.get("pushConfig"):
             continue
@@ -389,8 +408,12 @@ def ack_deadline_and_expiry(graph: Graph, rule: Rule) -> Iterator[Finding]:
             )
 
 
-@rule("PF05", "secrets-pinned-and-versioned", "A referenced secret with no version, referenced "
-      "as 'latest', or a service not depending on the version")
+@rule(
+    "PF05",
+    "secrets-pinned-and-versioned",
+    "A referenced secret with no version, referenced "
+    "as 'latest', or a service not depending on the version",
+)
 def secrets_pinned_and_versioned(graph: Graph, rule: Rule) -> Iterator[Finding]:
     secrets = graph.of_type(T.SECRET)
     versions = graph.of_type(T.SECRET_VERSION)
@@ -413,8 +436,9 @@ def secrets_pinned_and_versioned(graph: Graph, rule: Rule) -> Iterator[Finding]:
             if secret is None:
                 if _known(secret_ref):
                     yield rule.finding(
-                        svc, f"env {var} reads secret '{secret_ref}', which this program does "
-                             "not create: declare it (Secret + SecretVersion)"
+                        svc,
+                        f"env {var} reads secret '{secret_ref}', which this program does "
+                        "not create: declare it (Secret + SecretVersion)",
                     )
                 else:
                     yield rule.unknown(svc, f"cannot tell which secret env {var} reads")
@@ -422,13 +446,15 @@ def secrets_pinned_and_versioned(graph: Graph, rule: Rule) -> Iterator[Finding]:
             own = [v for v in versions if _version_of(v, secret)]
             if not own:
                 yield rule.finding(
-                    svc, f"env {var} reads {secret.describe()}, which has no SecretVersion: "
-                         "the revision fails to start; add a version"
+                    svc,
+                    f"env {var} reads {secret.describe()}, which has no SecretVersion: "
+                    "the revision fails to start; add a version",
                 )
             elif not any(v.urn in svc.dependencies for v in own):
                 yield rule.finding(
-                    svc, f"does not depend on {own[0].describe()}: a new revision may deploy "
-                         "before the version exists; reference the version's output"
+                    svc,
+                    f"does not depend on {own[0].describe()}: a new revision may deploy "
+                    "before the version exists; reference the version's output",
                 )
 
 
@@ -456,8 +482,12 @@ def _version_of(version: Resource, secret: Resource) -> bool:
     return _known(ref) and ref in {secret.out("id"), secret.out("name")}
 
 
-@rule("PF06", "no-literal-credentials", "An env var named like a credential (*KEY*, *SECRET*, "
-      "*TOKEN*, *PASSWORD*) set as a literal instead of a secret reference")
+@rule(
+    "PF06",
+    "no-literal-credentials",
+    "An env var named like a credential (*KEY*, *SECRET*, "
+    "*TOKEN*, *PASSWORD*) set as a literal instead of a secret reference",
+)
 def no_literal_credentials(graph: Graph, rule: Rule) -> Iterator[Finding]:
     for svc in graph.of_type(T.CLOUD_RUN):
         for env in envs(svc):
@@ -470,8 +500,11 @@ def no_literal_credentials(graph: Graph, rule: Rule) -> Iterator[Finding]:
                 )
 
 
-@rule("PF07", "env-contract", "A variable the service's code requires (shared/contract.py) "
-      "missing from its Cloud Run config")
+@rule(
+    "PF07",
+    "env-contract",
+    "A variable the service's code requires (shared/contract.py) missing from its Cloud Run config",
+)
 def env_contract(graph: Graph, rule: Rule) -> Iterator[Finding]:
     from shared.contract import CONTRACTS
 
@@ -498,15 +531,19 @@ def env_contract(graph: Graph, rule: Rule) -> Iterator[Finding]:
             )
 
 
-@rule("PF08", "least-privilege-identity", "A service running as the default compute account, "
-      "or project-level editor/owner granted")
+@rule(
+    "PF08",
+    "least-privilege-identity",
+    "A service running as the default compute account, or project-level editor/owner granted",
+)
 def least_privilege_identity(graph: Graph, rule: Rule) -> Iterator[Finding]:
     for svc in graph.of_type(T.CLOUD_RUN):
         sa = svc.get("template.serviceAccount")
         if sa is None or sa == "":
             yield rule.finding(
-                svc, "no service account: it runs as the default compute account (project "
-                     "Editor); give it its own account"
+                svc,
+                "no service account: it runs as the default compute account (project "
+                "Editor); give it its own account",
             )
         elif _known(sa) and DEFAULT_COMPUTE_RE.match(str(sa)):
             yield rule.finding(svc, f"runs as the default compute account {sa}; give it its own")
@@ -515,18 +552,24 @@ def least_privilege_identity(graph: Graph, rule: Rule) -> Iterator[Finding]:
         if role in BASIC_ROLES:
             who = grant.get("member") or ", ".join(map(str, grant.get("members") or ()))
             yield rule.finding(
-                grant, f"grants {role} on the project to {who}: grant the predefined roles "
-                       "it uses instead"
+                grant,
+                f"grants {role} on the project to {who}: grant the predefined roles "
+                "it uses instead",
             )
 
 
-@rule("PF09", "no-public-invoker", "allUsers / allAuthenticatedUsers may invoke a service not "
-      "declared public")
+@rule(
+    "PF09",
+    "no-public-invoker",
+    "allUsers / allAuthenticatedUsers may invoke a service not declared public",
+)
 def no_public_invoker(graph: Graph, rule: Rule) -> Iterator[Finding]:
     services = graph.of_type(T.CLOUD_RUN)
     for grant in graph.of_type(T.RUN_INVOKER_MEMBER, T.RUN_IAM_BINDING):
-        members = [grant.get("member")] if grant.type == T.RUN_INVOKER_MEMBER else list(
-            grant.get("members") or ()
+        members = (
+            [grant.get("member")]
+            if grant.type == T.RUN_INVOKER_MEMBER
+            else list(grant.get("members") or ())
         )
         public = [m for m in members if m in PUBLIC_MEMBERS]
         if not public or grant.get("role") != INVOKER:
@@ -543,8 +586,12 @@ def no_public_invoker(graph: Graph, rule: Rule) -> Iterator[Finding]:
                 )
 
 
-@rule("PF10", "image-by-digest-from-repo-root", "A Cloud Run image by tag not digest, built "
-      "with a context other than the repo root, or failing the image check")
+@rule(
+    "PF10",
+    "image-by-digest-from-repo-root",
+    "A Cloud Run image by tag not digest, built "
+    "with a context other than the repo root, or failing the image check",
+)
 def image_by_digest_from_repo_root(graph: Graph, rule: Rule) -> Iterator[Finding]:
     images = graph.of_type(T.IMAGE)
     for svc in graph.of_type(T.CLOUD_RUN):
@@ -553,9 +600,10 @@ def image_by_digest_from_repo_root(graph: Graph, rule: Rule) -> Iterator[Finding
             if _known(image):
                 if "@sha256:" not in str(image):
                     yield rule.finding(
-                        svc, f"image {image} is a tag: a tag can move under a running revision; "
-                             "deploy by digest (the docker-build Image's ref, or an override "
-                             "REGISTRY/PATH@sha256:...)"
+                        svc,
+                        f"image {image} is a tag: a tag can move under a running revision; "
+                        "deploy by digest (the docker-build Image's ref, or an override "
+                        "REGISTRY/PATH@sha256:...)",
                     )
             elif not graph.deps(svc, T.IMAGE):
                 yield rule.unknown(svc, "image unknown and not from a docker-build Image")
@@ -566,9 +614,10 @@ def image_by_digest_from_repo_root(graph: Graph, rule: Rule) -> Iterator[Finding
             yield rule.unknown(image, "build context or Dockerfile location unknown")
             continue
         expected = posixpath.normpath(posixpath.dirname(posixpath.dirname(str(dockerfile))))
-        if posixpath.normpath(str(context)) != expected or posixpath.basename(
-            posixpath.dirname(str(dockerfile))
-        ) != "images":
+        if (
+            posixpath.normpath(str(context)) != expected
+            or posixpath.basename(posixpath.dirname(str(dockerfile))) != "images"
+        ):
             yield rule.finding(
                 image,
                 f"built with context {context} and Dockerfile {dockerfile}: build from the "
@@ -608,16 +657,23 @@ def _checked_image(service: str, root: str, dockerfile: str, tag: str) -> tuple[
     return tuple(result.errors)
 
 
-@rule("PF11", "scheduled-calls-and-background-work", "A scheduler job without OIDC or whose "
-      "identity may not invoke its target; background work with CPU throttled; a batch "
-      "coordinator without a scheduled stall check")
+@rule(
+    "PF11",
+    "scheduled-calls-and-background-work",
+    "A scheduler job without OIDC or whose "
+    "identity may not invoke its target; background work with CPU throttled; a batch "
+    "coordinator without a scheduled stall check",
+)
 def scheduled_calls_and_background_work(graph: Graph, rule: Rule) -> Iterator[Finding]:
     jobs = graph.of_type(T.SCHEDULER_JOB)
     for job in jobs:
         uri = job.get("httpTarget.uri")
         if not job.get("httpTarget.oidcToken"):
-            yield rule.finding(job, "calls without an OIDC token: Cloud Run rejects it; set "
-                                    "http_target.oidc_token with an invoker identity")
+            yield rule.finding(
+                job,
+                "calls without an OIDC token: Cloud Run rejects it; set "
+                "http_target.oidc_token with an invoker identity",
+            )
             continue
         svc = cloud_run_by_url(graph, job, uri)
         if svc is None:
@@ -628,12 +684,12 @@ def scheduled_calls_and_background_work(graph: Graph, rule: Rule) -> Iterator[Fi
         email = job.get("httpTarget.oidcToken.serviceAccountEmail")
         verdict = may_invoke(graph, svc, identity(graph, job, email), email)
         if verdict is None:
-            yield rule.unknown(job, f"cannot tell whether its identity may invoke "
-                                    f"{svc.describe()}")
+            yield rule.unknown(job, f"cannot tell whether its identity may invoke {svc.describe()}")
         elif not verdict:
             yield rule.finding(
-                job, f"identity {email} has no roles/run.invoker on {svc.describe()}: every "
-                     "run fails with 403; grant it on exactly that service"
+                job,
+                f"identity {email} has no roles/run.invoker on {svc.describe()}: every "
+                "run fails with 403; grant it on exactly that service",
             )
     for svc in graph.of_type(T.CLOUD_RUN):
         labels = svc.get("labels") or {}
@@ -642,9 +698,10 @@ def scheduled_calls_and_background_work(graph: Graph, rule: Rule) -> Iterator[Fi
                 idle = _get(c, "resources.cpuIdle")
                 if idle is not False:
                     yield rule.finding(
-                        svc, "does work after answering (background-work) but CPU is "
-                             "throttled between requests (cpu_idle true): that work stalls; "
-                             "set cpu_idle: false"
+                        svc,
+                        "does work after answering (background-work) but CPU is "
+                        "throttled between requests (cpu_idle true): that work stalls; "
+                        "set cpu_idle: false",
                     )
         stall = labels.get("stall-check")
         if stall:
@@ -664,13 +721,17 @@ def scheduled_calls_and_background_work(graph: Graph, rule: Rule) -> Iterator[Fi
                 yield rule.unknown(svc, f"cannot tell whether a job calls {path}")
             else:
                 yield rule.finding(
-                    svc, f"a batch coordinator with no scheduled stall check: nothing calls "
-                         f"{path}, so a stalled batch is never noticed; add a schedule"
+                    svc,
+                    f"a batch coordinator with no scheduled stall check: nothing calls "
+                    f"{path}, so a stalled batch is never noticed; add a schedule",
                 )
 
 
-@rule("PF12", "deletion-protection", "The Firestore database or a production service without "
-      "deletion protection")
+@rule(
+    "PF12",
+    "deletion-protection",
+    "The Firestore database or a production service without deletion protection",
+)
 def deletion_protection(graph: Graph, rule: Rule) -> Iterator[Finding]:
     for db in graph.of_type(T.FIRESTORE_DATABASE):
         if stack_of(db) not in PRODUCTION_STACKS:
@@ -678,16 +739,18 @@ def deletion_protection(graph: Graph, rule: Rule) -> Iterator[Finding]:
         state = db.get("deleteProtectionState")
         if _known(state) and state != "DELETE_PROTECTION_ENABLED":
             yield rule.finding(
-                db, "the database holding batch state can be deleted: "
-                    "set delete_protection_state = DELETE_PROTECTION_ENABLED"
+                db,
+                "the database holding batch state can be deleted: "
+                "set delete_protection_state = DELETE_PROTECTION_ENABLED",
             )
     for svc in graph.of_type(T.CLOUD_RUN):
         if stack_of(svc) not in PRODUCTION_STACKS:
             continue
         if svc.get("deletionProtection") is not True and _known(svc.get("deletionProtection")):
             yield rule.finding(
-                svc, "a production service without deletion_protection: a rename or destroy "
-                     "deletes it; set deletion_protection: true"
+                svc,
+                "a production service without deletion_protection: a rename or destroy "
+                "deletes it; set deletion_protection: true",
             )
 
 

@@ -444,8 +444,11 @@ def _settings(r: Resource, graph: Graph) -> str:
         dl = g("deadLetterPolicy")
         parts = [f"ack={g('ackDeadlineSeconds')}s"] if g("ackDeadlineSeconds") else []
         if push:
-            parts.insert(0, f"push={get_path(push, 'pushEndpoint')} "
-                            f"as={_member_name(get_path(push, 'oidcToken.serviceAccountEmail'))}")
+            parts.insert(
+                0,
+                f"push={get_path(push, 'pushEndpoint')} "
+                f"as={_member_name(get_path(push, 'oidcToken.serviceAccountEmail'))}",
+            )
         else:
             parts.insert(0, "pull")
         if g("retryPolicy"):
@@ -482,8 +485,13 @@ def _settings(r: Resource, graph: Graph) -> str:
         T.REPOSITORY_IAM_MEMBER,
     ):
         on = (
-            g("name") or g("topic") or g("subscription") or g("secretId")
-            or g("serviceAccountId") or g("repository") or g("project")
+            g("name")
+            or g("topic")
+            or g("subscription")
+            or g("secretId")
+            or g("serviceAccountId")
+            or g("repository")
+            or g("project")
         )
         return f"{g('role')} -> {_member_name(g('member'))} on {str(on).rsplit('/', 1)[-1]}"
     if r.type == T.TOPIC:

@@ -36,8 +36,10 @@ def plan(
     ] = False,
     root: Annotated[
         Path | None,
-        typer.Option(help="Checkout holding Pulumi.<stack>.yaml and the build context.",
-                     show_default="this checkout"),
+        typer.Option(
+            help="Checkout holding Pulumi.<stack>.yaml and the build context.",
+            show_default="this checkout",
+        ),
     ] = None,
 ) -> None:
     """Evaluate the Pulumi program offline (mock runtime): inventory, then preflight rules.
@@ -142,10 +144,12 @@ def plan(
             r.rule.id,
             Text(r.status, style=style[r.status]),
             Text(r.rule.title),
-            Text("\n".join(
-                f"{'unverifiable: ' if f.unverifiable else ''}{f.resource}: {f.message}"
-                for f in r.findings
-            )),
+            Text(
+                "\n".join(
+                    f"{'unverifiable: ' if f.unverifiable else ''}{f.resource}: {f.message}"
+                    for f in r.findings
+                )
+            ),
         )
     console.print(rules)
     passed = sum(r.status == "pass" for r in results)

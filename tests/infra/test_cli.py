@@ -75,11 +75,8 @@ def _edit_prod(checkout: Path, edit) -> None:
     ("edit", "expected"),
     [
         (
-            lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(
-                service="wrker"
-            ),
-            "platform.topics.prediction-request.subscriptions[0].service: unknown service "
-            "'wrker'",
+            lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(service="wrker"),
+            "platform.topics.prediction-request.subscriptions[0].service: unknown service 'wrker'",
         ),
         (
             lambda p: p["services"]["prediction-coordinator"].update(timeout_seconds=4000),

@@ -49,7 +49,10 @@ def test_prod_describes_the_platform(prod_config: dict[str, Any]) -> None:
     assert (cfg.project, cfg.region) == ("nba-props-platform", "us-west2")
     coord = cfg.platform.services["prediction-coordinator"]
     assert (coord.cpu, coord.memory, coord.timeout_seconds, coord.cpu_idle) == (
-        "2", "2Gi", 3600, False,
+        "2",
+        "2Gi",
+        3600,
+        False,
     )
     assert coord.secret_env == {"COORDINATOR_API_KEY": "coordinator-api-key"}
     assert not cfg.platform.services["prediction-worker"].public
@@ -106,98 +109,204 @@ def test_every_problem_is_reported_at_once(prod_config: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("mutate", "path", "fragment"),
     [
-        (lambda p: p["services"]["prediction-worker"].update(timeout_seconds=0),
-         "platform.services.prediction-worker.timeout_seconds", "greater than or equal to 1"),
-        (lambda p: p["services"]["prediction-worker"].update(timeout_seconds="600"),
-         "platform.services.prediction-worker.timeout_seconds", "valid integer"),
-        (lambda p: p["services"]["prediction-worker"].update(memory="16Gi"),
-         "platform.services.prediction-worker.cpu", "outside 128Mi-8Gi"),
-        (lambda p: p["services"]["prediction-worker"].update(cpu="3"),
-         "platform.services.prediction-worker.cpu", "must be one of 1, 2, 4, 6, 8"),
-        (lambda p: p["services"]["prediction-worker"].update(uses_firestore=True),
-         "platform.services.prediction-worker.uses_firestore", "does not use Firestore"),
-        (lambda p: p["services"]["prediction-coordinator"].update(uses_firestore=False),
-         "platform.services.prediction-coordinator.uses_firestore", "uses Firestore"),
+        (
+            lambda p: p["services"]["prediction-worker"].update(timeout_seconds=0),
+            "platform.services.prediction-worker.timeout_seconds",
+            "greater than or equal to 1",
+        ),
+        (
+            lambda p: p["services"]["prediction-worker"].update(timeout_seconds="600"),
+            "platform.services.prediction-worker.timeout_seconds",
+            "valid integer",
+        ),
+        (
+            lambda p: p["services"]["prediction-worker"].update(memory="16Gi"),
+            "platform.services.prediction-worker.cpu",
+            "outside 128Mi-8Gi",
+        ),
+        (
+            lambda p: p["services"]["prediction-worker"].update(cpu="3"),
+            "platform.services.prediction-worker.cpu",
+            "must be one of 1, 2, 4, 6, 8",
+        ),
+        (
+            lambda p: p["services"]["prediction-worker"].update(uses_firestore=True),
+            "platform.services.prediction-worker.uses_firestore",
+            "does not use Firestore",
+        ),
+        (
+            lambda p: p["services"]["prediction-coordinator"].update(uses_firestore=False),
+            "platform.services.prediction-coordinator.uses_firestore",
+            "uses Firestore",
+        ),
         # float() reads these; Cloud Run does not (INFINITY once crashed the parser).
-        (lambda p: p["services"]["prediction-worker"].update(cpu="INFINITY"),
-         "platform.services.prediction-worker.cpu", "is not a number of vCPUs"),
-        (lambda p: p["services"]["prediction-worker"].update(cpu="nan"),
-         "platform.services.prediction-worker.cpu", "is not a number of vCPUs"),
-        (lambda p: p["services"]["prediction-worker"].update(cpu=float("inf")),
-         "platform.services.prediction-worker.cpu", "is not a number of vCPUs"),
-        (lambda p: p["services"]["prediction-worker"].update(cpu="0.5", memory="512Mi"),
-         "platform.services.prediction-worker.cpu", "requires concurrency 1"),
-        (lambda p: p["services"]["prediction-worker"].update(cpu="4", memory="1Gi"),
-         "platform.services.prediction-worker.cpu", "outside 2048Mi-16Gi"),
-        (lambda p: p["services"]["prediction-worker"].update(max_instances=0),
-         "platform.services.prediction-worker.max_instances", "greater than or equal to 1"),
-        (lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(
-            ack_deadline_seconds=601),
-         "platform.topics.prediction-request.subscriptions[0].ack_deadline_seconds",
-         "less than or equal to 600"),
-        (lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(
-            min_backoff_seconds=60, max_backoff_seconds=30),
-         "platform.topics.prediction-request.subscriptions[0]", "min_backoff_seconds 60 is above"),
-        (lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(
-            max_backoff_seconds=601),
-         "platform.topics.prediction-request.subscriptions[0].max_backoff_seconds",
-         "less than or equal to 600"),
-        (lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(
-            max_delivery_attempts=4),
-         "platform.topics.prediction-request.subscriptions[0].max_delivery_attempts",
-         "greater than or equal to 5"),
-        (lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(
-            max_delivery_attempts=101),
-         "platform.topics.prediction-request.subscriptions[0].max_delivery_attempts",
-         "less than or equal to 100"),
-        (lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(path="/nope"),
-         "platform.topics.prediction-request.subscriptions[0].path",
-         "'/nope' is not a path of service 'prediction-worker'"),
-        (lambda p: p["topics"]["prediction-request"].update(subscriptions=[]),
-         "platform.topics.prediction-request.subscriptions", "at least one subscription"),
-        (lambda p: p["schedules"]["check-stalled"].update(schedule="*/15 * * *"),
-         "platform.schedules.check-stalled.schedule", "5-field cron"),
-        (lambda p: p["schedules"]["check-stalled"].update(time_zone="America/Nowhere"),
-         "platform.schedules.check-stalled.time_zone", "IANA time zone"),
-        (lambda p: p["schedules"]["check-stalled"].update(service="prediction-wrker"),
-         "platform.schedules.check-stalled.service", "unknown service 'prediction-wrker'"),
-        (lambda p: p["services"]["prediction-coordinator"]["secret_env"].update(
-            COORDINATOR_API_KEY="api-key"),
-         "platform.services.prediction-coordinator.secret_env.COORDINATOR_API_KEY",
-         "unknown secret 'api-key' (declared: coordinator-api-key"),
-        (lambda p: p["services"]["prediction-coordinator"]["publishes"].update(
-            REQUEST_TOPIC="prediction-requests"),
-         "platform.services.prediction-coordinator.publishes.REQUEST_TOPIC",
-         "unknown topic 'prediction-requests'"),
-        (lambda p: p["services"]["prediction-worker"].update(publishes={}),
-         "platform.services.prediction-worker.env",
-         "missing READY_TOPIC, required by the service's code"),
-        (lambda p: p["services"]["prediction-coordinator"]["env"].update(
-            COORDINATOR_API_KEY="hunter2"),
-         "platform.services.prediction-coordinator.env.COORDINATOR_API_KEY",
-         "must be a secret reference"),
-        (lambda p: p["services"].update({"Prediction_Worker": p["services"]["prediction-worker"]}),
-         "platform.services.Prediction_Worker (key)", "not a Cloud Run service name"),
-        (lambda p: p["services"].update({"w" * 50: {}}),
-         f"platform.services.{'w' * 50} (key)", "at most 49 characters"),
-        (lambda p: p["services"]["prediction-worker"].update(image="repo/worker:latest"),
-         "platform.services.prediction-worker.image", "must be a digest reference"),
-        (lambda p: p.update(artifact_repository="Images"),
-         "platform.artifact_repository", "not a repository id"),
-        (lambda p: p["deploy"].update(service_account="ci-deployer"),
-         "platform.deploy.service_account",
-         "'ci-deployer' is not a service account email (ACCOUNT_ID@PROJECT_ID"),
-        (lambda p: p["deploy"].update(
-            service_account="123456789012-compute@developer.gserviceaccount.com"),
-         "platform.deploy.service_account", "is not a service account email"),
-        (lambda p: p.pop("deploy"),
-         "platform.deploy", "required key is missing: set deploy.service_account"),
-        (lambda p: p["deploy"].update(project_roles=["roles/run.developer"]),
-         "platform.deploy", "unknown key 'project_roles' (allowed: service_account): the "
-         "deploy identity's project roles are granted by the bootstrap"),
-        (lambda p: p["deploy"].update(account_id="platform-deployer"),
-         "platform.deploy", "unknown key 'account_id' (allowed: service_account): the "
-         "bootstrap creates the deploy identity"),
+        (
+            lambda p: p["services"]["prediction-worker"].update(cpu="INFINITY"),
+            "platform.services.prediction-worker.cpu",
+            "is not a number of vCPUs",
+        ),
+        (
+            lambda p: p["services"]["prediction-worker"].update(cpu="nan"),
+            "platform.services.prediction-worker.cpu",
+            "is not a number of vCPUs",
+        ),
+        (
+            lambda p: p["services"]["prediction-worker"].update(cpu=float("inf")),
+            "platform.services.prediction-worker.cpu",
+            "is not a number of vCPUs",
+        ),
+        (
+            lambda p: p["services"]["prediction-worker"].update(cpu="0.5", memory="512Mi"),
+            "platform.services.prediction-worker.cpu",
+            "requires concurrency 1",
+        ),
+        (
+            lambda p: p["services"]["prediction-worker"].update(cpu="4", memory="1Gi"),
+            "platform.services.prediction-worker.cpu",
+            "outside 2048Mi-16Gi",
+        ),
+        (
+            lambda p: p["services"]["prediction-worker"].update(max_instances=0),
+            "platform.services.prediction-worker.max_instances",
+            "greater than or equal to 1",
+        ),
+        (
+            lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(
+                ack_deadline_seconds=601
+            ),
+            "platform.topics.prediction-request.subscriptions[0].ack_deadline_seconds",
+            "less than or equal to 600",
+        ),
+        (
+            lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(
+                min_backoff_seconds=60, max_backoff_seconds=30
+            ),
+            "platform.topics.prediction-request.subscriptions[0]",
+            "min_backoff_seconds 60 is above",
+        ),
+        (
+            lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(
+                max_backoff_seconds=601
+            ),
+            "platform.topics.prediction-request.subscriptions[0].max_backoff_seconds",
+            "less than or equal to 600",
+        ),
+        (
+            lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(
+                max_delivery_attempts=4
+            ),
+            "platform.topics.prediction-request.subscriptions[0].max_delivery_attempts",
+            "greater than or equal to 5",
+        ),
+        (
+            lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(
+                max_delivery_attempts=101
+            ),
+            "platform.topics.prediction-request.subscriptions[0].max_delivery_attempts",
+            "less than or equal to 100",
+        ),
+        (
+            lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(path="/nope"),
+            "platform.topics.prediction-request.subscriptions[0].path",
+            "'/nope' is not a path of service 'prediction-worker'",
+        ),
+        (
+            lambda p: p["topics"]["prediction-request"].update(subscriptions=[]),
+            "platform.topics.prediction-request.subscriptions",
+            "at least one subscription",
+        ),
+        (
+            lambda p: p["schedules"]["check-stalled"].update(schedule="*/15 * * *"),
+            "platform.schedules.check-stalled.schedule",
+            "5-field cron",
+        ),
+        (
+            lambda p: p["schedules"]["check-stalled"].update(time_zone="America/Nowhere"),
+            "platform.schedules.check-stalled.time_zone",
+            "IANA time zone",
+        ),
+        (
+            lambda p: p["schedules"]["check-stalled"].update(service="prediction-wrker"),
+            "platform.schedules.check-stalled.service",
+            "unknown service 'prediction-wrker'",
+        ),
+        (
+            lambda p: p["services"]["prediction-coordinator"]["secret_env"].update(
+                COORDINATOR_API_KEY="api-key"
+            ),
+            "platform.services.prediction-coordinator.secret_env.COORDINATOR_API_KEY",
+            "unknown secret 'api-key' (declared: coordinator-api-key",
+        ),
+        (
+            lambda p: p["services"]["prediction-coordinator"]["publishes"].update(
+                REQUEST_TOPIC="prediction-requests"
+            ),
+            "platform.services.prediction-coordinator.publishes.REQUEST_TOPIC",
+            "unknown topic 'prediction-requests'",
+        ),
+        (
+            lambda p: p["services"]["prediction-worker"].update(publishes={}),
+            "platform.services.prediction-worker.env",
+            "missing READY_TOPIC, required by the service's code",
+        ),
+        (
+            lambda p: p["services"]["prediction-coordinator"]["env"].update(
+                COORDINATOR_API_KEY="hunter2"
+            ),
+            "platform.services.prediction-coordinator.env.COORDINATOR_API_KEY",
+            "must be a secret reference",
+        ),
+        (
+            lambda p: p["services"].update(
+                {"Prediction_Worker": p["services"]["prediction-worker"]}
+            ),
+            "platform.services.Prediction_Worker (key)",
+            "not a Cloud Run service name",
+        ),
+        (
+            lambda p: p["services"].update({"w" * 50: {}}),
+            f"platform.services.{'w' * 50} (key)",
+            "at most 49 characters",
+        ),
+        (
+            lambda p: p["services"]["prediction-worker"].update(image="repo/worker:latest"),
+            "platform.services.prediction-worker.image",
+            "must be a digest reference",
+        ),
+        (
+            lambda p: p.update(artifact_repository="Images"),
+            "platform.artifact_repository",
+            "not a repository id",
+        ),
+        (
+            lambda p: p["deploy"].update(service_account="ci-deployer"),
+            "platform.deploy.service_account",
+            "'ci-deployer' is not a service account email (ACCOUNT_ID@PROJECT_ID",
+        ),
+        (
+            lambda p: p["deploy"].update(
+                service_account="123456789012-compute@developer.gserviceaccount.com"
+            ),
+            "platform.deploy.service_account",
+            "is not a service account email",
+        ),
+        (
+            lambda p: p.pop("deploy"),
+            "platform.deploy",
+            "required key is missing: set deploy.service_account",
+        ),
+        (
+            lambda p: p["deploy"].update(project_roles=["roles/run.developer"]),
+            "platform.deploy",
+            "unknown key 'project_roles' (allowed: service_account): the "
+            "deploy identity's project roles are granted by the bootstrap",
+        ),
+        (
+            lambda p: p["deploy"].update(account_id="platform-deployer"),
+            "platform.deploy",
+            "unknown key 'account_id' (allowed: service_account): the "
+            "bootstrap creates the deploy identity",
+        ),
     ],
 )
 def test_invalid_config_is_rejected_with_its_key_path(
@@ -258,10 +367,14 @@ def test_platform_key_may_arrive_as_json_text(prod_config: dict[str, Any]) -> No
 _PROD = load_stack_file("prod")
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-5, 5000) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 5000)
+    | st.floats(allow_nan=False)
     | st.text(max_size=12),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
     max_leaves=6,
 )
 

@@ -140,12 +140,16 @@ def test_every_push_identity_invokes_exactly_its_target(prod_plan: Plan) -> None
             continue
         email = sub.get("pushConfig.oidcToken.serviceAccountEmail")
         grants = [
-            g for g in prod_plan.of_type(T.RUN_INVOKER_MEMBER)
+            g
+            for g in prod_plan.of_type(T.RUN_INVOKER_MEMBER)
             if g.get("member") == f"serviceAccount:{email}"
         ]
         targets = {g.get("name") for g in grants}
-        svc = [s for s in graph.of_type(T.CLOUD_RUN)
-               if sub.get("pushConfig.pushEndpoint").startswith(s.out("uri"))]
+        svc = [
+            s
+            for s in graph.of_type(T.CLOUD_RUN)
+            if sub.get("pushConfig.pushEndpoint").startswith(s.out("uri"))
+        ]
         assert targets == {svc[0].get("name")}, f"{sub.urn}: invoker on {targets}"
         assert sub.get("pushConfig.oidcToken.audience") == svc[0].out("uri")
 

@@ -96,7 +96,8 @@ def test_the_prod_stack_has_no_violation(analyzer, prod_plan: Plan) -> None:
 
 def test_a_broken_resource_comes_back_as_the_rules_violation(analyzer, prod_plan: Plan) -> None:
     broken = [
-        r for r in prod_plan.resources
+        r
+        for r in prod_plan.resources
         if not (r.type == T.RUN_INVOKER_MEMBER and r.name == "prediction-worker-pushes-invoker")
     ]
     sub = next(r for r in broken if r.name == "prediction-request-worker")

@@ -28,8 +28,9 @@ def _checkout_without_stall_check(tmp_path: Path) -> Path:
     for name in ("Pulumi.yaml", "Pulumi.prod.yaml", ".dockerignore"):
         shutil.copy(REPO_ROOT / name, tmp_path / name)
     for folder in ("shared", "images", "services"):
-        shutil.copytree(REPO_ROOT / folder, tmp_path / folder,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            REPO_ROOT / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__")
+        )
     path = tmp_path / "Pulumi.prod.yaml"
     doc = yaml.safe_load(path.read_text())
     del doc["config"]["prediction-platform:platform"]["schedules"]["check-stalled"]

@@ -72,9 +72,9 @@ def failing(resources: list[Resource], rule_id: str) -> list[Finding]:
 
 def assert_fails(resources: list[Resource], rule_id: str, resource: str, fragment: str) -> None:
     found = failing(resources, rule_id)
-    assert any(f.resource == resource and fragment in f.message for f in found), "\n".join(
-        map(str, found)
-    ) or "no finding"
+    assert any(f.resource == resource and fragment in f.message for f in found), (
+        "\n".join(map(str, found)) or "no finding"
+    )
     assert all(f.rule == rule_id for f in found)
 
 
@@ -105,9 +105,13 @@ def test_the_stacks_pass_every_rule(stack: str, prod_plan: Plan, dev_plan: Plan)
 
 def test_pf01_push_identity_without_invoker(prod_plan: Plan) -> None:
     broken = drop(prod_plan.resources, "prediction-worker-pushes-invoker", T.RUN_INVOKER_MEMBER)
-    assert_fails(broken, "PF01", "Subscription 'prediction-request-worker'",
-                 "push identity push-worker@nba-props-platform.iam.gserviceaccount.com has no "
-                 "roles/run.invoker on Service 'prediction-worker'")
+    assert_fails(
+        broken,
+        "PF01",
+        "Subscription 'prediction-request-worker'",
+        "push identity push-worker@nba-props-platform.iam.gserviceaccount.com has no "
+        "roles/run.invoker on Service 'prediction-worker'",
+    )
 
 
 def test_pf01_invoker_on_the_wrong_service(prod_plan: Plan) -> None:
@@ -115,23 +119,36 @@ def test_pf01_invoker_on_the_wrong_service(prod_plan: Plan) -> None:
         i["name"] = "prediction-coordinator"
 
     broken = drop(prod_plan.resources, "prediction-worker-pushes-invoker", T.RUN_INVOKER_MEMBER)
-    broken = add_copy(prod_plan.resources, "prediction-worker-pushes-invoker",
-                      T.RUN_INVOKER_MEMBER, "wrong", to_coordinator)
+    broken = add_copy(
+        prod_plan.resources,
+        "prediction-worker-pushes-invoker",
+        T.RUN_INVOKER_MEMBER,
+        "wrong",
+        to_coordinator,
+    )
     broken = [r for r in broken if r.name != "prediction-worker-pushes-invoker"]
     broken = [dataclasses.replace(r, dependencies=()) if r.name == "wrong" else r for r in broken]
     assert failing(broken, "PF01")
 
 
 def test_pf01_push_without_oidc(prod_plan: Plan) -> None:
-    broken = edit(prod_plan.resources, "prediction-request-worker", T.SUBSCRIPTION,
-                  lambda i: i["pushConfig"].pop("oidcToken"))
+    broken = edit(
+        prod_plan.resources,
+        "prediction-request-worker",
+        T.SUBSCRIPTION,
+        lambda i: i["pushConfig"].pop("oidcToken"),
+    )
     assert_fails(broken, "PF01", "Subscription 'prediction-request-worker'", "OIDC")
 
 
 def test_pf02_dead_letter_topic_without_subscription(prod_plan: Plan) -> None:
     broken = drop(prod_plan.resources, "prediction-request-dead-letter", T.SUBSCRIPTION)
-    assert_fails(broken, "PF02", "Topic 'prediction-request-dead-letter'",
-                 "dead-letter topic with no subscription")
+    assert_fails(
+        broken,
+        "PF02",
+        "Topic 'prediction-request-dead-letter'",
+        "dead-letter topic with no subscription",
+    )
 
 
 def test_pf02_topic_without_subscription(prod_plan: Plan) -> None:
@@ -155,10 +172,16 @@ def test_pf03_push_subscription_policies(prod_plan: Plan, mutate, fragment: str)
 @pytest.mark.parametrize(
     ("name", "typ", "fragment"),
     [
-        ("prediction-request-dead-letter-agent-publisher", T.TOPIC_IAM_MEMBER,
-         "publisher on the dead-letter topic"),
-        ("prediction-request-worker-agent-subscriber", T.SUBSCRIPTION_IAM_MEMBER,
-         "subscriber on this subscription"),
+        (
+            "prediction-request-dead-letter-agent-publisher",
+            T.TOPIC_IAM_MEMBER,
+            "publisher on the dead-letter topic",
+        ),
+        (
+            "prediction-request-worker-agent-subscriber",
+            T.SUBSCRIPTION_IAM_MEMBER,
+            "subscriber on this subscription",
+        ),
     ],
 )
 def test_pf03_dead_letter_iam(prod_plan: Plan, name: str, typ: str, fragment: str) -> None:
@@ -167,28 +190,46 @@ def test_pf03_dead_letter_iam(prod_plan: Plan, name: str, typ: str, fragment: st
 
 
 def test_pf04_ack_deadline_below_the_target_timeout(prod_config: dict) -> None:
-    plan = config_plan(prod_config, lambda p: p["topics"]["prediction-request"]["subscriptions"][0]
-                       .update(ack_deadline_seconds=60))
-    assert_fails(plan.resources, "PF04", "Subscription 'prediction-request-worker'",
-                 "ack deadline 60s is below 600s")
+    plan = config_plan(
+        prod_config,
+        lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(
+            ack_deadline_seconds=60
+        ),
+    )
+    assert_fails(
+        plan.resources,
+        "PF04",
+        "Subscription 'prediction-request-worker'",
+        "ack deadline 60s is below 600s",
+    )
 
 
 def test_pf04_expiring_subscription(prod_plan: Plan) -> None:
-    broken = edit(prod_plan.resources, "prediction-ready-dead-letter", T.SUBSCRIPTION,
-                  lambda i: i.pop("expirationPolicy"))
-    assert_fails(broken, "PF04", "Subscription 'prediction-ready-dead-letter'",
-                 "31 days (the default)")
+    broken = edit(
+        prod_plan.resources,
+        "prediction-ready-dead-letter",
+        T.SUBSCRIPTION,
+        lambda i: i.pop("expirationPolicy"),
+    )
+    assert_fails(
+        broken, "PF04", "Subscription 'prediction-ready-dead-letter'", "31 days (the default)"
+    )
 
 
 def _coordinator_key_ref(i: dict) -> dict:
-    env = next(e for e in i["template"]["containers"][0]["envs"]
-               if e["name"] == "COORDINATOR_API_KEY")
+    env = next(
+        e for e in i["template"]["containers"][0]["envs"] if e["name"] == "COORDINATOR_API_KEY"
+    )
     return env["valueSource"]["secretKeyRef"]
 
 
 def test_pf05_secret_referenced_as_latest(prod_plan: Plan) -> None:
-    broken = edit(prod_plan.resources, "prediction-coordinator", T.CLOUD_RUN,
-                  lambda i: _coordinator_key_ref(i).update(version="latest"))
+    broken = edit(
+        prod_plan.resources,
+        "prediction-coordinator",
+        T.CLOUD_RUN,
+        lambda i: _coordinator_key_ref(i).update(version="latest"),
+    )
     assert_fails(broken, "PF05", "Service 'prediction-coordinator'", "version 'latest'")
 
 
@@ -201,16 +242,22 @@ def test_pf05_service_not_depending_on_the_version(prod_plan: Plan) -> None:
     version = next(r for r in prod_plan.resources if r.type == T.SECRET_VERSION)
     broken = [
         dataclasses.replace(r, dependencies=tuple(d for d in r.dependencies if d != version.urn))
-        if r.type == T.CLOUD_RUN else r
+        if r.type == T.CLOUD_RUN
+        else r
         for r in prod_plan.resources
     ]
     assert_fails(broken, "PF05", "Service 'prediction-coordinator'", "does not depend on")
 
 
 def test_pf06_credential_as_a_literal(prod_plan: Plan) -> None:
-    broken = edit(prod_plan.resources, "prediction-worker", T.CLOUD_RUN,
-                  lambda i: i["template"]["containers"][0]["envs"].append(
-                      {"name": "STRIPE_API_KEY", "value": "sk_live_123"}))
+    broken = edit(
+        prod_plan.resources,
+        "prediction-worker",
+        T.CLOUD_RUN,
+        lambda i: i["template"]["containers"][0]["envs"].append(
+            {"name": "STRIPE_API_KEY", "value": "sk_live_123"}
+        ),
+    )
     assert_fails(broken, "PF06", "Service 'prediction-worker'", "env STRIPE_API_KEY is a literal")
 
 
@@ -224,47 +271,86 @@ def test_pf07_contract_variable_missing(prod_plan: Plan) -> None:
 
 
 def test_pf08_default_compute_account(prod_plan: Plan) -> None:
-    broken = edit(prod_plan.resources, "prediction-worker", T.CLOUD_RUN,
-                  lambda i: i["template"].update(
-                      serviceAccount="123456789012-compute@developer.gserviceaccount.com"))
+    broken = edit(
+        prod_plan.resources,
+        "prediction-worker",
+        T.CLOUD_RUN,
+        lambda i: i["template"].update(
+            serviceAccount="123456789012-compute@developer.gserviceaccount.com"
+        ),
+    )
     assert_fails(broken, "PF08", "Service 'prediction-worker'", "default compute account")
-    broken = edit(prod_plan.resources, "prediction-worker", T.CLOUD_RUN,
-                  lambda i: i["template"].pop("serviceAccount"))
+    broken = edit(
+        prod_plan.resources,
+        "prediction-worker",
+        T.CLOUD_RUN,
+        lambda i: i["template"].pop("serviceAccount"),
+    )
     assert_fails(broken, "PF08", "Service 'prediction-worker'", "no service account")
 
 
 def test_pf08_project_editor(prod_plan: Plan) -> None:
-    broken = add_copy(prod_plan.resources, "prediction-coordinator-firestore-user",
-                      T.PROJECT_IAM_MEMBER, "worker-editor",
-                      lambda i: i.update(role="roles/editor"))
+    broken = add_copy(
+        prod_plan.resources,
+        "prediction-coordinator-firestore-user",
+        T.PROJECT_IAM_MEMBER,
+        "worker-editor",
+        lambda i: i.update(role="roles/editor"),
+    )
     assert_fails(broken, "PF08", "IAMMember 'worker-editor'", "grants roles/editor on the project")
 
 
 def test_pf09_all_users_on_a_private_service(prod_plan: Plan) -> None:
-    broken = add_copy(prod_plan.resources, "prediction-worker-pushes-invoker",
-                      T.RUN_INVOKER_MEMBER, "worker-public", lambda i: i.update(member="allUsers"))
-    assert_fails(broken, "PF09", "ServiceIamMember 'worker-public'",
-                 "allUsers may invoke Service 'prediction-worker', which is not declared public")
+    broken = add_copy(
+        prod_plan.resources,
+        "prediction-worker-pushes-invoker",
+        T.RUN_INVOKER_MEMBER,
+        "worker-public",
+        lambda i: i.update(member="allUsers"),
+    )
+    assert_fails(
+        broken,
+        "PF09",
+        "ServiceIamMember 'worker-public'",
+        "allUsers may invoke Service 'prediction-worker', which is not declared public",
+    )
 
 
 def test_pf10_image_by_tag(prod_plan: Plan) -> None:
     tag = "us-west2-docker.pkg.dev/nba-props-platform/platform-images/prediction-worker:v1"
-    broken = edit(prod_plan.resources, "prediction-worker", T.CLOUD_RUN,
-                  lambda i: i["template"]["containers"][0].update(image=tag))
+    broken = edit(
+        prod_plan.resources,
+        "prediction-worker",
+        T.CLOUD_RUN,
+        lambda i: i["template"]["containers"][0].update(image=tag),
+    )
     assert_fails(broken, "PF10", "Service 'prediction-worker'", "is a tag")
 
 
 def test_pf10_context_not_the_repo_root(prod_plan: Plan) -> None:
-    broken = edit(prod_plan.resources, "prediction-worker-image", T.IMAGE,
-                  lambda i: i.update(context={"location": "services/worker"}))
-    assert_fails(broken, "PF10", "Image 'prediction-worker-image'",
-                 "build from the repo root with images/<service>.Dockerfile")
+    broken = edit(
+        prod_plan.resources,
+        "prediction-worker-image",
+        T.IMAGE,
+        lambda i: i.update(context={"location": "services/worker"}),
+    )
+    assert_fails(
+        broken,
+        "PF10",
+        "Image 'prediction-worker-image'",
+        "build from the repo root with images/<service>.Dockerfile",
+    )
 
 
 def test_pf10_image_check_fails(tmp_path: Path) -> None:
     checkout = tmp_path / "checkout"
-    shutil.copytree(REPO_ROOT, checkout, ignore=shutil.ignore_patterns(
-        ".venv", ".git", ".tools", "__pycache__", ".*_cache", ".hypothesis", "tests"))
+    shutil.copytree(
+        REPO_ROOT,
+        checkout,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", ".tools", "__pycache__", ".*_cache", ".hypothesis", "tests"
+        ),
+    )
     dockerfile = checkout / "images" / "worker.Dockerfile"
     dockerfile.write_text(re.sub(r"(?m)^USER .*$", "", dockerfile.read_text()))
     plan = evaluate_stack("prod", root=checkout, env={})
@@ -274,27 +360,37 @@ def test_pf10_image_check_fails(tmp_path: Path) -> None:
 
 
 def test_pf11_job_without_oidc(prod_plan: Plan) -> None:
-    broken = edit(prod_plan.resources, "check-stalled", T.SCHEDULER_JOB,
-                  lambda i: i["httpTarget"].pop("oidcToken"))
+    broken = edit(
+        prod_plan.resources,
+        "check-stalled",
+        T.SCHEDULER_JOB,
+        lambda i: i["httpTarget"].pop("oidcToken"),
+    )
     assert_fails(broken, "PF11", "Job 'check-stalled'", "without an OIDC token")
 
 
 def test_pf11_job_identity_may_not_invoke(prod_plan: Plan) -> None:
-    broken = drop(prod_plan.resources, "prediction-coordinator-scheduler-invoker",
-                  T.RUN_INVOKER_MEMBER)
+    broken = drop(
+        prod_plan.resources, "prediction-coordinator-scheduler-invoker", T.RUN_INVOKER_MEMBER
+    )
     assert_fails(broken, "PF11", "Job 'cleanup-stuck'", "has no roles/run.invoker")
 
 
 def test_pf11_background_work_with_cpu_throttled(prod_config: dict) -> None:
-    plan = config_plan(prod_config, lambda p: p["services"]["prediction-coordinator"]
-                       .update(cpu_idle=True))
+    plan = config_plan(
+        prod_config, lambda p: p["services"]["prediction-coordinator"].update(cpu_idle=True)
+    )
     assert_fails(plan.resources, "PF11", "Service 'prediction-coordinator'", "set cpu_idle: false")
 
 
 def test_pf11_coordinator_without_stall_check(prod_config: dict) -> None:
     plan = config_plan(prod_config, lambda p: p["schedules"].pop("check-stalled"))
-    assert_fails(plan.resources, "PF11", "Service 'prediction-coordinator'",
-                 "no scheduled stall check: nothing calls /check-stalled")
+    assert_fails(
+        plan.resources,
+        "PF11",
+        "Service 'prediction-coordinator'",
+        "no scheduled stall check: nothing calls /check-stalled",
+    )
 
 
 def test_pf12_firestore_without_deletion_protection(prod_config: dict) -> None:
@@ -303,8 +399,9 @@ def test_pf12_firestore_without_deletion_protection(prod_config: dict) -> None:
 
 
 def test_pf12_production_service_without_deletion_protection(prod_config: dict) -> None:
-    plan = config_plan(prod_config, lambda p: p["services"]["prediction-worker"]
-                       .update(deletion_protection=False))
+    plan = config_plan(
+        prod_config, lambda p: p["services"]["prediction-worker"].update(deletion_protection=False)
+    )
     assert_fails(plan.resources, "PF12", "Service 'prediction-worker'", "deletion_protection")
 
 
@@ -329,9 +426,20 @@ def _as_preview(resources: list[Resource]) -> list[Resource]:
         return value
 
     return [
-        dataclasses.replace(r, inputs=normalise(blank(r.inputs)), outputs=normalise(
-            {k: (UNKNOWN if k in ("email", "uri", "id", "version", "ref", "digest", "name",
-                                  "member") else v) for k, v in blank(r.outputs).items()}))
+        dataclasses.replace(
+            r,
+            inputs=normalise(blank(r.inputs)),
+            outputs=normalise(
+                {
+                    k: (
+                        UNKNOWN
+                        if k in ("email", "uri", "id", "version", "ref", "digest", "name", "member")
+                        else v
+                    )
+                    for k, v in blank(r.outputs).items()
+                }
+            ),
+        )
         for r in resources
     ]
 
@@ -347,8 +455,9 @@ def test_rules_decide_from_dependencies_when_values_are_unknown(prod_plan: Plan)
 
 def test_undecidable_is_unverifiable_never_passed(prod_plan: Plan) -> None:
     preview = _as_preview(prod_plan.resources)
-    cut = [dataclasses.replace(r, dependencies=()) if r.type == T.SUBSCRIPTION else r
-           for r in preview]
+    cut = [
+        dataclasses.replace(r, dependencies=()) if r.type == T.SUBSCRIPTION else r for r in preview
+    ]
     results = {r.rule.id: r for r in rule_results(cut)}
     assert results["PF01"].status == "unverifiable"
     assert all(f.unverifiable for f in results["PF01"].findings)
