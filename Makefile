@@ -37,8 +37,9 @@ local: plan ## the main job: plan and preflight, then the stack on Google's emul
 image-smoke: ## build both images for real with buildah (as root; apt-installs it) and start each
 	scripts/image_smoke.sh
 
-lint: setup ## ruff over the project
+lint: setup ## ruff: lint rules and formatting (CI runs it)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean: ## remove the venv and caches
 	rm -rf $(VENV) .tools .pytest_cache .ruff_cache .hypothesis
