@@ -29,6 +29,14 @@ REQUIRED_APIS = (
     "secretmanager.googleapis.com",
 )
 
+# Image retention. Every image is tagged with its content hash and deployed by digest, so
+# "untagged" never matches and tags pile up: delete any version older than IMAGE_MAX_AGE, but
+# always keep the IMAGES_KEPT most recent of each image, enough to roll back through recent
+# `deploy history` (KEEP rules win over DELETE rules).
+# https://cloud.google.com/artifact-registry/docs/repositories/cleanup-policy
+IMAGE_MAX_AGE_SECONDS = 90 * 24 * 3600
+IMAGES_KEPT = 20
+
 
 @dataclass(frozen=True)
 class PlatformArgs:
@@ -111,6 +119,26 @@ class Platform(pulumi.ComponentResource):
             repository_id=repo_id,
             format="DOCKER",
             description="Images of the prediction platform's services",
+            cleanup_policies=[
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="delete-old-images",
+                    action="DELETE",
+                    condition=gcp.artifactregistry.RepositoryCleanupPolicyConditionArgs(
+                        tag_state="ANY", older_than=f"{IMAGE_MAX_AGE_SECONDS}s"
+                    ),
+                ),
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="keep-recent-for-rollback",
+                    action="KEEP",
+                    most_recent_versions=(
+                        gcp.artifactregistry.RepositoryCleanupPolicyMostRecentVersionsArgs(
+                            keep_count=IMAGES_KEPT
+                        )
+                    ),
+                ),
+            ],
+            # Policies act (not only report) once declared.
+            cleanup_policy_dry_run=False,
             opts=after_apis,
         )
 

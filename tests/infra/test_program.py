@@ -230,6 +230,15 @@ def test_the_deployer_pushes_to_exactly_its_repository(prod_plan: Plan) -> None:
     assert grant.get("repository") == "platform-images", grant.urn
 
 
+def test_old_images_are_cleaned_up_but_recent_ones_kept_for_rollback(prod_plan: Plan) -> None:
+    (repo,) = prod_plan.of_type(T.REPOSITORY)
+    policies = {p["action"]: p for p in repo.get("cleanupPolicies")}
+    assert repo.get("cleanupPolicyDryRun") is False, repo.urn
+    # Every image is tagged (content hash): a DELETE limited to untagged versions would never act.
+    assert policies["DELETE"]["condition"] == {"tagState": "ANY", "olderThan": "7776000s"}
+    assert policies["KEEP"]["mostRecentVersions"]["keepCount"] >= 10, repo.urn
+
+
 def test_what_runs_or_signs_as_an_account_waits_for_the_deployers_act_as(prod_plan: Plan) -> None:
     acts_as = {
         g.get("serviceAccountId"): g.urn
