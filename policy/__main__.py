@@ -3,8 +3,11 @@
 One ``StackValidationPolicy`` per rule of :mod:`policy.rules`, the same functions
 ``platform plan`` runs; :mod:`policy.adapter` turns the analyzer's resources into the same
 records the offline plan builds. Error-level rules are mandatory, warnings advisory. A check a
-rule cannot decide in a preview (values of new resources are unknown) is reported as a
-violation starting with "unverifiable:", never passed silently.
+rule cannot decide in a preview (values of new resources are unknown) is never passed
+silently: the advisory policy ``preflight-unverifiable`` reports it, with the rule's id.
+Advisory, because a correct program's first preview has such values (a scheduler job's URL
+before its service exists) and must not be blocked; ``make plan`` and the deploy pipeline
+decide every rule offline, where all values are known.
 
 Constructing the ``PolicyPack`` starts the analyzer's gRPC server and prints its port on the
 first line of stdout (how the Pulumi CLI, and ``tests/policy/test_pack.py``, talk to it).
@@ -34,14 +37,27 @@ from policy.rules import RULES, Rule, Severity  # noqa: E402
 PACK_NAME = "prediction-platform-preflight"
 
 
+UNVERIFIABLE_POLICY = "preflight-unverifiable"
+
+
 def _validator(rule: Rule):
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
         graph = Graph(to_records(args.resources))
         for finding in rule.check(graph, rule):
-            prefix = "unverifiable: " if finding.unverifiable else ""
-            report_violation(f"{prefix}{finding.resource}: {finding.message}", finding.urn)
+            if not finding.unverifiable:
+                report_violation(f"{finding.resource}: {finding.message}", finding.urn)
 
     return validate
+
+
+def _unverifiable(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    graph = Graph(to_records(args.resources))
+    for rule in RULES:
+        for finding in rule.check(graph, rule):
+            if finding.unverifiable:
+                report_violation(
+                    f"{rule.id} unverifiable: {finding.resource}: {finding.message}", finding.urn
+                )
 
 
 def policies() -> list[StackValidationPolicy]:
@@ -57,6 +73,14 @@ def policies() -> list[StackValidationPolicy]:
             validate=_validator(rule),
         )
         for rule in RULES
+    ] + [
+        StackValidationPolicy(
+            name=UNVERIFIABLE_POLICY,
+            description="Checks a preflight rule cannot decide in this preview (values of new "
+            "resources are unknown); `make plan` decides them offline",
+            enforcement_level=EnforcementLevel.ADVISORY,
+            validate=_unverifiable,
+        )
     ]
 
 

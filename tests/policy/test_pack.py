@@ -82,11 +82,15 @@ def analyze(stub: analyzer_pb2_grpc.AnalyzerStub, resources: list[Resource]):
 def test_the_pack_lists_the_twelve_rules(analyzer) -> None:
     info = analyzer.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
     assert info.name == "prediction-platform-preflight"
-    names = [p.name for p in info.policies]
+    *rules, unverifiable = info.policies
+    names = [p.name for p in rules]
     assert names == [r.policy_name for r in RULES]
     assert [n.split("-")[0] for n in names] == [f"PF{i:02d}" for i in range(1, 13)]
     mandatory = analyzer_pb2.EnforcementLevel.Value("MANDATORY")
-    assert all(p.enforcementLevel == mandatory for p in info.policies)
+    assert all(p.enforcementLevel == mandatory for p in rules)
+    # Undecidable checks are reported, but must not block a correct program's first preview.
+    assert unverifiable.name == "preflight-unverifiable"
+    assert unverifiable.enforcementLevel == analyzer_pb2.EnforcementLevel.Value("ADVISORY")
 
 
 def test_the_prod_stack_has_no_violation(analyzer, prod_plan: Plan) -> None:
@@ -134,9 +138,24 @@ def test_undecidable_checks_are_reported_unverifiable(analyzer, prod_plan: Plan)
         return dataclasses.replace(r, inputs=inputs, outputs=inputs, dependencies=())
 
     diagnostics = analyze(analyzer, [unknown_push(r) for r in prod_plan.resources])
-    pf01 = [d for d in diagnostics if d.policyName.startswith("PF01")]
-    assert len(pf01) == 2, [d.message for d in diagnostics]
     # pulumi-policy puts the policy's description on the first line, the violation after it.
-    assert all(d.message.split("\n", 1)[1].startswith("unverifiable: ") for d in pf01), [
-        d.message for d in pf01
-    ]
+    pf01 = [d for d in diagnostics if d.message.split("\n", 1)[1].startswith("PF01 ")]
+    assert len(pf01) == 2, [d.message for d in diagnostics]
+    assert all(d.policyName == "preflight-unverifiable" for d in pf01), pf01
+    assert all("PF01 unverifiable: " in d.message for d in pf01), [d.message for d in pf01]
+    advisory = analyzer_pb2.EnforcementLevel.Value("ADVISORY")
+    assert all(d.enforcementLevel == advisory for d in pf01)
+    assert not [d for d in diagnostics if d.policyName.startswith("PF01")], "not as mandatory"
+
+
+def test_a_first_preview_is_not_blocked_by_what_it_cannot_know_yet(
+    analyzer, prod_plan: Plan
+) -> None:
+    """A fresh stack's preview: every new resource's URL, email and digest unknown."""
+    from tests.policy.test_rules import _as_preview
+
+    diagnostics = analyze(analyzer, _as_preview(prod_plan.resources))
+    mandatory = analyzer_pb2.EnforcementLevel.Value("MANDATORY")
+    assert not [d.message for d in diagnostics if d.enforcementLevel == mandatory]
+    # Still said, not passed: the job's URL is unknown until the coordinator exists.
+    assert any("PF11 unverifiable: " in d.message for d in diagnostics), diagnostics
