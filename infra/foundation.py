@@ -14,11 +14,11 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.config import StackConfig
+from infra.options import enable_apis
 
 __all__ = ["Platform", "PlatformArgs", "REQUIRED_APIS", "firestore_index_specs"]
 
-# Every API a resource of this program needs; enabled here so a fresh project deploys in one
-# `pulumi up`. Never disabled on destroy: other workloads in the project may use them.
+# Every API a resource of this program needs (enabled by enable_apis: never disabled on destroy).
 REQUIRED_APIS = (
     "artifactregistry.googleapis.com",
     "cloudscheduler.googleapis.com",
@@ -98,17 +98,7 @@ class Platform(pulumi.ComponentResource):
         cfg = args.config
         child = pulumi.ResourceOptions(parent=self)
 
-        self.apis = [
-            gcp.projects.Service(
-                f"api-{api.split('.')[0]}",
-                project=cfg.project,
-                service=api,
-                # Other workloads in the project may use the API: never turn it off.
-                disable_on_destroy=False,
-                opts=child,
-            )
-            for api in REQUIRED_APIS
-        ]
+        self.apis = enable_apis(cfg.project, REQUIRED_APIS, child)
         after_apis = pulumi.ResourceOptions(parent=self, depends_on=self.apis)
 
         repo_id = cfg.platform.artifact_repository

@@ -1,12 +1,13 @@
-"""Resource options shared by the components."""
+"""Resource options and helpers shared by the components (and the bootstrap program)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import pulumi
+import pulumi_gcp as gcp
 
-__all__ = ["child_options"]
+__all__ = ["child_options", "enable_apis"]
 
 
 def child_options(
@@ -23,3 +24,21 @@ def child_options(
     if not isinstance(inherited, list):
         inherited = [inherited]
     return pulumi.ResourceOptions(parent=parent, depends_on=[*inherited, *depends_on] or None)
+
+
+def enable_apis(
+    project: str, apis: Sequence[str], opts: pulumi.ResourceOptions
+) -> list[gcp.projects.Service]:
+    """One ``projects.Service`` per API (named ``api-<first label>``), enabled so a fresh
+    project deploys in one `pulumi up`; never disabled on destroy, since other workloads in
+    the project may use them."""
+    return [
+        gcp.projects.Service(
+            f"api-{api.split('.')[0]}",
+            project=project,
+            service=api,
+            disable_on_destroy=False,
+            opts=opts,
+        )
+        for api in apis
+    ]

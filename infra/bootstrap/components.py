@@ -5,6 +5,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.options import enable_apis
+
 from .config import BootstrapConfig
 
 __all__ = ["Bootstrap", "BOOTSTRAP_APIS", "DEPLOYER_PROJECT_ROLES", "GITHUB_OIDC_ISSUER"]
@@ -70,16 +72,7 @@ class Bootstrap(pulumi.ComponentResource):
         # Everything here outlives any single deploy: deleting it strands the platform stack.
         keep = pulumi.ResourceOptions(parent=self, protect=True)
 
-        apis = [
-            gcp.projects.Service(
-                f"api-{api.split('.')[0]}",
-                project=cfg.project,
-                service=api,
-                disable_on_destroy=False,
-                opts=child,
-            )
-            for api in BOOTSTRAP_APIS
-        ]
+        apis = enable_apis(cfg.project, BOOTSTRAP_APIS, child)
         after_apis = pulumi.ResourceOptions(parent=self, protect=True, depends_on=apis)
 
         bucket = gcp.storage.Bucket(
