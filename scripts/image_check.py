@@ -48,7 +48,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -483,7 +482,8 @@ def _guarded(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
 
 
 #: CPython 3.11's AST constructor is not thread-safe ("AST constructor recursion depth
-#: mismatch", gh-106905) and check_images runs checks in threads.
+#: mismatch", gh-106905): parses of this module never overlap if a caller uses threads (it
+#: cannot protect against other code's parses; check_images itself uses none).
 _AST_LOCK = threading.Lock()
 
 
@@ -915,10 +915,14 @@ def check_image(
 def check_images(
     services: Iterable[str] = SERVICES, root: Path | str | None = None, **kwargs
 ) -> list[ImageCheckResult]:
-    """:func:`check_image` for several services, their isolated imports run in parallel."""
-    services = list(services)
-    with ThreadPoolExecutor(max_workers=max(len(services), 1)) as pool:
-        return list(pool.map(lambda s: check_image(s, root, **kwargs), services))
+    """:func:`check_image` for several services, one after the other.
+
+    Not in threads: CPython 3.11's ``ast`` keeps interpreter-wide state (gh-106905), and a
+    static scan in a worker thread failed at random with "AST constructor recursion depth
+    mismatch" in CI although this module serialised its own parses. Each check still
+    overlaps its static scan with its isolated import (a subprocess).
+    """
+    return [check_image(s, root, **kwargs) for s in services]
 
 
 def _display(path: Path, root: Path) -> str:

@@ -156,19 +156,31 @@ def test_run_exits_with_command_code_and_releases(cli_env, make_lock):
 
 @pytest.mark.emulator
 def test_two_runs_at_once_second_is_told_who_holds(cli_env, make_lock):
+    # The first holds far longer than the second needs to start, however loaded the machine
+    # (a 3 s hold once ended before the second process reached its acquire); it is stopped
+    # below, which also shows SIGTERM releasing.
     first = subprocess.Popen(
-        [*DEPLOY_LOCK, "run", "--stack", "prod", "--reason", "first", "--", "sleep", "3"],
+        [*DEPLOY_LOCK, "run", "--stack", "prod", "--reason", "first", "--", "sleep", "60"],
         env=cli_env, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     lock = make_lock()
     _wait_until(lambda: lock.status().held, 20, "first run never acquired")
-    second = dl(["run", "--stack", "prod", "--", "sleep", "1"], cli_env)
-    out = expect_proc(second, 3)
-    assert "held by" in out and "sleep 3" in out and "first" in out, out
-    waiting = dl(["run", "--stack", "prod", "--wait", "30", "--", "true"], cli_env)
-    out = expect_proc(waiting, 0)
-    assert "waiting:" in out and "sleep 3" in out
-    assert first.wait(30) == 0
+    try:
+        second = dl(["run", "--stack", "prod", "--", "sleep", "1"], cli_env)
+        out = expect_proc(second, 3)
+        assert "held by" in out and "sleep 60" in out and "first" in out, out
+        waiting = subprocess.Popen(
+            [*DEPLOY_LOCK, "run", "--stack", "prod", "--wait", "60", "--", "true"],
+            env=cli_env, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(2)  # it polls while the first still holds
+        assert waiting.poll() is None, waiting.stderr.read()
+    finally:
+        first.send_signal(signal.SIGTERM)
+    assert first.wait(30) == 128 + signal.SIGTERM
+    assert waiting.wait(60) == 0
+    out = waiting.stderr.read()
+    assert "waiting:" in out and "sleep 60" in out, out
     tokens = [(e.event, e.token) for e in reversed(lock.history(10))]
     assert tokens == [("acquire", 1), ("release", 1), ("acquire", 2), ("release", 2)]
 
