@@ -249,33 +249,28 @@ def create_app(
             raise HTTPException(status_code=404, detail=f"no batch {batch_id!r}")
         return batch.summary(runtime.clock())
 
-    @app.post("/check-stalled")
-    def check_stalled(request: Request, body: Annotated[CheckRequest | None, Body()] = None):
+    def sweep(request: Request, body: CheckRequest | None, event: str, method: str) -> dict:
+        """A scheduled sweep over the batches (the store's ``method``), each action logged."""
         runtime = rt(request)
         dry_run = bool(body and body.dry_run)
         now = runtime.clock()
-        actions = runtime.store.check_stalled(runtime.settings.policy, now=now, dry_run=dry_run)
+        run = getattr(runtime.store, method)
+        actions = run(runtime.settings.policy, now=now, dry_run=dry_run)
         for a in actions:
-            log.info("check-stalled", **a.to_dict(), dry_run=dry_run)
+            log.info(event, **a.to_dict(), dry_run=dry_run)
         return {
             "checked_at": now.isoformat(),
             "dry_run": dry_run,
             "actions": [a.to_dict() for a in actions],
         }
 
+    @app.post("/check-stalled")
+    def check_stalled(request: Request, body: Annotated[CheckRequest | None, Body()] = None):
+        return sweep(request, body, "check-stalled", "check_stalled")
+
     @app.post("/cleanup-stuck")
     def cleanup_stuck(request: Request, body: Annotated[CheckRequest | None, Body()] = None):
-        runtime = rt(request)
-        dry_run = bool(body and body.dry_run)
-        now = runtime.clock()
-        actions = runtime.store.cleanup_stuck(runtime.settings.policy, now=now, dry_run=dry_run)
-        for a in actions:
-            log.info("cleanup-stuck", **a.to_dict(), dry_run=dry_run)
-        return {
-            "checked_at": now.isoformat(),
-            "dry_run": dry_run,
-            "actions": [a.to_dict() for a in actions],
-        }
+        return sweep(request, body, "cleanup-stuck", "cleanup_stuck")
 
     @app.post("/admin/clear-batch")
     def clear_batch(
