@@ -241,35 +241,56 @@ def envs(svc: Resource) -> Iterator[dict]:
 )
 def push_identity_can_invoke(graph: Graph, rule: Rule) -> Iterator[Finding]:
     for sub in push_subscriptions(graph):
-        endpoint = sub.get("pushConfig.pushEndpoint")
-        email = sub.get("pushConfig.oidcToken.serviceAccountEmail")
-        if not sub.get("pushConfig.oidcToken"):
-            yield rule.finding(
-                sub,
-                "push without an OIDC token: Cloud Run rejects every delivery; set "
-                "push_config.oidc_token with an identity that has roles/run.invoker",
-            )
-            continue
-        svc = cloud_run_by_url(graph, sub, endpoint)
-        if svc is None:
-            if _known(endpoint) and ".run.app" not in str(endpoint):
-                continue  # not a Cloud Run target: nothing for run.invoker to grant
-            yield rule.unknown(sub, f"cannot tell which Cloud Run service {endpoint} is")
-            continue
-        sa = identity(graph, sub, email)
-        verdict = may_invoke(graph, svc, sa, email)
-        if verdict is None:
-            yield rule.unknown(
-                sub, f"cannot tell whether its push identity may invoke {svc.describe()}"
-            )
-        elif not verdict:
-            who = email if _known(email) else (sa.name if sa else "its push identity")
-            yield rule.finding(
-                sub,
+        yield from _caller_may_invoke(
+            graph,
+            rule,
+            sub,
+            url=sub.get("pushConfig.pushEndpoint"),
+            token=sub.get("pushConfig.oidcToken"),
+            email=sub.get("pushConfig.oidcToken.serviceAccountEmail"),
+            subject="its push identity",
+            no_token="push without an OIDC token: Cloud Run rejects every delivery; set "
+            "push_config.oidc_token with an identity that has roles/run.invoker",
+            denied=lambda who, svc: (
                 f"push identity {who} has no roles/run.invoker on {svc.describe()}: every "
                 "delivery fails with 403 until retries run out; grant it with a "
-                "cloudrunv2.ServiceIamMember on exactly that service",
-            )
+                "cloudrunv2.ServiceIamMember on exactly that service"
+            ),
+        )
+
+
+def _caller_may_invoke(
+    graph: Graph,
+    rule: Rule,
+    caller: Resource,
+    *,
+    url: Any,
+    token: Any,
+    email: Any,
+    subject: str,
+    no_token: str,
+    denied: Callable[[str, Resource], str],
+) -> Iterator[Finding]:
+    """What is wrong with a resource that calls a Cloud Run URL with an OIDC token (a push
+    subscription, a scheduler job): no token, or an identity without roles/run.invoker on the
+    service the URL points at. Undecidable parts are unverifiable, never passed."""
+    if not token:
+        yield rule.finding(caller, no_token)
+        return
+    svc = cloud_run_by_url(graph, caller, url)
+    if svc is None:
+        if _known(url) and ".run.app" not in str(url):
+            return  # not a Cloud Run target: nothing for run.invoker to grant
+        yield rule.unknown(caller, f"cannot tell which Cloud Run service {url} is")
+        return
+    sa = identity(graph, caller, email)
+    verdict = may_invoke(graph, svc, sa, email)
+    if verdict is None:
+        yield rule.unknown(caller, f"cannot tell whether {subject} may invoke {svc.describe()}")
+    elif not verdict:
+        yield rule.finding(
+            caller, denied(email if _known(email) else (sa.name if sa else subject), svc)
+        )
 
 
 @rule("PF02", "every-topic-has-a-subscription", "A topic or dead-letter topic with no subscription")
@@ -667,30 +688,21 @@ def _checked_image(service: str, root: str, dockerfile: str, tag: str) -> tuple[
 def scheduled_calls_and_background_work(graph: Graph, rule: Rule) -> Iterator[Finding]:
     jobs = graph.of_type(T.SCHEDULER_JOB)
     for job in jobs:
-        uri = job.get("httpTarget.uri")
-        if not job.get("httpTarget.oidcToken"):
-            yield rule.finding(
-                job,
-                "calls without an OIDC token: Cloud Run rejects it; set "
-                "http_target.oidc_token with an invoker identity",
-            )
-            continue
-        svc = cloud_run_by_url(graph, job, uri)
-        if svc is None:
-            if _known(uri) and ".run.app" not in str(uri):
-                continue
-            yield rule.unknown(job, f"cannot tell which Cloud Run service {uri} is")
-            continue
-        email = job.get("httpTarget.oidcToken.serviceAccountEmail")
-        verdict = may_invoke(graph, svc, identity(graph, job, email), email)
-        if verdict is None:
-            yield rule.unknown(job, f"cannot tell whether its identity may invoke {svc.describe()}")
-        elif not verdict:
-            yield rule.finding(
-                job,
-                f"identity {email} has no roles/run.invoker on {svc.describe()}: every "
-                "run fails with 403; grant it on exactly that service",
-            )
+        yield from _caller_may_invoke(
+            graph,
+            rule,
+            job,
+            url=job.get("httpTarget.uri"),
+            token=job.get("httpTarget.oidcToken"),
+            email=job.get("httpTarget.oidcToken.serviceAccountEmail"),
+            subject="its identity",
+            no_token="calls without an OIDC token: Cloud Run rejects it; set "
+            "http_target.oidc_token with an invoker identity",
+            denied=lambda who, svc: (
+                f"identity {who} has no roles/run.invoker on {svc.describe()}: every "
+                "run fails with 403; grant it on exactly that service"
+            ),
+        )
     for svc in graph.of_type(T.CLOUD_RUN):
         labels = svc.get("labels") or {}
         if labels.get("background-work") == "true":
