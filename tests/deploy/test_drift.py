@@ -58,6 +58,22 @@ def _record(r, images=None, tags=None):
     )
 
 
+def _drift(repo, *, last, inspector=None, engine=None, registry=None):
+    """``compute_drift`` for the prod stack of the temporary repository (its services, image
+    targets and checkout); each test passes what it varies."""
+    return compute_drift(
+        stack="prod",
+        repo=GitRepo(repo.root),
+        root=repo.root,
+        services=refs(),
+        image_targets=targets(),
+        last=last,
+        inspector=inspector,
+        engine=engine,
+        registry=registry,
+    )
+
+
 def test_context_paths_are_the_files_landing_in_the_image_plus_dockerfile(repo):
     paths = context_paths("prediction-worker", repo.root)
     assert "images/worker.Dockerfile" in paths and "shared/contract.py" in paths
@@ -70,17 +86,7 @@ def test_code_drift_counts_commits_behind_and_lists_per_service_context_changes(
     inspector = FakeInspector()
     for s, c in zip(SERVICES, "cw", strict=True):
         inspector.serve(s, digest(c), commit=repo.deployed)
-    report = compute_drift(
-        stack="prod",
-        repo=GitRepo(repo.root),
-        root=repo.root,
-        services=refs(),
-        image_targets=targets(),
-        last=_record(repo),
-        inspector=inspector,
-        engine=None,
-        registry=None,
-    )
+    report = _drift(repo, last=_record(repo), inspector=inspector)
     assert report.errors == []
     code = report.code
     assert code.deployed == repo.deployed and code.deployed_source == "label"
@@ -96,34 +102,14 @@ def test_no_drift_when_main_is_the_deployed_commit(repo):
     record = _record(repo)
     record.commit = head
     record.image_tags = {s: image_tag(s, repo.root) for s in SERVICES}
-    report = compute_drift(
-        stack="prod",
-        repo=GitRepo(repo.root),
-        root=repo.root,
-        services=refs(),
-        image_targets=targets(),
-        last=record,
-        inspector=None,
-        engine=FakeEngine(changes=[]),
-        registry=None,
-    )
+    report = _drift(repo, last=record, engine=FakeEngine(changes=[]))
     assert report.errors == [] and report.code.behind == 0
     assert [i.drifted for i in report.images] == [False, False]
     assert report.config == [] and not report.drifted
 
 
 def test_image_drift_from_the_recorded_tag_without_a_registry(repo):
-    report = compute_drift(
-        stack="prod",
-        repo=GitRepo(repo.root),
-        root=repo.root,
-        services=refs(),
-        image_targets=targets(),
-        last=_record(repo),
-        inspector=None,
-        engine=None,
-        registry=None,
-    )
+    report = _drift(repo, last=_record(repo))
     drift = {i.service: i for i in report.images}
     # shared/ changed: both images' contexts changed since the deploy.
     assert drift["prediction-worker"].drifted and drift["prediction-coordinator"].drifted
@@ -145,17 +131,7 @@ def test_image_drift_against_the_registry_digest_of_the_current_tag(repo):
     inspector = FakeInspector()
     for s, c in zip(SERVICES, "cw", strict=True):
         inspector.serve(s, digest(c), commit=repo.deployed)
-    report = compute_drift(
-        stack="prod",
-        repo=GitRepo(repo.root),
-        root=repo.root,
-        services=refs(),
-        image_targets=targets(),
-        last=_record(repo),
-        inspector=inspector,
-        engine=None,
-        registry=registry,
-    )
+    report = _drift(repo, last=_record(repo), inspector=inspector, registry=registry)
     drift = {i.service: i for i in report.images}
     assert not drift["prediction-coordinator"].drifted
     assert drift["prediction-worker"].drifted
@@ -171,17 +147,7 @@ def test_config_drift_runs_refresh_preview_with_the_deployed_commit_and_digests(
     )
     engine = FakeEngine(changes=[change])
     record = _record(repo)
-    report = compute_drift(
-        stack="prod",
-        repo=GitRepo(repo.root),
-        root=repo.root,
-        services=refs(),
-        image_targets=targets(),
-        last=record,
-        inspector=None,
-        engine=engine,
-        registry=None,
-    )
+    report = _drift(repo, last=record, engine=engine)
     assert report.config == [change]
     ((kind, stack, env),) = engine.calls
     assert (kind, stack) == ("preview", "prod")
@@ -194,16 +160,6 @@ def test_config_drift_runs_refresh_preview_with_the_deployed_commit_and_digests(
 def test_unknown_deployed_commit_is_an_error_not_no_drift(repo):
     record = _record(repo)
     record.commit = "f" * 40
-    report = compute_drift(
-        stack="prod",
-        repo=GitRepo(repo.root),
-        root=repo.root,
-        services=refs(),
-        image_targets=targets(),
-        last=record,
-        inspector=None,
-        engine=None,
-        registry=None,
-    )
+    report = _drift(repo, last=record)
     assert report.code is None
     assert any("not in this clone" in e for e in report.errors)
