@@ -2,8 +2,12 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# uv from PATH, else a private copy installed with pip into .tools/ (never the user's site).
-UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)
+# A private, pinned uv installed with pip into .tools/ (git-ignored), never one found on PATH:
+# every machine, a developer's laptop, a GitHub runner, Cloud Build and CI, takes the same path
+# a fresh machine takes. `make UV=uv ...` uses your own uv instead.
+UV_VERSION := 0.13.9
+PRIVATE_UV := $(CURDIR)/.tools/bin/uv
+UV ?= $(PRIVATE_UV)
 VENV := .venv
 PY := $(VENV)/bin/python
 STACK ?= prod
@@ -13,11 +17,11 @@ STACK ?= prod
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(CURDIR)/.tools/bin/uv:
+$(PRIVATE_UV):
 	python3 -m venv .tools
-	.tools/bin/pip install --quiet uv
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+$(VENV)/.synced: pyproject.toml uv.lock | $(filter $(PRIVATE_UV),$(UV))
 	$(UV) sync --frozen --all-groups
 	@touch $@
 
