@@ -18,6 +18,7 @@ Used by ``platform plan``, the preflight rules, the local platform and the deplo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -190,10 +191,46 @@ class RecordingMonitor(MockMonitor):
         super().__init__(_CaptureInputs(mocks, self))
         self.records: list[Resource] = []
         self._local = threading.local()
+        self._thread_loops: set[asyncio.AbstractEventLoop] = set()
+        self._loops_lock = threading.Lock()
+
+    def _note_thread_loop(self) -> None:
+        # Pulumi's MockMonitor calls _ensure_event_loop() in the executor thread that serves
+        # each RPC, and so leaves one event loop per thread for the interpreter to close at
+        # exit (where it printed "Exception ignored in: BaseEventLoop.__del__"). Note them so
+        # close_thread_loops() can close them when the run ends.
+        try:
+            loop = asyncio.get_event_loop_policy().get_event_loop()
+        except RuntimeError:
+            return
+        with self._loops_lock:
+            self._thread_loops.add(loop)
+
+    def close_thread_loops(self) -> None:
+        with self._loops_lock:
+            loops, self._thread_loops = self._thread_loops, set()
+        for loop in loops:
+            if not loop.is_closed() and not loop.is_running():
+                loop.close()
+
+    def Invoke(self, request: Any) -> Any:  # noqa: N802 - the gRPC method's name
+        try:
+            return super().Invoke(request)
+        finally:
+            self._note_thread_loop()
+
+    def ReadResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method's name
+        try:
+            return super().ReadResource(request)
+        finally:
+            self._note_thread_loop()
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - the gRPC method's name
         self._local.inputs = {}
-        response = super().RegisterResource(request)
+        try:
+            response = super().RegisterResource(request)
+        finally:
+            self._note_thread_loop()
         if request.type == "pulumi:pulumi:Stack":
             return response
         registered = self.resources.get(response.urn)
@@ -323,6 +360,50 @@ def run_program(
     secret_keys: list[str] | None = None,
 ) -> tuple[list[Resource], dict[str, Any]]:
     """Run ``program`` (a callable) under the mocks; return the records and stack outputs."""
+
+    # One event loop per run, closed before returning: Pulumi's _sync_await otherwise creates
+    # one that lives until interpreter exit, and its __del__ then printed "Exception ignored
+    # in: BaseEventLoop.__del__ ... Invalid file descriptor: -1" about one run in three.
+    monitor = RecordingMonitor(mocks)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return _run_program_in_loop(
+            program,
+            monitor,
+            project=project,
+            stack=stack,
+            mocks=mocks,
+            engine_config=engine_config,
+            secret_keys=secret_keys,
+        )
+    finally:
+        _close_loop(loop)
+        monitor.close_thread_loops()
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.run_until_complete(loop.shutdown_default_executor())
+    asyncio.set_event_loop(None)
+    loop.close()
+
+
+def _run_program_in_loop(
+    program: Any,
+    monitor: RecordingMonitor,
+    *,
+    project: str,
+    stack: str,
+    mocks: Any,
+    engine_config: Mapping[str, str] | None,
+    secret_keys: list[str] | None,
+) -> tuple[list[Resource], dict[str, Any]]:
     import pulumi
     from pulumi.runtime import settings as pulumi_settings
     from pulumi.runtime.config import set_all_config
@@ -330,7 +411,6 @@ def run_program(
     from pulumi.runtime.stack import run_pulumi_func
     from pulumi.runtime.sync_await import _sync_await
 
-    monitor = RecordingMonitor(mocks)
     # A fresh root stack per run: set_mocks keeps an existing one, so a second program in the
     # same process (the bootstrap after the platform stack) would report both programs' exports.
     pulumi_settings.reset_options(project=project, stack=stack, preview=False)

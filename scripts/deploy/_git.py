@@ -64,9 +64,21 @@ class GitRepo:
         return True
 
     def dirty_paths(self) -> list[str]:
-        """Paths with uncommitted changes (untracked files included, ignored ones not)."""
-        out = self._git("status", "--porcelain", "--untracked-files=normal")
+        """Tracked paths with uncommitted changes (modified, staged, deleted, renamed).
+
+        Untracked files are not changes to the commit: see :meth:`untracked_paths`."""
+        out = self._git("status", "--porcelain", "--untracked-files=no")
         return [line[3:] for line in out.splitlines() if line.strip()]
+
+    def untracked_paths(self) -> list[str]:
+        """Untracked files git does not ignore, relative to the root (POSIX)."""
+        out = self._git("ls-files", "--others", "--exclude-standard", "--full-name")
+        return sorted(line for line in out.splitlines() if line.strip())
+
+    def tracked_files(self) -> list[str]:
+        """Every file of the index (what a fresh clone of HEAD plus staged changes holds)."""
+        out = self._git("ls-files", "--cached", "--full-name")
+        return sorted(line for line in out.splitlines() if line.strip())
 
     def commits_between(self, base: str, head: str, paths: Iterable[str] = ()) -> list[Commit]:
         """Commits in ``head`` not in ``base`` (``base..head``), newest first, optionally only

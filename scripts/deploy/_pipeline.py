@@ -226,6 +226,21 @@ def _expected_digests(
     return expected
 
 
+def _uncommitted_build_inputs(repo: GitRepo) -> list[str]:
+    """What would make the commit label lie: tracked changes, and untracked files that the
+    image builds would send (the repo-root context after ``.dockerignore``). Untracked files
+    no image sees (``.tools/``, ``.local/``, an editor's scratch file) are not the deploy's
+    business."""
+    from infra.build_context import ContextSnapshot
+
+    dirty = repo.dirty_paths()
+    untracked = repo.untracked_paths()
+    if untracked:
+        in_context = ContextSnapshot(repo.root.resolve()).files
+        dirty += [p for p in untracked if p in in_context]
+    return dirty
+
+
 def run_deploy(
     request: DeployRequest,
     *,
@@ -267,7 +282,7 @@ def run_deploy(
                     "deployment, or restore them in the stack config first"
                 )
         if not request.dry_run and not request.allow_dirty:
-            dirty = repo.dirty_paths()
+            dirty = _uncommitted_build_inputs(repo)
             if dirty:
                 shown = ", ".join(dirty[:10]) + (" ..." if len(dirty) > 10 else "")
                 raise DirtyTree(

@@ -203,6 +203,25 @@ def test_a_dirty_tree_is_refused_unless_allowed(world):
     assert world.deploy(allow_dirty=True).exit_code == ExitCode.OK
 
 
+def test_untracked_files_outside_every_image_do_not_dirty_the_tree(world):
+    # What the Makefile creates on a fresh machine (.tools/ with pip's own files) and other
+    # untracked files no image build sees must not block a deploy.
+    world.repo.write(".dockerignore", "**/tests\n**/__pycache__\n.git\n.tools\n")
+    world.repo.commit("ignore .tools in the build context")
+    world.repo.write(".tools/lib/python3.11/site-packages/pip/__init__.py", "x = 1\n")
+    world.repo.write("services/worker/tests/scratch.py", "y = 2\n")
+    out = world.deploy()
+    assert out.exit_code == ExitCode.OK, out.error
+
+
+def test_an_untracked_file_inside_an_image_context_is_refused(world):
+    # It would be built into the image while the commit label says it is not there.
+    world.repo.write("shared/new_module.py", "z = 3\n")
+    out = world.deploy()
+    assert out.exit_code == ExitCode.ERROR, out.error
+    assert "shared/new_module.py" in out.error and "--allow-dirty" in out.error
+
+
 def test_sigterm_mid_apply_interrupts_records_and_releases(world):
     world.engine.block_up = True
 

@@ -69,7 +69,9 @@ PYTHON_BUILDERS = {"scripts/deploy/_cloudbuild.py"}
 
 def _project_files() -> list[str]:
     out = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        # The project's files are what git tracks: a fresh clone has exactly these. Untracked
+        # files (.tools/, .venv/ made by the Makefile) are not the project's.
+        ["git", "ls-files", "--cached"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
