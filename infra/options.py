@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_gcp as gcp
 
-__all__ = ["child_options", "enable_apis"]
+__all__ = ["child_options", "after", "enable_apis", "moved_from"]
 
 
 def child_options(
@@ -15,15 +15,34 @@ def child_options(
     opts: pulumi.ResourceOptions | None,
     depends_on: Sequence[pulumi.Resource] = (),
 ) -> pulumi.ResourceOptions:
-    """``parent=`` plus the component's own ``depends_on`` (the required APIs).
+    """``parent=`` plus the component's own ``depends_on`` (the required APIs) and ``depends_on``.
 
     A component's ``depends_on`` does not reach its children: without this, a fresh project's
-    first `pulumi up` would create a topic before the Pub/Sub API is enabled.
+    first `pulumi up` would create a topic before the Pub/Sub API is enabled. The component's
+    ``depends_on`` may be one resource, a list, or an Output of either (as Pulumi allows):
+    ``ResourceOptions.merge`` normalises them, so nothing here unpacks it by hand.
     """
-    inherited = list((opts.depends_on if opts else None) or [])
-    if not isinstance(inherited, list):
-        inherited = [inherited]
-    return pulumi.ResourceOptions(parent=parent, depends_on=[*inherited, *depends_on] or None)
+    inherited = pulumi.ResourceOptions(depends_on=opts.depends_on if opts else None)
+    return pulumi.ResourceOptions.merge(
+        inherited, pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on) or None)
+    )
+
+
+def after(value: pulumi.Input[str], *resources: pulumi.Resource) -> pulumi.Output[str]:
+    """``value``, resolving only once ``resources`` exist: an output others consume waits for
+    the IAM that makes it usable (a topic name for its publishers' grants, a repository URL
+    for the deployer's write grant)."""
+    return pulumi.Output.all(value, *(r.urn for r in resources)).apply(lambda v: v[0])
+
+
+def moved_from(parent_type: str, parent_name: str) -> list[pulumi.Alias]:
+    """Aliases for a resource that moved into a new component from ``parent_type``/``name``
+    (a root-level component), so existing stacks keep it instead of replacing it."""
+    return [
+        pulumi.Alias(
+            parent=pulumi.create_urn(parent_name, parent_type, parent=pulumi.ROOT_STACK_RESOURCE)
+        )
+    ]
 
 
 def enable_apis(

@@ -13,13 +13,16 @@ from typing import Any
 
 import pulumi
 
+from infra.apis import Apis, ApisArgs
 from infra.config import PLATFORM_KEY, ConfigError, StackConfig, parse_stack_config
+from infra.database import Database, DatabaseArgs
 from infra.deploy_env import DeployEnv
-from infra.foundation import Platform, PlatformArgs
+from infra.image import Image, ImageArgs, pinned_image
+from infra.registry import ImageRepository, ImageRepositoryArgs
 from infra.schedule import Schedule, ScheduleArgs
 from infra.secret import Secret, SecretArgs
 from infra.service import SecretRef, Service, ServiceArgs
-from infra.topic import PushTarget, Topic, TopicArgs
+from infra.topic import PushTarget, Topic, TopicArgs, pubsub_agent_member
 
 __all__ = ["load_stack", "compose", "required_indexes"]
 
@@ -76,11 +79,20 @@ def compose(
 ) -> dict[str, Any]:
     """Declare every component; return the stack outputs."""
     p = config.platform
-    platform = Platform(
-        "platform",
-        PlatformArgs(config=config, indexes=required_indexes() if indexes is None else indexes),
+    apis = Apis("apis", ApisArgs(stack=config))
+    after_apis = pulumi.ResourceOptions(depends_on=apis.services)
+    # The bootstrap's deploy identity: its project roles are the bootstrap's; this stack grants
+    # it only rights scoped to resources the stack owns.
+    deployer_member = f"serviceAccount:{p.deploy.service_account}"
+    repository = ImageRepository(
+        "images", ImageRepositoryArgs(stack=config, deployer_member=deployer_member), after_apis
     )
-    after_apis = pulumi.ResourceOptions(depends_on=platform.apis)
+    Database(
+        "batch-state",
+        DatabaseArgs(stack=config, indexes=required_indexes() if indexes is None else indexes),
+        after_apis,
+    )
+    pubsub_agent = pubsub_agent_member(config.project)
 
     secrets = {
         key: Secret(key, SecretArgs(key=key, stack=config, value=secret_values[key]), after_apis)
@@ -88,6 +100,15 @@ def compose(
     }
     pushed = {sub.service for t in p.topics.values() for sub in t.subscriptions}
     scheduled = {job.service for job in p.schedules.values()}
+    images = {
+        name: pinned_image(name, svc, deploy)
+        or Image(
+            name,
+            ImageArgs(service=name, stack=config, deploy=deploy, repository_url=repository.url),
+            after_apis,
+        ).ref
+        for name, svc in p.services.items()
+    }
     services = {
         name: Service(
             name,
@@ -96,8 +117,8 @@ def compose(
                 config=svc,
                 stack=config,
                 deploy=deploy,
-                repository_url=platform.repository_url,
-                deployer_member=platform.deployer_member,
+                image=images[name],
+                deployer_member=deployer_member,
                 secrets={
                     s: SecretRef(secret_id=secrets[s].secret_id, version=secrets[s].version)
                     for s in svc.secret_env.values()
@@ -123,7 +144,7 @@ def compose(
                     )
                     for sub in topic.subscriptions
                 },
-                pubsub_agent_member=platform.pubsub_agent_member,
+                pubsub_agent_member=pubsub_agent,
                 publishers={
                     name: services[name].runtime_member
                     for name, svc in p.services.items()
@@ -152,5 +173,5 @@ def compose(
         "dead_letter_subscriptions": {
             key: t.dead_letter_subscription_name for key, t in topics.items()
         },
-        "repository_url": platform.repository_url,
+        "repository_url": repository.url,
     }

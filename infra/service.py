@@ -1,17 +1,13 @@
-"""A Cloud Run service with its identities, image, runtime roles and invokers."""
+"""A Cloud Run service with its identities, runtime roles and invokers (its image: image.py)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pulumi
-import pulumi_docker_build as docker_build
 import pulumi_gcp as gcp
 
-from infra.build_context import BuildContextError, dockerfile_for, image_tag
 from infra.config import ServiceConfig, StackConfig
 from infra.deploy_env import DeployEnv, label_value
 from infra.naming import Kind
@@ -27,9 +23,6 @@ INGRESS = {
 }
 INVOKER_ROLE = "roles/run.invoker"
 ACT_AS_ROLE = "roles/iam.serviceAccountUser"
-PROGRAM_DIR = Path(__file__).resolve().parent
-# Cloud Run runs on linux/amd64; an image built on an arm64 laptop would not start.
-IMAGE_PLATFORM = docker_build.Platform.LINUX_AMD64
 
 
 def substitute(value: str, cfg: StackConfig) -> str:
@@ -55,7 +48,7 @@ class ServiceArgs:
     config: ServiceConfig
     stack: StackConfig
     deploy: DeployEnv
-    repository_url: pulumi.Input[str]
+    image: pulumi.Input[str]  # the digest ref to run (an Image component's ``ref``, or pinned)
     deployer_member: pulumi.Input[str]
     secrets: Mapping[str, SecretRef] = field(default_factory=dict)  # secret key -> ref
     pushed_by_pubsub: bool = False  # some subscription pushes to it: make its push identity
@@ -63,7 +56,7 @@ class ServiceArgs:
 
 
 class Service(pulumi.ComponentResource):
-    """A Cloud Run service deployed by image digest, running as its own service account.
+    """A Cloud Run service running the given image digest as its own service account.
 
     Owns every identity that talks to it: its runtime account (with exactly the roles its
     config implies), the identity Pub/Sub pushes to it as, and the identity Cloud Scheduler
@@ -129,7 +122,7 @@ class Service(pulumi.ComponentResource):
                 )
             )
 
-        self.image_ref = self._image(name, args, child)
+        self.image_ref = pulumi.Output.from_input(args.image)
 
         envs = [
             gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(name=k, value=substitute(v, cfg))
@@ -292,40 +285,3 @@ class Service(pulumi.ComponentResource):
         return pulumi.Output.all(account.email, binding.id, deployer_acts_as.id).apply(
             lambda v: v[0]
         )
-
-    def _image(
-        self, name: str, args: ServiceArgs, child: pulumi.ResourceOptions
-    ) -> pulumi.Output[str]:
-        override = args.deploy.image_overrides.get(args.name) or args.config.image
-        if override:
-            # Rollback and remote (Cloud Build) builds hand a digest: nothing is built here.
-            return pulumi.Output.from_input(override)
-        root = Path(args.deploy.repo_root)
-        try:
-            tag = image_tag(args.name, snapshot=args.deploy.build_context)
-        except (FileNotFoundError, BuildContextError) as exc:
-            raise pulumi.RunError(
-                f"{args.name}: cannot compute the image tag from {dockerfile_for(args.name)} "
-                f"under {root}: {exc} (or give a digest in PLATFORM_IMAGE_OVERRIDES)"
-            ) from None
-        image_name = args.stack.name(Kind.IMAGE, args.name)
-        # Relative to infra/, the directory the Pulumi CLI runs the program in (`main: infra/`):
-        # no machine paths in the state, and the policy pack resolves them the same way.
-        context = os.path.relpath(root, PROGRAM_DIR)
-        image = docker_build.Image(
-            f"{name}-image",
-            # The repo root, not the service folder: the image needs shared/ too (a build
-            # from services/<name>/ once shipped an image without it).
-            context=docker_build.BuildContextArgs(location=context),
-            dockerfile=docker_build.DockerfileArgs(
-                location=os.path.join(context, dockerfile_for(args.name))
-            ),
-            tags=[pulumi.Output.concat(args.repository_url, "/", image_name, ":", tag)],
-            platforms=[IMAGE_PLATFORM],
-            push=True,
-            # A preview must never need a Docker daemon.
-            build_on_preview=False,
-            opts=child,
-        )
-        # `ref` is "<tag>@sha256:<digest>": Cloud Run runs exactly what was built.
-        return image.ref

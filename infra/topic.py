@@ -10,11 +10,24 @@ import pulumi_gcp as gcp
 
 from infra.config import DEAD_LETTER_RETENTION, StackConfig, TopicConfig
 from infra.naming import Kind
-from infra.options import child_options
+from infra.options import after, child_options
 
-__all__ = ["Topic", "TopicArgs", "PushTarget"]
+__all__ = ["Topic", "TopicArgs", "PushTarget", "pubsub_agent_member"]
 
 NEVER_EXPIRE = ""  # expiration_policy.ttl "" = never; the default deletes idle ones after 31 days
+
+
+def pubsub_agent_member(project: str) -> pulumi.Output[str]:
+    """The project's Pub/Sub service agent (``serviceAccount:service-<number>@gcp-sa-pubsub...``).
+
+    It moves undeliverable messages to the dead-letter topic: it needs publisher there and
+    subscriber on the source subscription.
+    https://cloud.google.com/pubsub/docs/handling-failures#grant_forwarding_permissions
+    """
+    number = gcp.organizations.get_project_output(project_id=project).number
+    return number.apply(
+        lambda n: f"serviceAccount:service-{n}@gcp-sa-pubsub.iam.gserviceaccount.com"
+    )
 
 
 @dataclass(frozen=True)
@@ -36,7 +49,12 @@ class TopicArgs:
 
 
 class Topic(pulumi.ComponentResource):
-    """The topic, one push subscription per configured target, and a kept dead-letter topic."""
+    """The topic, one push subscription per configured target, and a kept dead-letter topic.
+
+    Names resolve only after the grants that make them usable: ``topic_name`` after its
+    publishers', ``dead_letter_topic_name`` after the agent's publisher right, each
+    subscription name after the agent's subscriber right on it.
+    """
 
     topic_name: pulumi.Output[str]
     dead_letter_topic_name: pulumi.Output[str]
@@ -80,9 +98,10 @@ class Topic(pulumi.ComponentResource):
             opts=child,
         )
 
+        publishers = []
         for service, member in sorted(args.publishers.items()):
             # Exactly the topics the service's config says it publishes to; nothing project-wide.
-            gcp.pubsub.TopicIAMMember(
+            publisher = gcp.pubsub.TopicIAMMember(
                 f"{name}-publisher-{service}",
                 project=cfg.project,
                 topic=topic.name,
@@ -90,6 +109,7 @@ class Topic(pulumi.ComponentResource):
                 member=member,
                 opts=child,
             )
+            publishers.append(publisher)
 
         self.subscription_names = []
         for sub in args.config.subscriptions:
@@ -128,7 +148,7 @@ class Topic(pulumi.ComponentResource):
                 opts=child_options(self, opts, depends_on=[dl_publisher]),
             )
             # ...and may acknowledge (subscribe) on the source subscription.
-            gcp.pubsub.SubscriptionIAMMember(
+            agent_subscriber = gcp.pubsub.SubscriptionIAMMember(
                 f"{logical}-agent-subscriber",
                 project=cfg.project,
                 subscription=subscription.name,
@@ -136,10 +156,10 @@ class Topic(pulumi.ComponentResource):
                 member=args.pubsub_agent_member,
                 opts=child,
             )
-            self.subscription_names.append(subscription.name)
+            self.subscription_names.append(after(subscription.name, agent_subscriber))
 
-        self.topic_name = topic.name
-        self.dead_letter_topic_name = dead_letter.name
+        self.topic_name = after(topic.name, *publishers)
+        self.dead_letter_topic_name = after(dead_letter.name, dl_publisher)
         self.dead_letter_subscription_name = dead_letter_sub.name
         self.register_outputs(
             {

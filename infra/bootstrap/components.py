@@ -28,7 +28,7 @@ BOOTSTRAP_APIS = (
 #: (run.developer, datastore.user). Not here: serviceAccountUser.
 #: The platform stack grants it on exactly each service account it creates (runtime, push,
 #: scheduler; infra/service.py), and the deployer's push right on exactly its image
-#: repository (infra/foundation.py): acting as every account in the project is not needed.
+#: repository (infra/registry.py): acting as every account in the project is not needed.
 DEPLOYER_PROJECT_ROLES = (
     "roles/run.admin",  # services and their invoker bindings (run.developer cannot set IAM)
     # The platform's service accounts, and the per-account grants on them (actAs included).

@@ -40,7 +40,10 @@ def test_plan_prints_the_prod_inventory_grouped_by_component() -> None:
     result, out = invoke("plan", "--stack", "prod")
     assert result.exit_code == 0, out
     for heading in (
-        "Platform platform",
+        "Apis apis",
+        "ImageRepository images",
+        "Database batch-state",
+        "Image prediction-worker",
         "Service prediction-coordinator",
         "Service prediction-worker",
         "Topic prediction-request",

@@ -14,7 +14,7 @@ import pytest
 
 from infra.build_context import image_tag
 from infra.config import ConfigError
-from infra.service import PROGRAM_DIR
+from infra.image import PROGRAM_DIR
 from policy.graph import SECRET, Resource, T
 from policy.rules import RULES, run_rules
 from scripts.offline_plan import REPO_ROOT, Plan, PlanError, evaluate_stack
@@ -47,7 +47,11 @@ PROD_INVENTORY = {
     "gcp:serviceaccount/iAMMember:IAMMember": 5,
 }
 COMPONENTS = {
-    "platform:index:Platform": 1,
+    # The former Platform, one component per concept (issue 15): same resources inside.
+    "platform:index:Apis": 1,
+    "platform:index:ImageRepository": 1,
+    "platform:index:Database": 1,
+    "platform:index:Image": 2,
     "platform:index:Service": 2,
     "platform:index:Topic": 2,
     "platform:index:Secret": 1,

@@ -1,0 +1,97 @@
+"""The Artifact Registry repository the services' images live in, and who may push to it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra.config import StackConfig
+from infra.options import after, child_options, moved_from
+
+__all__ = ["ImageRepository", "ImageRepositoryArgs", "IMAGE_MAX_AGE_SECONDS", "IMAGES_KEPT"]
+
+# Image retention. Every image is tagged with its content hash and deployed by digest, so
+# "untagged" never matches and tags pile up: delete any version older than IMAGE_MAX_AGE, but
+# always keep the IMAGES_KEPT most recent of each image, enough to roll back through recent
+# `deploy history` (KEEP rules win over DELETE rules).
+# https://cloud.google.com/artifact-registry/docs/repositories/cleanup-policy
+IMAGE_MAX_AGE_SECONDS = 90 * 24 * 3600
+IMAGES_KEPT = 20
+
+
+@dataclass(frozen=True)
+class ImageRepositoryArgs:
+    stack: StackConfig
+    # The bootstrap's deploy identity (``serviceAccount:...``): `pulumi up` pushes as it.
+    deployer_member: pulumi.Input[str]
+
+
+class ImageRepository(pulumi.ComponentResource):
+    """A Docker repository with its cleanup policy and the deployer's writer grant on it.
+
+    ``url`` resolves only after the grant exists, so an image pushed to it never races the
+    right to push.
+    """
+
+    url: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ImageRepositoryArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("platform:index:ImageRepository", name, None, opts)
+        cfg = args.stack
+        # Declared under the former Platform component: kept, not re-created.
+        child = pulumi.ResourceOptions.merge(
+            child_options(self, opts),
+            pulumi.ResourceOptions(aliases=moved_from("platform:index:Platform", "platform")),
+        )
+        repository = gcp.artifactregistry.Repository(
+            "images",
+            project=cfg.project,
+            location=cfg.region,
+            repository_id=cfg.platform.artifact_repository,
+            format="DOCKER",
+            description="Images of the prediction platform's services",
+            cleanup_policies=[
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="delete-old-images",
+                    action="DELETE",
+                    condition=gcp.artifactregistry.RepositoryCleanupPolicyConditionArgs(
+                        tag_state="ANY", older_than=f"{IMAGE_MAX_AGE_SECONDS}s"
+                    ),
+                ),
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="keep-recent-for-rollback",
+                    action="KEEP",
+                    most_recent_versions=(
+                        gcp.artifactregistry.RepositoryCleanupPolicyMostRecentVersionsArgs(
+                            keep_count=IMAGES_KEPT
+                        )
+                    ),
+                ),
+            ],
+            # Policies act (not only report) once declared.
+            cleanup_policy_dry_run=False,
+            opts=child,
+        )
+        # `pulumi up` (docker-build) pushes the images it deploys: writer on exactly this
+        # repository, so the push does not hang on a project-wide Artifact Registry role.
+        # https://cloud.google.com/artifact-registry/docs/access-control#roles
+        writer = gcp.artifactregistry.RepositoryIamMember(
+            "deployer-pushes-images",
+            project=cfg.project,
+            location=cfg.region,
+            repository=repository.repository_id,
+            role="roles/artifactregistry.writer",
+            member=args.deployer_member,
+            opts=child,
+        )
+        self.url = after(
+            pulumi.Output.concat(
+                cfg.region, "-docker.pkg.dev/", cfg.project, "/", repository.repository_id
+            ),
+            writer,
+        )
+        self.register_outputs({"url": self.url})
