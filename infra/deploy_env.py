@@ -23,6 +23,7 @@ from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 
+from infra import limits
 from infra.build_context import ContextSnapshot
 from infra.config import DIGEST_REF_RE, ConfigError, ConfigIssue
 
@@ -35,7 +36,7 @@ ENV_REPO_ROOT = "PLATFORM_REPO_ROOT"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GIT_COMMIT_RE = re.compile(r"^[0-9a-f]{7,40}$")
-LABEL_VALUE_MAX = 63  # GCP label values: lowercase letters, digits, '-', '_'; <= 63 chars
+LABEL_VALUE_MAX = limits.LABEL_VALUE_MAX
 
 
 def label_value(raw: str) -> str:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from infra import limits
 from policy.graph import UNKNOWN, Graph, Resource, T
 
 __all__ = [
@@ -45,9 +46,9 @@ PROGRAM_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 INVOKER = "roles/run.invoker"
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
 BASIC_ROLES = ("roles/editor", "roles/owner")
-ACK_DEADLINE_MAX_S = 600
-PUBSUB_DEFAULT_ACK_S = 10
-DELIVERY_ATTEMPTS = (5, 100)
+ACK_DEADLINE_MAX_S = limits.PUBSUB_ACK_DEADLINE_S[1]
+PUBSUB_DEFAULT_ACK_S = limits.PUBSUB_DEFAULT_ACK_DEADLINE_S
+DELIVERY_ATTEMPTS = limits.PUBSUB_DELIVERY_ATTEMPTS
 DEFAULT_COMPUTE_RE = re.compile(r"^\d+-compute@developer\.gserviceaccount\.com$")
 PUBSUB_AGENT_RE = re.compile(
     r"^serviceAccount:service-\d+@gcp-sa-pubsub\.iam\.gserviceaccount\.com$"

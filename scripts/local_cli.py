@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 
 from scripts.cli_common import ExitCode, console, emit, err_console, fail, make_app, run_app
 
@@ -115,15 +114,21 @@ def up(
     A stack that fails validation or the preflight (e.g. a topic with no subscription) is
     refused before anything starts. Running it again re-applies (idempotent).
     """
+    from infra.config import ConfigError, load_stack_text
     from scripts.emulators import EmulatorUnavailable
     from scripts.local import LocalPlatform, PlatformError, RefusedStack, ServiceStartError
 
     raw = None
     if config is not None:
         try:
-            raw = (yaml.safe_load(config.read_text()) or {}).get("config")
-        except (OSError, yaml.YAMLError) as exc:
+            # The same strict reading as the stack's own file: duplicate keys, YAML 1.1
+            # scalars, with their lines.
+            raw = load_stack_text(config.read_text(), config.name, stack)
+        except (OSError, UnicodeDecodeError) as exc:
             raise fail(f"cannot read {config}: {exc}", as_json=as_json) from None
+        except ConfigError as exc:
+            problems = [str(i) for i in exc.issues]
+            raise fail(str(exc), as_json=as_json, data={"problems": problems}) from None
     _sigterm_as_interrupt()
     say = None if as_json else (lambda s: console.print(f"  {s}", highlight=False))
     lp = LocalPlatform(stack, state_dir=state_dir, config=raw, on_output=say)

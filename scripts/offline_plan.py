@@ -33,7 +33,8 @@ from typing import Any
 import yaml
 from pulumi.runtime.mocks import MockMonitor
 
-from infra.config import PLATFORM_KEY, ConfigError, ConfigIssue, StackConfig, parse_stack_config
+from infra.config import ConfigError, StackConfig, StackFile, parse_config
+from infra.config import load_stack_file as _load_stack_file
 from infra.deploy_env import ENV_REPO_ROOT, DeployEnv
 from policy.graph import SECRET, Graph, Resource, T, normalise
 
@@ -42,6 +43,7 @@ __all__ = [
     "PlanError",
     "evaluate_stack",
     "load_stack_file",
+    "parse_config",
     "PlanMocks",
     "RecordingMonitor",
     "run_program",
@@ -252,24 +254,10 @@ class RecordingMonitor(MockMonitor):
 # --- Config ---------------------------------------------------------------------------------
 
 
-def load_stack_file(stack: str, root: Path | None = None) -> dict[str, Any]:
-    """The ``config:`` mapping of ``Pulumi.<stack>.yaml`` (raises ConfigError if unreadable)."""
-    root = root or REPO_ROOT
-    path = root / f"Pulumi.{stack}.yaml"
-    if not path.exists():
-        known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
-        raise ConfigError(
-            [ConfigIssue(str(path.name), f"no such stack file (stacks: {', '.join(known)})")],
-            stack,
-        )
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError([ConfigIssue(path.name, f"not valid YAML: {exc}")], stack) from None
-    config = doc.get("config") if isinstance(doc, dict) else None
-    if not isinstance(config, dict):
-        raise ConfigError([ConfigIssue(f"{path.name}: config", "missing or not a mapping")], stack)
-    return config
+def load_stack_file(stack: str, root: Path | None = None) -> StackFile:
+    """The ``config:`` mapping of ``Pulumi.<stack>.yaml``, read as strictly as Pulumi reads it
+    (:func:`infra.config.load_stack_file`; ConfigError naming the line if not)."""
+    return _load_stack_file(stack, root or REPO_ROOT)
 
 
 def project_name(root: Path | None = None) -> str:
@@ -288,18 +276,6 @@ def _is_secure(value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"secure"}
 
 
-def parse_config(stack: str, config: Mapping[str, Any], project: str) -> StackConfig:
-    """The typed config of a stack's ``config:`` mapping (ConfigError with every problem)."""
-    flat = {_qualify(k, project): v for k, v in config.items()}
-    return parse_stack_config(
-        stack,
-        project=flat.get("gcp:project"),
-        region=flat.get("gcp:region"),
-        platform=flat.get(f"{project}:{PLATFORM_KEY}"),
-        project_name=project,
-    )
-
-
 def _engine_config(
     config: Mapping[str, Any], parsed: StackConfig, project: str
 ) -> tuple[dict[str, str], list[str]]:
@@ -312,7 +288,9 @@ def _engine_config(
             values[key] = SECRET_PLACEHOLDER
             secret_keys.append(key)
         elif isinstance(value, dict | list):
-            values[key] = json.dumps(value)
+            # Keys the program does not validate may hold anything YAML reads (a date): the
+            # engine would hand those over as their text too.
+            values[key] = json.dumps(value, default=str)
         elif isinstance(value, bool):
             values[key] = str(value).lower()
         else:

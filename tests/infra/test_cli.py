@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -101,10 +102,15 @@ def test_invalid_config_json(checkout: Path) -> None:
     assert result.exit_code == 1, out
     doc = json.loads(result.stdout)
     assert doc["ok"] is False
-    assert doc["errors"] == [
-        "platform.services.prediction-worker.cpu: cpu 3: values of 1 or more must be one of "
-        "1, 2, 4, 6, 8"
-    ]
+    [error] = doc["errors"]
+    # The key path, what to do, and the stack file's line of the key.
+    assert re.fullmatch(
+        r"platform\.services\.prediction-worker\.cpu: cpu 3: values of 1 or more must be one "
+        r"of 1, 2, 4, 6, 8 \(Pulumi\.prod\.yaml:\d+\)",
+        error,
+    ), error
+    line = int(error.rsplit(":", 1)[1].rstrip(")"))
+    assert (checkout / "Pulumi.prod.yaml").read_text().splitlines()[line - 1].strip() == "cpu: '3'"
 
 
 def test_unknown_stack(checkout: Path) -> None:

@@ -28,9 +28,10 @@ def parse(config: dict[str, Any], stack: str = "prod") -> StackConfig:
 
 
 def errors(config: dict[str, Any], stack: str = "prod") -> list[str]:
+    """Each issue as "key path: message" (the stack file line, when known, is tested apart)."""
     with pytest.raises(ConfigError) as info:
         parse(config, stack)
-    return [str(i) for i in info.value.issues]
+    return [f"{i.path}: {i.message}" for i in info.value.issues]
 
 
 def services(config: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,70 @@
+"""The platform's stack config, parsed once into typed, immutable objects.
+
+The topology lives in ``Pulumi.<stack>.yaml`` under the project key ``platform`` (plus
+``gcp:project`` and ``gcp:region``). :func:`parse_stack_config` validates all of it and
+raises one :class:`ConfigError` carrying every problem with its key path (and, for a file
+read by :func:`load_stack_file`, its line), e.g.::
+
+    platform.topics.prediction-request.subscriptions[0].service (Pulumi.prod.yaml:61):
+    unknown service 'wrker' (known: prediction-coordinator, prediction-worker)
+
+The modules, by job:
+
+* ``_models``: the pydantic models, per-field rules and the platform's named defaults;
+* ``_formats``: CPU, memory, cron, time zone and placeholder parsers;
+* ``_checks``: rules across fields and across the stack, derived physical names;
+* ``_issues``: :class:`ConfigIssue` / :class:`ConfigError`, pydantic's errors in our words;
+* ``_loader``: reading a stack file as strictly as Pulumi does (duplicate keys, YAML 1.1
+  scalars), with lines;
+* ``_parse``: the entry points.
+
+Google's limits themselves live in :mod:`infra.limits`, with their sources.
+"""
+
+from infra.config._checks import cpu_memory_problems
+from infra.config._formats import PLACEHOLDERS, substitute
+from infra.config._issues import ConfigError, ConfigIssue
+from infra.config._loader import StackFile, load_stack_file, load_stack_text
+from infra.config._models import (
+    DEAD_LETTER_RETENTION,
+    DEFAULT_ACK_DEADLINE_S,
+    DIGEST_REF_RE,
+    PLATFORM_KEY,
+    DeployConfig,
+    FirestoreConfig,
+    PlatformConfig,
+    ScheduleConfig,
+    SecretConfig,
+    ServiceConfig,
+    StackConfig,
+    SubscriptionConfig,
+    TopicConfig,
+)
+from infra.config._parse import DEFAULT_PROJECT_NAME, parse_config, parse_stack_config
+
+__all__ = [
+    "ConfigError",
+    "ConfigIssue",
+    "DEAD_LETTER_RETENTION",
+    "DEFAULT_ACK_DEADLINE_S",
+    "DEFAULT_PROJECT_NAME",
+    "DIGEST_REF_RE",
+    "DeployConfig",
+    "FirestoreConfig",
+    "PLACEHOLDERS",
+    "PLATFORM_KEY",
+    "PlatformConfig",
+    "ScheduleConfig",
+    "SecretConfig",
+    "ServiceConfig",
+    "StackConfig",
+    "StackFile",
+    "SubscriptionConfig",
+    "TopicConfig",
+    "cpu_memory_problems",
+    "load_stack_file",
+    "load_stack_text",
+    "parse_config",
+    "parse_stack_config",
+    "substitute",
+]

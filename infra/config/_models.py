@@ -1,0 +1,325 @@
+"""The typed, immutable stack config: one pydantic model per cloud concept, each field with its
+platform default (named below, with its reason) and Google's limit (``infra.limits``).
+
+Per-field rules live here; rules across fields and across the stack (references, derived
+names) are in ``_checks.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from infra import limits
+from infra.config._formats import (
+    check_cron,
+    check_time_zone,
+    cpu_text,
+    parse_cpu,
+    parse_memory_mib,
+)
+from infra.naming import Kind, physical_name
+
+__all__ = [
+    "PLATFORM_KEY",
+    "PlatformConfig",
+    "ServiceConfig",
+    "SubscriptionConfig",
+    "TopicConfig",
+    "SecretConfig",
+    "ScheduleConfig",
+    "FirestoreConfig",
+    "DeployConfig",
+    "StackConfig",
+]
+
+PLATFORM_KEY = "platform"  # the project-namespace config key holding the topology
+
+# --- Named defaults (the platform's choices) --------------------------------------------------
+
+DEFAULT_TIMEOUT_S = limits.RUN_DEFAULT_TIMEOUT_S
+DEFAULT_CONCURRENCY = limits.RUN_DEFAULT_CONCURRENCY
+DEFAULT_MAX_INSTANCES = 10  # a cap, so a retry storm cannot scale to the project quota
+# For push to Cloud Run the docs recommend the maximum ack deadline, so a slow request is not
+# redelivered while it is still being handled. https://cloud.google.com/pubsub/docs/push
+DEFAULT_ACK_DEADLINE_S = limits.PUBSUB_ACK_DEADLINE_S[1]
+DEFAULT_MIN_BACKOFF_S = limits.PUBSUB_DEFAULT_MIN_BACKOFF_S
+DEFAULT_MAX_BACKOFF_S = limits.PUBSUB_DEFAULT_MAX_BACKOFF_S
+# A message that failed five pushes is parked for a human rather than retried for a week.
+DEFAULT_MAX_DELIVERY_ATTEMPTS = limits.PUBSUB_DEFAULT_DELIVERY_ATTEMPTS
+# Dead letters are kept for the longest retention Pub/Sub allows on a subscription, so a
+# weekend's failures can still be inspected and replayed on Monday.
+DEAD_LETTER_RETENTION = f"{limits.PUBSUB_MAX_SUBSCRIPTION_RETENTION_S}s"
+DEFAULT_ATTEMPT_DEADLINE_S = 320  # above the stall check's own 300 s budget
+DEFAULT_RETRY_COUNT = 1  # a stall check runs again on the next tick anyway
+DEFAULT_SCHEDULER_MIN_BACKOFF_S = limits.SCHEDULER_DEFAULT_MIN_BACKOFF_S
+DEFAULT_SCHEDULER_MAX_BACKOFF_S = 60  # a stall check retried within its 15-minute tick
+# A cap on Cloud Scheduler's backoff (Google states defaults, not bounds): no longer than an
+# hour, Cloud Scheduler's own default maximum.
+SCHEDULER_BACKOFF_MAX_S = limits.SCHEDULER_DEFAULT_MAX_BACKOFF_S
+DEFAULT_TIME_ZONE = limits.SCHEDULER_DEFAULT_TIME_ZONE
+DEFAULT_REPOSITORY = "platform-images"
+
+# The platform's own formats (not Google's): a target path, an image by digest.
+PATH_RE = re.compile(r"/[-A-Za-z0-9_./]*")
+DIGEST_REF_RE = re.compile(r"[a-z0-9.-]+(?::\d+)?/[-a-z0-9_./]+@sha256:[0-9a-f]{64}")
+
+Ingress = Literal["all", "internal", "internal-and-cloud-load-balancing"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _freeze(value: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    return MappingProxyType(dict(value))
+
+
+#: A read-only mapping once parsed (config objects are immutable all the way down).
+FrozenMap = Annotated[Mapping[K, V], AfterValidator(_freeze)]
+
+
+class _Frozen(BaseModel):
+    # strict: "600" is not 600, 1.5 is not 1; extra="forbid": a typo is an error, not a no-op.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _below(low: str, high: str):
+    """A model check that ``low`` <= ``high`` (two fields of one object)."""
+
+    def check(self: Any) -> Any:
+        lo, hi = getattr(self, low), getattr(self, high)
+        if lo > hi:
+            raise ValueError(f"{low} {lo} is above {high} {hi}")
+        return self
+
+    return check
+
+
+class ServiceConfig(_Frozen):
+    """One Cloud Run service."""
+
+    cpu: str = "1"
+    memory: str = "512Mi"
+    timeout_seconds: int = Field(
+        DEFAULT_TIMEOUT_S, ge=limits.RUN_TIMEOUT_S[0], le=limits.RUN_TIMEOUT_S[1]
+    )
+    concurrency: int = Field(DEFAULT_CONCURRENCY, ge=1, le=limits.RUN_MAX_CONCURRENCY)
+    min_instances: int = Field(0, ge=0, le=limits.RUN_MAX_INSTANCES)
+    max_instances: int = Field(DEFAULT_MAX_INSTANCES, ge=1, le=limits.RUN_MAX_INSTANCES)
+    # cpu_idle false = CPU always allocated (instance-based billing). Needed by a service that
+    # keeps working after it has answered (background_work), or that work is throttled to ~0.
+    cpu_idle: bool = True
+    background_work: bool = False
+    startup_cpu_boost: bool = False
+    ingress: Ingress = "all"
+    public: bool = False  # allUsers may invoke; only for a deliberately public endpoint
+    uses_firestore: bool = False
+    deletion_protection: bool = True
+    # The paths others may target (push subscriptions, scheduler jobs).
+    paths: tuple[str, ...] = ("/",)
+    # The batch coordinator's stall-check path: a stack must schedule it (preflight rule 11).
+    stall_check_path: str | None = None
+    env: FrozenMap[str, str] = Field(default_factory=dict)
+    secret_env: FrozenMap[str, str] = Field(default_factory=dict)  # ENV -> secret key
+    publishes: FrozenMap[str, str] = Field(default_factory=dict)  # ENV -> topic key
+    image: str | None = None  # digest override: replaces the build (rollback, remote builds)
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu_number(cls, v: Any) -> Any:
+        return cpu_text(v)
+
+    @field_validator("cpu")
+    @classmethod
+    def _cpu(cls, v: str) -> str:
+        parse_cpu(v)
+        return v
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str) -> str:
+        parse_memory_mib(v)
+        return v
+
+    @field_validator("paths")
+    @classmethod
+    def _paths(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [p for p in v if not PATH_RE.fullmatch(p)]
+        if bad:
+            raise ValueError(f"paths must start with '/' (got {', '.join(map(repr, bad))})")
+        return v
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str | None) -> str | None:
+        if v is not None and not DIGEST_REF_RE.fullmatch(v):
+            raise ValueError(
+                f"image override '{v}' must be a digest reference "
+                "'REGISTRY/PATH@sha256:<64 hex>' (a tag can move under a deployed revision)"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _limits(self) -> ServiceConfig:
+        errors = []
+        if self.max_instances < self.min_instances:
+            errors.append(
+                f"max_instances {self.max_instances} is below min_instances {self.min_instances}"
+            )
+        if self.stall_check_path is not None and self.stall_check_path not in self.paths:
+            errors.append(
+                f"stall_check_path '{self.stall_check_path}' is not one of paths "
+                f"({', '.join(self.paths)})"
+            )
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    @property
+    def cpu_vcpus(self) -> float:
+        return parse_cpu(self.cpu)
+
+    @property
+    def memory_mib(self) -> int:
+        return parse_memory_mib(self.memory)
+
+
+class SubscriptionConfig(_Frozen):
+    """A push subscription delivering a topic's messages to a service path."""
+
+    service: str
+    path: str = "/"
+    name: str | None = None  # logical name; default "<topic>-<service without prefix>"
+    ack_deadline_seconds: int = Field(
+        DEFAULT_ACK_DEADLINE_S,
+        ge=limits.PUBSUB_ACK_DEADLINE_S[0],
+        le=limits.PUBSUB_ACK_DEADLINE_S[1],
+    )
+    min_backoff_seconds: int = Field(
+        DEFAULT_MIN_BACKOFF_S, ge=limits.PUBSUB_BACKOFF_S[0], le=limits.PUBSUB_BACKOFF_S[1]
+    )
+    max_backoff_seconds: int = Field(
+        DEFAULT_MAX_BACKOFF_S, ge=limits.PUBSUB_BACKOFF_S[0], le=limits.PUBSUB_BACKOFF_S[1]
+    )
+    max_delivery_attempts: int = Field(
+        DEFAULT_MAX_DELIVERY_ATTEMPTS,
+        ge=limits.PUBSUB_DELIVERY_ATTEMPTS[0],
+        le=limits.PUBSUB_DELIVERY_ATTEMPTS[1],
+    )
+
+    _backoff = model_validator(mode="after")(_below("min_backoff_seconds", "max_backoff_seconds"))
+
+    def logical_name(self, topic: str) -> str:
+        return self.name or f"{topic}-{self.service.removeprefix('prediction-')}"
+
+
+class TopicConfig(_Frozen):
+    # A topic with no subscription drops every message published to it.
+    subscriptions: tuple[SubscriptionConfig, ...] = Field(min_length=1)
+
+
+class SecretConfig(_Frozen):
+    # The Pulumi config key holding the value (`pulumi config set --secret KEY ...`);
+    # defaults to the secret's own key.
+    config_key: str | None = None
+
+
+class ScheduleConfig(_Frozen):
+    """A Cloud Scheduler job calling a service path with an OIDC token."""
+
+    service: str
+    path: str
+    schedule: str
+    time_zone: str = DEFAULT_TIME_ZONE
+    http_method: Literal["POST", "GET"] = "POST"
+    attempt_deadline_seconds: int = Field(
+        DEFAULT_ATTEMPT_DEADLINE_S,
+        ge=limits.SCHEDULER_HTTP_ATTEMPT_DEADLINE_S[0],
+        le=limits.SCHEDULER_HTTP_ATTEMPT_DEADLINE_S[1],
+    )
+    retry_count: int = Field(
+        DEFAULT_RETRY_COUNT, ge=limits.SCHEDULER_RETRY_COUNT[0], le=limits.SCHEDULER_RETRY_COUNT[1]
+    )
+    min_backoff_seconds: int = Field(
+        DEFAULT_SCHEDULER_MIN_BACKOFF_S, ge=0, le=SCHEDULER_BACKOFF_MAX_S
+    )
+    max_backoff_seconds: int = Field(
+        DEFAULT_SCHEDULER_MAX_BACKOFF_S, ge=0, le=SCHEDULER_BACKOFF_MAX_S
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        return check_cron(v)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        return check_time_zone(v)
+
+    _backoff = model_validator(mode="after")(_below("min_backoff_seconds", "max_backoff_seconds"))
+
+
+class FirestoreConfig(_Frozen):
+    database: str = limits.FIRESTORE_DEFAULT_DATABASE
+    location: str | None = None  # defaults to gcp:region
+    deletion_protection: bool = True
+
+
+class DeployConfig(_Frozen):
+    """The identity that deploys this stack: created by the bootstrap, never by this program.
+
+    The first `pulumi up` of the stack already runs as it, so the stack cannot create it, and
+    its project-level roles are the bootstrap's too (``infra/bootstrap/components.py``). This
+    program grants it only what is scoped to resources the program owns: push to the image
+    repository, act as each service account it creates.
+    """
+
+    # The bootstrap's `deployer_email` output, e.g. ci-deployer@<project>.iam.gserviceaccount.com.
+    service_account: str
+
+    @field_validator("service_account")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        if not limits.SERVICE_ACCOUNT_EMAIL_RE.fullmatch(v):
+            raise ValueError(
+                f"'{v}' is not a service account email "
+                "(ACCOUNT_ID@PROJECT_ID.iam.gserviceaccount.com): the deploy identity the "
+                "bootstrap created, its `deployer_email` output"
+            )
+        return v
+
+
+class PlatformConfig(_Frozen):
+    artifact_repository: str = DEFAULT_REPOSITORY
+    firestore: FirestoreConfig = Field(default_factory=FirestoreConfig)
+    deploy: DeployConfig  # required: who deploys the stack is never implicit
+    services: FrozenMap[str, ServiceConfig] = Field(min_length=1)
+    topics: FrozenMap[str, TopicConfig] = Field(default_factory=dict)
+    secrets: FrozenMap[str, SecretConfig] = Field(default_factory=dict)
+    schedules: FrozenMap[str, ScheduleConfig] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Everything the program reads from a stack's config, validated."""
+
+    stack: str
+    project: str
+    region: str
+    platform: PlatformConfig
+
+    def name(self, kind: Kind, logical: str) -> str:
+        return physical_name(kind, logical, self.stack)
+
+    @property
+    def firestore_location(self) -> str:
+        return self.platform.firestore.location or self.region
+
+    def secret_config_key(self, secret: str) -> str:
+        return self.platform.secrets[secret].config_key or secret
