@@ -17,6 +17,7 @@ always ends with traffic pinned to a revision by name, so the next ``up``'s new 
 starts at 0% until its own rollout moves it.
 """
 
+from ._check import CheckPolicy, CheckResult, judge_check
 from ._controller import RolloutResult, StepResult, progressive_rollout
 from ._metrics import MonitoringErrorRate, RequestSample
 from ._policy import RolloutPolicy
@@ -24,6 +25,9 @@ from ._traffic import CANDIDATE_TAG, CloudRunTraffic, TrafficState
 
 __all__ = [
     "CANDIDATE_TAG",
+    "CheckPolicy",
+    "CheckResult",
+    "judge_check",
     "CloudRunTraffic",
     "MonitoringErrorRate",
     "RequestSample",
