@@ -37,6 +37,7 @@ from shared.batch_model import (
     validate_batch_id,
 )
 from shared.contract import MissingEnvironment
+from shared.events import EVENT_FIELD, BatchEvent, log_finish
 from shared.log import configure_logging, get_logger
 from shared.pubsub import JsonPublisher, MalformedEnvelope, parse_push
 from shared.startup import ConfigError, exit_with_config_error
@@ -258,6 +259,7 @@ def create_app(
         actions = run(runtime.settings.policy, now=now, dry_run=dry_run)
         for a in actions:
             log.info(event, **a.to_dict(), dry_run=dry_run)
+            log_finish(log, a, dry_run=dry_run)  # the alerts' contract: shared/events.py
         return {
             "checked_at": now.isoformat(),
             "dry_run": dry_run,
@@ -319,7 +321,11 @@ def _publish_batch(runtime: Runtime, batch_id: str, items: list[tuple[str, dict]
         else:
             log.warning("batch finished while publishing", batch_id=batch_id)
     except Exception as exc:  # noqa: BLE001 - any failure must finish the batch, not leave it
-        log.exception("publishing failed", batch_id=batch_id)
+        log.exception(
+            "publishing failed",
+            **{EVENT_FIELD: str(BatchEvent.PUBLISH_FAILED)},
+            batch_id=batch_id,
+        )
         try:
             store.mark_publish_failed(batch_id, f"{type(exc).__name__}: {exc}")
         except Exception:  # pragma: no cover - the stall check marks it later
