@@ -67,6 +67,7 @@ __all__ = [
     # IAM and projects
     "SERVICE_ACCOUNT_ID_RE",
     "SERVICE_ACCOUNT_EMAIL_RE",
+    "USER_OR_GROUP_MEMBER_RE",
     "PROJECT_ID_RE",
     "REGION_RE",
     # Artifact Registry
@@ -250,6 +251,11 @@ SERVICE_ACCOUNT_ID_RE = re.compile(r"[a-z][-a-z0-9]{4,28}[a-z0-9]")
 SERVICE_ACCOUNT_EMAIL_RE = re.compile(
     r"(?P<account>[a-z][-a-z0-9]{4,28}[a-z0-9])"
     r"@(?P<project>[a-z][-a-z0-9]{4,28}[a-z0-9])\.iam\.gserviceaccount\.com"
+)
+# An IAM principal that is a Google group or user: `group:EMAIL` / `user:EMAIL`.
+# https://cloud.google.com/iam/docs/principal-identifiers
+USER_OR_GROUP_MEMBER_RE = re.compile(
+    r"(?P<kind>group|user):[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
 )
 # Project id: 6-30 characters, lowercase letters, digits and hyphens, starting with a letter
 # and not ending with a hyphen.

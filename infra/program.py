@@ -124,6 +124,7 @@ def compose(
                     for s in svc.secret_env.values()
                 },
                 pushed_by_pubsub=name in pushed,
+                pubsub_agent_member=pubsub_agent,
                 called_by_scheduler=name in scheduled,
             ),
             after_apis,

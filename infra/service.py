@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -13,7 +14,15 @@ from infra.deploy_env import DeployEnv, label_value
 from infra.naming import Kind
 from infra.options import child_options
 
-__all__ = ["Service", "ServiceArgs", "SecretRef", "INGRESS", "substitute"]
+__all__ = [
+    "Service",
+    "ServiceArgs",
+    "SecretRef",
+    "INGRESS",
+    "firestore_database_resource",
+    "member_slug",
+    "substitute",
+]
 
 # Config spelling -> Cloud Run v2 enum.
 INGRESS = {
@@ -23,6 +32,18 @@ INGRESS = {
 }
 INVOKER_ROLE = "roles/run.invoker"
 ACT_AS_ROLE = "roles/iam.serviceAccountUser"
+TOKEN_CREATOR_ROLE = "roles/iam.serviceAccountTokenCreator"
+FIRESTORE_USER_ROLE = "roles/datastore.user"
+
+
+def firestore_database_resource(project: str, database: str) -> str:
+    """The database's IAM resource name, as IAM Conditions see it."""
+    return f"projects/{project}/databases/{database}"
+
+
+def member_slug(member: str) -> str:
+    """A resource-name-safe form of an IAM member (``group:a@b.com`` -> ``group-a-at-b-com``)."""
+    return re.sub(r"[^a-z0-9]+", "-", member.lower().replace("@", "-at-")).strip("-")
 
 
 def substitute(value: str, cfg: StackConfig) -> str:
@@ -52,6 +73,9 @@ class ServiceArgs:
     deployer_member: pulumi.Input[str]
     secrets: Mapping[str, SecretRef] = field(default_factory=dict)  # secret key -> ref
     pushed_by_pubsub: bool = False  # some subscription pushes to it: make its push identity
+    # Pub/Sub's service agent (serviceAccount:service-<number>@gcp-sa-pubsub...): it mints the
+    # push identity's OIDC tokens. Required when pushed_by_pubsub.
+    pubsub_agent_member: pulumi.Input[str] | None = None
     called_by_scheduler: bool = False  # some job calls it: make its scheduler identity
 
 
@@ -100,13 +124,23 @@ class Service(pulumi.ComponentResource):
 
         grants: list[pulumi.Resource] = []
         if svc.uses_firestore:
-            # datastore.user is only grantable on the project (no per-database IAM).
+            # datastore.user is granted on the project, but conditioned on this stack's database:
+            # the project also holds the bootstrap's `deploy-lock` database (the deploy lock and
+            # the deployment records), which no runtime identity may read or write.
+            # https://cloud.google.com/firestore/docs/security/iam#iam_conditions
+            # https://cloud.google.com/firestore/docs/manage-databases#configure_per-database_access_permissions
+            database = firestore_database_resource(cfg.project, cfg.platform.firestore.database)
             grants.append(
                 gcp.projects.IAMMember(
                     f"{name}-firestore-user",
                     project=cfg.project,
-                    role="roles/datastore.user",
+                    role=FIRESTORE_USER_ROLE,
                     member=self.runtime_member,
+                    condition=gcp.projects.IAMMemberConditionArgs(
+                        title=f"only-database-{cfg.platform.firestore.database}"[:100],
+                        description=f"{args.name} reads and writes {database} only",
+                        expression=f'resource.name == "{database}"',
+                    ),
                     opts=child,
                 )
             )
@@ -171,7 +205,11 @@ class Service(pulumi.ComponentResource):
             project=cfg.project,
             location=cfg.region,
             name=cfg.name(Kind.SERVICE, args.name),
-            ingress=INGRESS[svc.ingress],
+            # The narrowest that reaches its callers unless config says otherwise: a service only
+            # Pub/Sub pushes and Cloud Scheduler call (same project) is internal-only, which
+            # Google lists as internal sources; operators and public endpoints need `all`.
+            # https://cloud.google.com/run/docs/securing/ingress#settings
+            ingress=INGRESS[svc.effective_ingress],
             # Explicit: a replace or destroy of a production service must be deliberate.
             deletion_protection=svc.deletion_protection,
             labels=labels,
@@ -213,6 +251,18 @@ class Service(pulumi.ComponentResource):
                 name=service.name,
                 role=INVOKER_ROLE,
                 member="allUsers",
+                opts=child,
+            )
+
+        # Operators (groups, users) who call the service themselves: invoker here only.
+        for member in svc.operators:
+            gcp.cloudrunv2.ServiceIamMember(
+                f"{name}-operator-{member_slug(member)}",
+                project=cfg.project,
+                location=cfg.region,
+                name=service.name,
+                role=INVOKER_ROLE,
+                member=member,
                 opts=child,
             )
 
@@ -282,6 +332,21 @@ class Service(pulumi.ComponentResource):
             member=args.deployer_member,
             opts=child,
         )
-        return pulumi.Output.all(account.email, binding.id, deployer_acts_as.id).apply(
-            lambda v: v[0]
-        )
+        ready = [binding.id, deployer_acts_as.id]
+        if kind is Kind.PUSH_ACCOUNT:
+            if args.pubsub_agent_member is None:
+                raise ValueError(f"{args.name}: pushed_by_pubsub needs pubsub_agent_member")
+            # Pub/Sub's service agent creates the OIDC tokens it pushes with as this account.
+            # Projects created before 8 April 2021 need this grant for authenticated push (the
+            # production project was set up by hand long before this program); granting it on
+            # exactly this account is harmless where it is implied.
+            # https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions#setup_for_push_authentication
+            token_creator = gcp.serviceaccount.IAMMember(
+                f"{name}-{suffix}-agent-token-creator",
+                service_account_id=account.name,
+                role=TOKEN_CREATOR_ROLE,
+                member=args.pubsub_agent_member,
+                opts=child,
+            )
+            ready.append(token_creator.id)
+        return pulumi.Output.all(account.email, *ready).apply(lambda v: v[0])

@@ -116,8 +116,14 @@ class ServiceConfig(_Frozen):
     cpu_idle: bool = True
     background_work: bool = False
     startup_cpu_boost: bool = False
-    ingress: Ingress = "all"
+    # Unset: the narrowest that reaches every declared caller (see ``effective_ingress``).
+    ingress: Ingress | None = None
     public: bool = False  # allUsers may invoke; only for a deliberately public endpoint
+    # Groups and users who call this service themselves (`group:x@y`, `user:x@y`): each gets
+    # roles/run.invoker on this service only, one member resource each. The coordinator's are
+    # the people (or an upstream job's group) who start batches with /start. Never a service
+    # account (runtime callers have their own identities) nor allUsers (that is `public`).
+    operators: tuple[str, ...] = ()
     uses_firestore: bool = False
     deletion_protection: bool = True
     # The paths others may target (push subscriptions, scheduler jobs).
@@ -154,6 +160,32 @@ class ServiceConfig(_Frozen):
             raise ValueError(f"paths must start with '/' (got {', '.join(map(repr, bad))})")
         return v
 
+    @field_validator("operators")
+    @classmethod
+    def _operators(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [m for m in v if not limits.USER_OR_GROUP_MEMBER_RE.fullmatch(m)]
+        if bad:
+            raise ValueError(
+                f"operators must be 'group:EMAIL' or 'user:EMAIL' (got {', '.join(map(repr, bad))})"
+            )
+        dupes = sorted({m for m in v if v.count(m) > 1})
+        if dupes:
+            raise ValueError(f"operators listed twice: {', '.join(dupes)}")
+        return v
+
+    @property
+    def effective_ingress(self) -> str:
+        """``ingress`` if set, else the narrowest setting that reaches every declared caller.
+
+        Pub/Sub pushes and Cloud Scheduler calls from the same project count as internal
+        traffic, so a service only they call needs no internet ingress; operators (and a public
+        endpoint) call from outside Google's network and need ``all``.
+        https://cloud.google.com/run/docs/securing/ingress#settings
+        """
+        if self.ingress is not None:
+            return self.ingress
+        return "all" if (self.public or self.operators) else "internal"
+
     @field_validator("image")
     @classmethod
     def _image(cls, v: str | None) -> str | None:
@@ -170,6 +202,12 @@ class ServiceConfig(_Frozen):
         if self.max_instances < self.min_instances:
             errors.append(
                 f"max_instances {self.max_instances} is below min_instances {self.min_instances}"
+            )
+        if self.ingress == "internal" and (self.public or self.operators):
+            who = "a public endpoint" if self.public else "operators"
+            errors.append(
+                f"ingress 'internal' but {who} call it from outside Google's network: "
+                "remove ingress (the default then reaches them) or set it to 'all'"
             )
         if self.stall_check_path is not None and self.stall_check_path not in self.paths:
             errors.append(

@@ -427,3 +427,52 @@ def test_mutations_validate_or_fail_with_key_paths(config: dict[str, Any]) -> No
             assert issue.path.startswith(("platform", "gcp:")), issue
             assert issue.message, issue
     # Any other exception type fails the test: a traceback is never the answer to bad config.
+
+
+# --- Entry points: ingress and operators (issue 18) ---------------------------------------
+
+
+def test_ingress_defaults_to_the_narrowest_that_reaches_the_callers(
+    prod_config: dict[str, Any],
+) -> None:
+    cfg = parse(prod_config)
+    worker = cfg.platform.services["prediction-worker"]
+    coord = cfg.platform.services["prediction-coordinator"]
+    # Only pushes reach the worker: internal-only. Operators call the coordinator: all.
+    assert (worker.ingress, worker.effective_ingress) == (None, "internal")
+    assert coord.operators and coord.effective_ingress == "all"
+    services(prod_config)["prediction-worker"]["public"] = True
+    assert parse(prod_config).platform.services["prediction-worker"].effective_ingress == "all"
+    services(prod_config)["prediction-worker"]["ingress"] = "internal-and-cloud-load-balancing"
+    worker = parse(prod_config).platform.services["prediction-worker"]
+    assert worker.effective_ingress == "internal-and-cloud-load-balancing"
+
+
+@pytest.mark.parametrize(
+    ("operators", "fragment"),
+    [
+        (["batch-ops@example.com"], "operators must be 'group:EMAIL' or 'user:EMAIL'"),
+        (["serviceAccount:x@p.iam.gserviceaccount.com"], "'serviceAccount:x@p"),
+        (["allUsers"], "'allUsers'"),
+        (["group:no-domain"], "'group:no-domain'"),
+        (["user:a@example.com", "user:a@example.com"], "listed twice: user:a@example.com"),
+        ("group:ops@example.com", "valid array"),
+    ],
+)
+def test_operators_are_groups_or_users(
+    prod_config: dict[str, Any], operators: Any, fragment: str
+) -> None:
+    services(prod_config)["prediction-coordinator"]["operators"] = operators
+    found = errors(prod_config)
+    path = "platform.services.prediction-coordinator.operators"
+    assert any(e.startswith(path) and fragment in e for e in found), found
+
+
+def test_internal_ingress_cannot_reach_operators(prod_config: dict[str, Any]) -> None:
+    services(prod_config)["prediction-coordinator"]["ingress"] = "internal"
+    found = errors(prod_config)
+    assert any(
+        e.startswith("platform.services.prediction-coordinator: ")
+        and "ingress 'internal' but operators call it" in e
+        for e in found
+    ), found

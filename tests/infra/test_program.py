@@ -30,11 +30,12 @@ PROD_INVENTORY = {
     "gcp:artifactregistry/repository:Repository": 1,
     "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": 1,
     "gcp:cloudrunv2/service:Service": 2,
-    "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": 3,
+    # push x2, scheduler x1, and one per operator (prod: one group)
+    "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": 4,
     "gcp:cloudscheduler/job:Job": 2,
     "gcp:firestore/database:Database": 1,
     "gcp:firestore/index:Index": None,  # one per shared/indexes.py spec, checked below
-    "gcp:projects/iAMMember:IAMMember": 1,
+    "gcp:projects/iAMMember:IAMMember": 1,  # datastore.user, conditioned on the database
     "gcp:projects/service:Service": 7,
     "gcp:pubsub/subscription:Subscription": 4,
     "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember": 2,
@@ -44,7 +45,8 @@ PROD_INVENTORY = {
     "gcp:secretmanager/secretIamMember:SecretIamMember": 1,
     "gcp:secretmanager/secretVersion:SecretVersion": 1,
     "gcp:serviceaccount/account:Account": 5,
-    "gcp:serviceaccount/iAMMember:IAMMember": 5,
+    # the deployer acts as each of 5 accounts; Pub/Sub's agent mints tokens for 2 push identities
+    "gcp:serviceaccount/iAMMember:IAMMember": 7,
 }
 COMPONENTS = {
     # The former Platform, one component per concept (issue 15): same resources inside.
@@ -189,6 +191,58 @@ def test_runtime_roles_derive_from_the_config(prod_plan: Plan) -> None:
     }
     # The worker's code never touches Firestore (shared/contract.py): no grant for it.
     assert project_roles == {("roles/datastore.user", member("run-coordinator"))}
+
+
+def test_firestore_access_is_scoped_to_the_stacks_own_database(plan: Plan) -> None:
+    """No runtime identity may touch the bootstrap's deploy-lock database (same project)."""
+    database = f"projects/{plan.config.project}/databases/{plan.config.platform.firestore.database}"
+    grants = [r for r in plan.of_type(T.PROJECT_IAM_MEMBER) if "datastore" in r.get("role")]
+    assert grants
+    for grant in grants:
+        condition = grant.get("condition") or {}
+        assert condition.get("expression") == f'resource.name == "{database}"', grant.urn
+        assert condition.get("title"), grant.urn
+        assert "deploy-lock" not in json.dumps(dict(condition)), grant.urn
+
+
+def test_the_worker_is_internal_only_and_the_coordinator_reaches_its_operators(
+    plan: Plan,
+) -> None:
+    ingress = {r.get("name"): r.get("ingress") for r in plan.of_type(T.CLOUD_RUN)}
+    assert ingress == {
+        "prediction-worker": "INGRESS_TRAFFIC_INTERNAL_ONLY",
+        "prediction-coordinator": "INGRESS_TRAFFIC_ALL",
+    }
+    operators = plan.config.platform.services["prediction-coordinator"].operators
+    assert operators
+    grants = [
+        r
+        for r in plan.of_type(T.RUN_INVOKER_MEMBER)
+        if r.get("member").startswith(("group:", "user:"))
+    ]
+    # One member resource per operator, invoker on the coordinator only.
+    assert sorted(g.get("member") for g in grants) == sorted(operators)
+    for g in grants:
+        assert (g.get("role"), g.get("name")) == ("roles/run.invoker", "prediction-coordinator")
+
+
+def test_pubsubs_agent_mints_tokens_for_exactly_each_push_identity(prod_plan: Plan) -> None:
+    agent = "serviceAccount:service-386078378331@gcp-sa-pubsub.iam.gserviceaccount.com"
+    by_name = {a.out("name"): a.get("accountId") for a in prod_plan.of_type(T.SERVICE_ACCOUNT)}
+    grants = [
+        g
+        for g in prod_plan.of_type(T.SERVICE_ACCOUNT_IAM_MEMBER)
+        if g.get("role") == "roles/iam.serviceAccountTokenCreator"
+    ]
+    assert {g.get("member") for g in grants} == {agent}
+    assert sorted(by_name[g.get("serviceAccountId")] for g in grants) == [
+        "push-coordinator",
+        "push-worker",
+    ]
+    # A push subscription is created only once the agent may sign as its identity.
+    for sub in prod_plan.of_type(T.SUBSCRIPTION):
+        if sub.get("pushConfig"):
+            assert any(g.urn in sub.dependencies for g in grants), sub.urn
 
 
 # --- The deploy identity: the bootstrap's, named in config, granted only on owned resources ---
