@@ -38,7 +38,7 @@ from scripts.deploylock import (
     run_locked,
     validate_stack,
 )
-from scripts.local._platform import LOCAL_STACK, NotRunning
+from scripts.local import LOCAL_STACK, NotRunning
 
 app = make_app(
     name="deploy-lock",

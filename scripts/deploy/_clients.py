@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.deploylock import DATABASE_ENV, DEFAULT_DATABASE
-from scripts.local._platform import LOCAL_STACK  # the stack name of the local platform
+from scripts.local import LOCAL_STACK  # the stack name of the local platform
 
 from ._errors import DeployError
 

@@ -18,21 +18,13 @@ does not start (its log quoted); :class:`NotRunning` when nothing runs from the 
 """
 
 from scripts.local._apply import ApplyAborted, ApplyResult, Op, PubSubAdmin, apply_pubsub
-from scripts.local._platform import (
-    DEFAULT_STATE_DIR,
-    LOCAL_STACK,
-    BatchOutcome,
-    LocalPlatform,
-    NotRunning,
-    PlatformError,
-    PlatformStatus,
-    ProcStatus,
-    RefusedStack,
-    demo_items,
-    running_firestore,
-)
+from scripts.local._batches import BatchClient, BatchOutcome, demo_items
+from scripts.local._errors import NotRunning, PlatformError, RefusedStack
+from scripts.local._platform import LOCAL_STACK, LocalPlatform, running_firestore
 from scripts.local._scheduler import JobRun, LocalScheduler, call_job, next_fire
 from scripts.local._services import EntryPoint, ServiceStartError, entry_point, load_secrets
+from scripts.local._state import DEFAULT_STATE_DIR
+from scripts.local._status import PlatformStatus, ProcStatus
 from scripts.local._topology import (
     JobSpec,
     ServiceSpec,
@@ -51,6 +43,7 @@ __all__ = [
     "PlatformStatus",
     "ProcStatus",
     "BatchOutcome",
+    "BatchClient",
     "PlatformError",
     "RefusedStack",
     "NotRunning",

@@ -338,20 +338,30 @@ def apply_pubsub(
             ),
         )
 
-    for name in sorted(set(subs) - wanted_subs):
-        path = admin.subscription_path(name)
-        do(
-            Op("delete", "subscription", name, "no longer in the graph"),
-            lambda path=path: admin.subscriber.delete_subscription(
+    # What the graph no longer has, subscriptions before their topics.
+    stale: list[tuple[str, list[str], Callable[[str], str], Callable[[str], Any]]] = [
+        (
+            "subscription",
+            sorted(set(subs) - wanted_subs),
+            admin.subscription_path,
+            lambda path: admin.subscriber.delete_subscription(
                 request={"subscription": path}, timeout=ADMIN_TIMEOUT_S
             ),
-        )
-    for name in sorted(set(topics) - wanted_topics):
-        path = admin.topic_path(name)
-        do(
-            Op("delete", "topic", name, "no longer in the graph"),
-            lambda path=path: admin.publisher.delete_topic(
+        ),
+        (
+            "topic",
+            sorted(set(topics) - wanted_topics),
+            admin.topic_path,
+            lambda path: admin.publisher.delete_topic(
                 request={"topic": path}, timeout=ADMIN_TIMEOUT_S
             ),
-        )
+        ),
+    ]
+    for kind, names, path_of, delete in stale:
+        for name in names:
+            path = path_of(name)
+            do(
+                Op("delete", kind, name, "no longer in the graph"),
+                lambda path=path, delete=delete: delete(path),
+            )
     return result

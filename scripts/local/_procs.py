@@ -103,9 +103,19 @@ def disown(records: Sequence[ProcRecord]) -> None:
             _OWNED.pop(r.pid, None)
 
 
-def adopt(record: ProcRecord) -> None:
-    """Stop this (already running) process when this interpreter exits."""
-    _own(record)
+def adopt(name: str, proc: subprocess.Popen, *, log: Path, port: int | None = None) -> ProcRecord:
+    """A record of ``proc``, started elsewhere (an emulator): stopped when this interpreter
+    exits, unless :func:`disown` ed."""
+    record = ProcRecord(
+        name=name,
+        pid=proc.pid,
+        start_ticks=_start_ticks(proc.pid),
+        log=str(log),
+        cmd=tuple(proc.args),
+        port=port,
+    )
+    _own(record, proc)
+    return record
 
 
 def spawn(

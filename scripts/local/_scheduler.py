@@ -7,12 +7,14 @@ local services run without IAM.
 
 Runs in-process (:meth:`LocalScheduler.serve` on a thread) or as its own process,
 ``python -m scripts.local._scheduler JOBS.json RUNS.jsonl``, which ``platform local up``
-starts so the jobs keep running after ``up`` returns. Every run is appended to the runs file.
+starts so the jobs keep running after ``up`` returns (:func:`ensure_scheduler`). Every run is
+appended to the runs file.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -24,9 +26,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from scripts.local import _procs
 from scripts.local._topology import JobSpec
 
-__all__ = ["JobRun", "LocalScheduler", "call_job", "next_fire"]
+__all__ = ["JobRun", "LocalScheduler", "call_job", "next_fire", "ensure_scheduler"]
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,42 @@ class LocalScheduler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+def ensure_scheduler(
+    jobs: Sequence[JobSpec],
+    *,
+    running: _procs.ProcRecord | None,
+    jobs_file: Path,
+    runs_file: Path,
+    root: Path,
+    log_path: Path,
+) -> dict | None:
+    """Run the scheduler process on ``jobs``: left alone if ``running`` already fires exactly
+    these, else (re)started. The state's new ``scheduler`` entry, or None if unchanged."""
+    payload = json.dumps([asdict(j) for j in jobs], indent=2, sort_keys=True)
+    if (
+        running
+        and _procs.alive(running)
+        and jobs_file.exists()
+        and jobs_file.read_text() == payload
+    ):
+        return None
+    if running:
+        _procs.stop(running, grace=3)
+    jobs_file.write_text(payload)
+    record = _procs.spawn(
+        "scheduler",
+        [sys.executable, "-m", "scripts.local._scheduler", str(jobs_file), str(runs_file)],
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": str(root),
+            "HOME": os.environ.get("HOME", "/tmp"),
+        },
+        cwd=root,
+        log_path=log_path,
+    )
+    return {"proc": record.to_dict(), "jobs": str(jobs_file), "runs": str(runs_file)}
 
 
 def _main(argv: list[str]) -> int:

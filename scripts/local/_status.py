@@ -1,0 +1,121 @@
+"""What runs where: the local platform's status, read from its state (works from any shell)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from scripts.local import _procs
+from scripts.local._errors import NotRunning
+from scripts.local._scheduler import next_fire
+from scripts.local._state import record
+from scripts.local._topology import Topology
+
+__all__ = ["ProcStatus", "PlatformStatus", "platform_status"]
+
+
+@dataclass(frozen=True)
+class ProcStatus:
+    name: str
+    kind: str  # emulator | service | scheduler
+    pid: int
+    alive: bool
+    address: str  # host:port or URL
+    rss_mib: float | None = None
+    peak_rss_mib: float | None = None
+
+
+@dataclass(frozen=True)
+class PlatformStatus:
+    stack: str
+    project: str
+    state_dir: str
+    started_at: str
+    processes: tuple[ProcStatus, ...]
+    topics: tuple[str, ...]
+    subscriptions: tuple[tuple[str, str], ...]  # (name, push endpoint or "pull")
+    jobs: tuple[tuple[str, str, str, str], ...]  # (name, schedule, target, next run UTC)
+    notes: tuple[tuple[str, str, str], ...] = ()
+
+    @property
+    def healthy(self) -> bool:
+        return all(p.alive for p in self.processes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _mib(kib: int | None) -> float | None:
+    return round(kib / 1024, 1) if kib else None
+
+
+def _proc_status(rec: _procs.ProcRecord, kind: str, address: str) -> ProcStatus:
+    alive = _procs.alive(rec)
+    rss = _procs.rss_kib(rec.pid) if alive else None
+    peak = _procs.peak_rss_kib(rec.pid) if alive else None
+    return ProcStatus(rec.name, kind, rec.pid, alive, address, _mib(rss), _mib(peak))
+
+
+def _processes(state: Mapping[str, Any], topo: Topology | None) -> list[ProcStatus]:
+    procs = [
+        _proc_status(_procs.ProcRecord.from_dict(e["proc"]), "emulator", e["host"])
+        for _kind, e in sorted((state.get("emulators") or {}).items())
+    ]
+    procs += [
+        _proc_status(_procs.ProcRecord.from_dict(e["proc"]), "service", e["url"])
+        for _name, e in sorted((state.get("services") or {}).items())
+    ]
+    sched = record(state, "scheduler")
+    if sched is not None:
+        procs.append(_proc_status(sched, "scheduler", f"{len(topo.jobs) if topo else 0} jobs"))
+    return procs
+
+
+def _summarise_notes(notes: Sequence[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """One line per (type, note): ``("gcp:firestore/index:Index", "2 resources", note)``."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for typ, name, note in notes:
+        grouped.setdefault((typ, note), []).append(name)
+    return sorted(
+        (
+            typ.rsplit(":", 1)[-1],
+            ", ".join(sorted(names)) if len(names) <= 3 else f"{len(names)} resources",
+            note,
+        )
+        for (typ, note), names in grouped.items()
+    )
+
+
+def platform_status(
+    state: Mapping[str, Any], topo: Topology | None, *, stack: str, state_dir: Path
+) -> PlatformStatus:
+    """The status of the platform ``state`` describes; NotRunning if it started nothing."""
+    if not state.get("emulators"):
+        raise NotRunning(f"no local platform runs from {state_dir}")
+    now = datetime.now(UTC)
+    return PlatformStatus(
+        stack=state.get("stack", stack),
+        project=state.get("project", ""),
+        state_dir=str(state_dir),
+        started_at=state.get("started_at", ""),
+        processes=tuple(_processes(state, topo)),
+        topics=tuple(t.name for t in topo.topics) if topo else (),
+        subscriptions=tuple((s.name, s.push_endpoint or "pull") for s in topo.subscriptions)
+        if topo
+        else (),
+        jobs=tuple(
+            (
+                j.name,
+                f"{j.schedule} ({j.time_zone})",
+                f"{j.method} {j.uri}",
+                next_fire(j, now).isoformat(timespec="seconds"),
+            )
+            for j in topo.jobs
+        )
+        if topo
+        else (),
+        notes=tuple(_summarise_notes(topo.notes)) if topo else (),
+    )
