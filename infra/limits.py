@@ -48,6 +48,7 @@ __all__ = [
     "PUBSUB_RESERVED_PREFIX",
     # Cloud Scheduler
     "SCHEDULER_HTTP_ATTEMPT_DEADLINE_S",
+    "SCHEDULER_DEFAULT_HTTP_ATTEMPT_DEADLINE_S",
     "SCHEDULER_RETRY_COUNT",
     "SCHEDULER_DEFAULT_MIN_BACKOFF_S",
     "SCHEDULER_DEFAULT_MAX_BACKOFF_S",
@@ -177,6 +178,7 @@ PUBSUB_RESERVED_PREFIX = "goog"
 # HTTP targets: attempt deadline 15 s to 30 min (default 3 min); retryCount 0-5.
 # https://cloud.google.com/scheduler/docs/reference/rest/v1/projects.locations.jobs
 SCHEDULER_HTTP_ATTEMPT_DEADLINE_S = (15, 1800)
+SCHEDULER_DEFAULT_HTTP_ATTEMPT_DEADLINE_S = 180
 SCHEDULER_RETRY_COUNT = (0, 5)
 # RetryConfig defaults: minBackoffDuration 5 s, maxBackoffDuration 1 h (same page).
 SCHEDULER_DEFAULT_MIN_BACKOFF_S = 5

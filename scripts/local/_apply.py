@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from infra import limits
 from scripts.local._topology import SubscriptionSpec, Topology
 
 __all__ = ["Op", "ApplyResult", "PubSubAdmin", "apply_pubsub", "ApplyAborted"]
@@ -193,7 +194,10 @@ def _desired_fields(admin: PubSubAdmin, s: SubscriptionSpec) -> dict[str, Any]:
         "dead_letter_policy": (
             None
             if not s.dead_letter_topic
-            else (admin.topic_path(s.dead_letter_topic), int(s.max_delivery_attempts or 5))
+            else (
+                admin.topic_path(s.dead_letter_topic),
+                int(s.max_delivery_attempts or limits.PUBSUB_DEFAULT_DELIVERY_ATTEMPTS),
+            )
         ),
         "retain_acked_messages": s.retain_acked_messages,
         "message_retention_duration": s.message_retention_seconds,
@@ -244,7 +248,9 @@ def _request_fields(admin: PubSubAdmin, s: SubscriptionSpec) -> dict[str, Any]:
     if s.dead_letter_topic:
         fields["dead_letter_policy"] = {
             "dead_letter_topic": admin.topic_path(s.dead_letter_topic),
-            "max_delivery_attempts": int(s.max_delivery_attempts or 5),
+            "max_delivery_attempts": int(
+                s.max_delivery_attempts or limits.PUBSUB_DEFAULT_DELIVERY_ATTEMPTS
+            ),
         }
     if s.message_retention_seconds is not None:
         fields["message_retention_duration"] = _duration(s.message_retention_seconds)

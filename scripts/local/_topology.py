@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from infra import limits
 from policy.graph import Graph, Resource, T
 
 __all__ = [
@@ -55,13 +56,17 @@ NOT_APPLIED: dict[str, str] = {
 
 
 def _seconds(value: Any, default: int | None = None) -> int | None:
-    """``"600s"`` / ``600`` -> 600; ``""``/``None`` -> ``default``."""
+    """A Duration input (``"600s"``, the API's JSON form; or a number) in whole seconds;
+    ``""``/``None`` -> ``default``."""
+    from google.protobuf import duration_pb2
+
     if value is None or value == "":
         return default
     if isinstance(value, int | float):
         return int(value)
-    text = str(value).strip()
-    return int(float(text[:-1] if text.endswith("s") else text))
+    duration = duration_pb2.Duration()
+    duration.FromJsonString(str(value).strip())
+    return duration.seconds
 
 
 def _short(path: str) -> str:
@@ -81,7 +86,7 @@ class SubscriptionSpec:
     resource: str
     topic: str  # topic id
     push_endpoint: str | None = None  # None: a pull subscription
-    ack_deadline_seconds: int = 10
+    ack_deadline_seconds: int = limits.PUBSUB_DEFAULT_ACK_DEADLINE_S
     min_backoff_seconds: int | None = None  # None: no retry policy (immediate redelivery)
     max_backoff_seconds: int | None = None
     dead_letter_topic: str | None = None  # topic id
@@ -116,9 +121,9 @@ class JobSpec:
     uri: str  # the job's target (Cloud Run URL + path) until localised
     body: str | None = None
     retry_count: int = 0
-    min_backoff_seconds: int = 5
-    max_backoff_seconds: int = 60
-    attempt_deadline_seconds: int = 180
+    min_backoff_seconds: int = limits.SCHEDULER_DEFAULT_MIN_BACKOFF_S
+    max_backoff_seconds: int = limits.SCHEDULER_DEFAULT_MAX_BACKOFF_S
+    attempt_deadline_seconds: int = limits.SCHEDULER_DEFAULT_HTTP_ATTEMPT_DEADLINE_S
 
 
 @dataclass(frozen=True)
@@ -217,18 +222,32 @@ def _service(graph: Graph, r: Resource, root: Path) -> ServiceSpec:
 
 
 def _subscription(r: Resource) -> SubscriptionSpec:
+    """A subscription's inputs; what it leaves unset takes Pub/Sub's own default."""
     retry = r.get("retryPolicy") or None
     dead = r.get("deadLetterPolicy") or None
+    backoff = (
+        (
+            _seconds(retry.get("minimumBackoff"), limits.PUBSUB_DEFAULT_MIN_BACKOFF_S),
+            _seconds(retry.get("maximumBackoff"), limits.PUBSUB_DEFAULT_MAX_BACKOFF_S),
+        )
+        if retry
+        else (None, None)  # no retry policy: immediate redelivery
+    )
+    attempts = dead.get("maxDeliveryAttempts") if dead else None
     return SubscriptionSpec(
         name=str(r.get("name") or r.name),
         resource=r.name,
         topic=_short(r.get("topic")),
         push_endpoint=r.get("pushConfig.pushEndpoint") or None,
-        ack_deadline_seconds=int(r.get("ackDeadlineSeconds") or 10),
-        min_backoff_seconds=_seconds(retry.get("minimumBackoff"), 10) if retry else None,
-        max_backoff_seconds=_seconds(retry.get("maximumBackoff"), 600) if retry else None,
+        ack_deadline_seconds=int(
+            r.get("ackDeadlineSeconds") or limits.PUBSUB_DEFAULT_ACK_DEADLINE_S
+        ),
+        min_backoff_seconds=backoff[0],
+        max_backoff_seconds=backoff[1],
         dead_letter_topic=_short(dead["deadLetterTopic"]) if dead else None,
-        max_delivery_attempts=int(dead.get("maxDeliveryAttempts") or 5) if dead else None,
+        max_delivery_attempts=int(attempts or limits.PUBSUB_DEFAULT_DELIVERY_ATTEMPTS)
+        if dead
+        else None,
         retain_acked_messages=bool(r.get("retainAckedMessages") or False),
         message_retention_seconds=_seconds(r.get("messageRetentionDuration")),
     )
@@ -241,14 +260,20 @@ def _job(r: Resource) -> JobSpec:
         name=str(r.get("name") or r.name),
         resource=r.name,
         schedule=str(r.get("schedule")),
-        time_zone=str(r.get("timeZone") or "Etc/UTC"),
+        time_zone=str(r.get("timeZone") or limits.SCHEDULER_DEFAULT_TIME_ZONE),
         method=str(target.get("httpMethod") or "POST"),
         uri=str(target.get("uri") or ""),
         body=target.get("body") or None,
         retry_count=int(retry.get("retryCount") or 0),
-        min_backoff_seconds=_seconds(retry.get("minBackoffDuration"), 5) or 0,
-        max_backoff_seconds=_seconds(retry.get("maxBackoffDuration"), 60) or 0,
-        attempt_deadline_seconds=_seconds(r.get("attemptDeadline"), 180) or 180,
+        min_backoff_seconds=_seconds(
+            retry.get("minBackoffDuration"), limits.SCHEDULER_DEFAULT_MIN_BACKOFF_S
+        ),
+        max_backoff_seconds=_seconds(
+            retry.get("maxBackoffDuration"), limits.SCHEDULER_DEFAULT_MAX_BACKOFF_S
+        ),
+        attempt_deadline_seconds=_seconds(
+            r.get("attemptDeadline"), limits.SCHEDULER_DEFAULT_HTTP_ATTEMPT_DEADLINE_S
+        ),
     )
 
 
