@@ -236,9 +236,23 @@ class Service(pulumi.ComponentResource):
                     )
                 ],
             ),
+            # Created with all traffic on its latest revision; after that the deploy
+            # pipeline's progressive rollout (scripts/rollout) owns the split: it tags each new
+            # revision `candidate` at 0%, moves traffic in steps and pins it to a revision by
+            # name, so the next `up`'s revision starts at 0% too. `ignore_changes` keeps
+            # `pulumi up` (and `drift`) from moving traffic back or reporting it as drift.
+            # https://cloud.google.com/run/docs/rollouts-rollbacks-traffic-migration
+            traffics=[
+                gcp.cloudrunv2.ServiceTrafficArgs(
+                    type="TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", percent=100
+                )
+            ],
             # A revision that cannot read its secrets fails to start: grants first. And the
             # deployer may only deploy a revision running as the account once it may act as it.
-            opts=child_options(self, opts, depends_on=[*grants, deployer_acts_as]),
+            opts=pulumi.ResourceOptions.merge(
+                child_options(self, opts, depends_on=[*grants, deployer_acts_as]),
+                pulumi.ResourceOptions(ignore_changes=["traffics"]),
+            ),
         )
         self.url = service.uri
         self.service_name = service.name

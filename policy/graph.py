@@ -159,6 +159,7 @@ class Resource:
     parent: str | None = None
     dependencies: tuple[str, ...] = ()
     custom: bool = True
+    ignore_changes: tuple[str, ...] = ()  # the resource option, as registered
 
     def get(self, path: str, default: Any = None) -> Any:
         """An input by path; falls back to the output of that name when no input was set."""
@@ -188,6 +189,7 @@ class Resource:
         parent: str | None = None,
         dependencies: Iterable[str] = (),
         custom: bool = True,
+        ignore_changes: Iterable[str] = (),
     ) -> Resource:
         """A record with values normalised (what both adapters call)."""
         return cls(
@@ -199,6 +201,7 @@ class Resource:
             parent=parent or None,
             dependencies=tuple(dict.fromkeys(d for d in dependencies if d)),
             custom=custom,
+            ignore_changes=tuple(ignore_changes),
         )
 
 

@@ -246,6 +246,7 @@ class RecordingMonitor(MockMonitor):
                 parent=request.parent or None,
                 dependencies=list(request.dependencies),
                 custom=bool(request.custom),
+                ignore_changes=list(request.ignoreChanges),
             )
         )
         return response

@@ -486,3 +486,14 @@ def test_a_missing_config_secret_names_the_command(prod_config: dict[str, Any]) 
             engine_config=engine_config,
         )
     assert "pulumi config set --secret coordinator-api-key VALUE --stack prod" in str(info.value)
+
+
+def test_services_start_on_latest_and_leave_traffic_to_the_rollout(plan: Plan) -> None:
+    # `pulumi up` only creates revisions; the progressive rollout (scripts/rollout) owns the
+    # split after creation, so the two never fight over the traffic block.
+    for svc in plan.graph.of_type(T.CLOUD_RUN):
+        assert "traffics" in svc.ignore_changes, f"{svc.urn}: traffic not left to the rollout"
+        traffic = [dict(t) for t in svc.get("traffics")]
+        assert traffic == [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}], (
+            f"{svc.urn}: {traffic}"
+        )
