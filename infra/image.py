@@ -20,6 +20,9 @@ __all__ = ["Image", "ImageArgs", "pinned_image", "PROGRAM_DIR", "IMAGE_PLATFORM"
 PROGRAM_DIR = Path(__file__).resolve().parent
 # Cloud Run runs on linux/amd64; an image built on an arm64 laptop would not start.
 IMAGE_PLATFORM = docker_build.Platform.LINUX_AMD64
+# Artifact Registry's user name for an OAuth access token given as the password.
+# https://cloud.google.com/artifact-registry/docs/docker/authentication#token
+TOKEN_USERNAME = "oauth2accesstoken"
 
 
 def pinned_image(service: str, config: ServiceConfig, deploy: DeployEnv) -> str | None:
@@ -37,6 +40,8 @@ class ImageArgs:
     stack: StackConfig
     deploy: DeployEnv
     repository_url: pulumi.Input[str]  # resolves once the deployer may push there
+    registry: pulumi.Input[str]  # the registry host, REGION-docker.pkg.dev
+    push_token: pulumi.Input[str]  # the deploy identity's access token (a secret)
 
 
 class Image(pulumi.ComponentResource):
@@ -71,6 +76,11 @@ class Image(pulumi.ComponentResource):
             tags=[pulumi.Output.concat(args.repository_url, "/", image_name, ":", tag)],
             platforms=[IMAGE_PLATFORM],
             push=True,
+            registries=[
+                docker_build.RegistryArgs(
+                    address=args.registry, username=TOKEN_USERNAME, password=args.push_token
+                )
+            ],
             # A preview must never need a Docker daemon.
             build_on_preview=False,
             # Declared inside the Service component before: kept, not re-created.

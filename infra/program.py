@@ -104,7 +104,14 @@ def compose(
         name: pinned_image(name, svc, deploy)
         or Image(
             name,
-            ImageArgs(service=name, stack=config, deploy=deploy, repository_url=repository.url),
+            ImageArgs(
+                service=name,
+                stack=config,
+                deploy=deploy,
+                repository_url=repository.url,
+                registry=repository.host,
+                push_token=repository.push_token,
+            ),
             after_apis,
         ).ref
         for name, svc in p.services.items()
@@ -170,6 +177,9 @@ def compose(
         )
     return {
         "service_urls": {name: s.url for name, s in services.items()},
+        # What each service was deployed with (REGISTRY/PATH:TAG@sha256:..., or the pinned
+        # digest): the deploy pipeline's verify step compares them with what Cloud Run serves.
+        "image_refs": images,
         "topic_names": {key: t.topic_name for key, t in topics.items()},
         "dead_letter_subscriptions": {
             key: t.dead_letter_subscription_name for key, t in topics.items()

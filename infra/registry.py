@@ -32,10 +32,12 @@ class ImageRepository(pulumi.ComponentResource):
     """A Docker repository with its cleanup policy and the deployer's writer grant on it.
 
     ``url`` resolves only after the grant exists, so an image pushed to it never races the
-    right to push.
+    right to push. ``host`` and ``push_token`` are what a push authenticates with.
     """
 
     url: pulumi.Output[str]
+    host: str
+    push_token: pulumi.Output[str]
 
     def __init__(
         self, name: str, args: ImageRepositoryArgs, opts: pulumi.ResourceOptions | None = None
@@ -88,10 +90,16 @@ class ImageRepository(pulumi.ComponentResource):
             member=args.deployer_member,
             opts=child,
         )
+        self.host = f"{cfg.region}-docker.pkg.dev"
         self.url = after(
-            pulumi.Output.concat(
-                cfg.region, "-docker.pkg.dev/", cfg.project, "/", repository.repository_id
-            ),
+            pulumi.Output.concat(self.host, "/", cfg.project, "/", repository.repository_id),
             writer,
+        )
+        # Pushes authenticate with the deploy identity's own short-lived OAuth token (the gcp
+        # provider's credentials: Workload Identity Federation in CI), never a key file and
+        # never `gcloud auth configure-docker` on the runner. A secret: never in state or logs.
+        # https://cloud.google.com/artifact-registry/docs/docker/authentication#token
+        self.push_token = pulumi.Output.secret(
+            gcp.organizations.get_client_config_output().access_token
         )
         self.register_outputs({"url": self.url})

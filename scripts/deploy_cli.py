@@ -28,7 +28,6 @@ from scripts.cli_common import (
 from scripts.deploy import (
     BUILDERS,
     PREVIOUS,
-    AutomationPulumi,
     CloudBuildAdapter,
     CloudRunAdapter,
     CloudTarget,
@@ -39,6 +38,7 @@ from scripts.deploy import (
     DeployRequest,
     GitRepo,
     LocalTarget,
+    deploy_engine,
     run_deploy,
     select_rollback,
 )
@@ -215,7 +215,7 @@ def _execute(
         image_builder = None
     else:
         target = CloudTarget(
-            engine=AutomationPulumi(root),
+            engine=deploy_engine(root),
             inspector=CloudRunAdapter(),
             firestore_factory=lambda info: firestore_for(
                 lock_project or (info.project if info else None), lock_database

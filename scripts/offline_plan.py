@@ -117,6 +117,10 @@ class PlanMocks:
         if args.token == "gcp:organizations/getProject:getProject":
             project = args.args.get("projectId") or self.project
             return {"projectId": project, "number": self.project_number(), "name": project}, []
+        if args.token == "gcp:organizations/getClientConfig:getClientConfig":
+            # The provider's credentials: a placeholder token (the plan marks it secret).
+            token = "mock-access-token"
+            return {"accessToken": token, "project": self.project, "region": self.region}, []
         return {}, []
 
     def new_resource(self, args: Any) -> tuple[str, dict]:

@@ -60,10 +60,12 @@ from ._pulumi import (
     ENV_COMMIT,
     ENV_IMAGE_OVERRIDES,
     ENV_LOCK_TOKEN,
+    POLICY_PACK_DIR,
     AutomationPulumi,
     EngineResult,
     PulumiEngine,
     ResourceChange,
+    deploy_engine,
 )
 from ._rollback import PREVIOUS, select_rollback
 from ._stackinfo import StackInfo, StackService, stack_info
@@ -78,6 +80,7 @@ __all__ = [
     "ENV_IMAGE_OVERRIDES",
     "ENV_LOCK_TOKEN",
     "LOCK_TOKEN_LABEL",
+    "POLICY_PACK_DIR",
     "PREVIOUS",
     "STEPS",
     "AutomationPulumi",
@@ -127,6 +130,7 @@ __all__ = [
     "check_tooling",
     "compute_drift",
     "context_paths",
+    "deploy_engine",
     "ensure_images",
     "entry_module",
     "missing_pulumi",

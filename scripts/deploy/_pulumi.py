@@ -17,7 +17,7 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,6 +35,8 @@ __all__ = [
     "PulumiEngine",
     "AutomationPulumi",
     "OnOutput",
+    "POLICY_PACK_DIR",
+    "deploy_engine",
 ]
 
 #: The environment the program reads (infra/): the deployed commit label, the lock's fencing
@@ -42,6 +44,8 @@ __all__ = [
 ENV_COMMIT = "PLATFORM_GIT_COMMIT"
 ENV_LOCK_TOKEN = "PLATFORM_LOCK_TOKEN"
 ENV_IMAGE_OVERRIDES = "PLATFORM_IMAGE_OVERRIDES"
+#: The policy pack (policy/PulumiPolicy.yaml), relative to the repository root.
+POLICY_PACK_DIR = "policy"
 #: SIGINT lets ``pulumi`` finish in-flight resource operations and write its checkpoint; after
 #: this long it is killed (the stack may then need ``pulumi refresh`` / ``pulumi cancel``).
 INTERRUPT_GRACE_S = 30.0
@@ -187,11 +191,23 @@ def _interruptible_command_class() -> type:
 
 
 class AutomationPulumi:
-    """The real engine: the ``pulumi`` CLI driven by the Automation API from ``work_dir``."""
+    """The real engine: the ``pulumi`` CLI driven by the Automation API from ``work_dir``.
 
-    def __init__(self, work_dir: Path | str, *, pulumi_home: str | None = None) -> None:
+    ``policy_packs``: directories of policy packs (``PulumiPolicy.yaml``) the engine runs on
+    every ``up`` and ``preview`` (``--policy-pack``): the preflight rules as CrossGuard, so a
+    mandatory violation stops the real engine too, with the values only it knows.
+    """
+
+    def __init__(
+        self,
+        work_dir: Path | str,
+        *,
+        pulumi_home: str | None = None,
+        policy_packs: Sequence[Path | str] = (),
+    ) -> None:
         self.work_dir = str(work_dir)
         self.pulumi_home = pulumi_home
+        self.policy_packs = [str(Path(p).resolve()) for p in policy_packs]
         self._command: Any = None
 
     def _stack(self, stack: str, env: Mapping[str, str]):
@@ -248,6 +264,7 @@ class AutomationPulumi:
                 on_event=on_event,
                 refresh=refresh or None,
                 expect_no_changes=expect_no_changes or None,
+                policy_packs=self.policy_packs or None,
                 color="never",
             )
         except FileNotFoundError as exc:
@@ -265,7 +282,12 @@ class AutomationPulumi:
         st = self._stack(stack, env)
         changes, on_event = self._collector()
         try:
-            res = st.up(on_output=on_output, on_event=on_event, color="never")
+            res = st.up(
+                on_output=on_output,
+                on_event=on_event,
+                policy_packs=self.policy_packs or None,
+                color="never",
+            )
         except FileNotFoundError as exc:
             raise missing_pulumi(exc) from None
         except auto.errors.ConcurrentUpdateError as exc:
@@ -284,6 +306,11 @@ class AutomationPulumi:
         if self._command is None:
             return False
         return self._command.interrupt(grace)
+
+
+def deploy_engine(root: Path | str) -> AutomationPulumi:
+    """The engine ``deploy`` runs: the checkout's program, with its policy pack enforced."""
+    return AutomationPulumi(root, policy_packs=[Path(root) / POLICY_PACK_DIR])
 
 
 def _count(changes: list[ResourceChange]) -> dict[str, int]:
