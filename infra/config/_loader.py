@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from infra.config._issues import ConfigError, ConfigIssue, key_path
+from infra.config._models import PLATFORM_KEY
 
 __all__ = ["StackFile", "load_stack_file", "load_stack_text", "locate"]
 
@@ -63,7 +64,7 @@ def _why_ambiguous(node: yaml.ScalarNode) -> str | None:
     if node.tag == "tag:yaml.org,2002:timestamp":
         return f"{text} is a date/time to YAML 1.1 and a string to Pulumi"
     if node.tag == "tag:yaml.org,2002:bool" and text.lower() not in ("true", "false"):
-        return f"{text} is a boolean to YAML 1.1 and a string to Pulumi"
+        return f"{text} is a boolean to YAML 1.1 and a string to Pulumi (write true or false)"
     if node.tag == "tag:yaml.org,2002:int" and not _PLAIN_INT.fullmatch(text):
         return f"{text} is read as a different number by YAML 1.1 and by Pulumi"
     if node.tag == "tag:yaml.org,2002:float" and not _PLAIN_FLOAT.fullmatch(text):
@@ -125,24 +126,27 @@ class _Builder:
             return items
         why = _why_ambiguous(node)
         if why is not None:
-            self.issue(path, node, f'{why}: quote it ("{node.value}") to mean the string')
+            self.issue(path, node, f'{why}; quote it ("{node.value}") to mean the string')
             return node.value
         return self.loader.construct_object(node, deep=True)
 
 
 def _dotted(path: tuple) -> str:
-    return (
-        "".join(
-            f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p))
-            for i, p in enumerate(path)
-        )
-        or "(document)"
-    )
+    """A document path as the config's issues name it: ``config.<project>:platform.x`` is
+    ``platform.x``, other config keys keep their name (``gcp:project``)."""
+    if path[:1] == ("config",) and len(path) > 1:
+        top = str(path[1])
+        top = PLATFORM_KEY if top == PLATFORM_KEY or top.endswith(f":{PLATFORM_KEY}") else top
+        return key_path(top, path[2:])
+    return key_path(str(path[0]), path[1:]) if path else "(document)"
 
 
 def load_stack_text(text: str, file: str, stack: str = "") -> StackFile:
     """The ``config:`` mapping of a stack file's text; ConfigError naming each bad line."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:  # the reader checks characters up front (e.g. \x1f)
+        raise ConfigError([ConfigIssue(file, f"not valid YAML: {exc}")], stack) from None
     try:
         try:
             node = loader.get_single_node()

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from infra.config import (
     DEFAULT_ACK_DEADLINE_S,
@@ -361,72 +358,6 @@ def test_platform_key_may_arrive_as_json_text(prod_config: dict[str, Any]) -> No
         platform=json.dumps(prod_config[PLATFORM]),
     )
     assert cfg.platform.services["prediction-worker"].timeout_seconds == 600
-
-
-# --- Property: random mutations either validate or fail with key-path errors ----------------
-
-_PROD = load_stack_file("prod")
-
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-5, 5000)
-    | st.floats(allow_nan=False)
-    | st.text(max_size=12),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
-    ),
-    max_leaves=6,
-)
-
-
-def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
-    out = [prefix]
-    if isinstance(node, dict):
-        for k, v in node.items():
-            out += _paths(v, (*prefix, k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            out += _paths(v, (*prefix, i))
-    return out
-
-
-_MUTABLE_PATHS = [p for p in _paths(_PROD) if p]
-
-
-@st.composite
-def mutated_configs(draw: st.DrawFn) -> dict[str, Any]:
-    config = copy.deepcopy(_PROD)
-    for _ in range(draw(st.integers(1, 3))):
-        path = draw(st.sampled_from(_MUTABLE_PATHS))
-        parent: Any = config
-        try:
-            for part in path[:-1]:
-                parent = parent[part]
-            key = path[-1]
-            action = draw(st.sampled_from(["replace", "delete", "add"]))
-            if action == "replace":
-                parent[key] = draw(json_values)
-            elif action == "delete":
-                del parent[key]
-            elif isinstance(parent, dict):
-                parent[draw(st.text(min_size=1, max_size=8))] = draw(json_values)
-        except (KeyError, IndexError, TypeError):
-            continue  # an earlier mutation removed or replaced this path's parent
-    return config
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(mutated_configs())
-def test_mutations_validate_or_fail_with_key_paths(config: dict[str, Any]) -> None:
-    try:
-        parse(config)
-    except ConfigError as exc:
-        assert exc.issues
-        for issue in exc.issues:
-            assert issue.path.startswith(("platform", "gcp:")), issue
-            assert issue.message, issue
-    # Any other exception type fails the test: a traceback is never the answer to bad config.
 
 
 # --- Entry points: ingress and operators (issue 18) ---------------------------------------
