@@ -10,7 +10,7 @@ depends on that service account and on that service). In a real preview, emails 
 new resources are unknown; a check neither way can decide is reported **unverifiable**, never
 as passed.
 
-Each finding names the resource and the fix. Rule ids are stable (``PF01``...``PF12``) and
+Each finding names the resource and the fix. Rule ids are stable (``PF01``...``PF14``) and
 documented in the README's rule table.
 """
 
@@ -569,6 +569,13 @@ def least_privilege_identity(graph: Graph, rule: Rule) -> Iterator[Finding]:
             )
         elif _known(sa) and DEFAULT_COMPUTE_RE.match(str(sa)):
             yield rule.finding(svc, f"runs as the default compute account {sa}; give it its own")
+        elif not _known(sa) and not graph.deps(svc, T.SERVICE_ACCOUNT):
+            # Fail closed: an identity that is neither known nor one this program creates.
+            yield rule.finding(
+                svc,
+                "runs as an account this check cannot place (unknown, and not a service "
+                "account of this program): give it its own account, created here",
+            )
     for grant in graph.of_type(T.PROJECT_IAM_MEMBER, T.PROJECT_IAM_BINDING):
         role = grant.get("role")
         if role in BASIC_ROLES:
@@ -598,7 +605,14 @@ def no_public_invoker(graph: Graph, rule: Rule) -> Iterator[Finding]:
             continue
         targets = [s for s in services if targets_service(grant, s)]
         if not targets:
-            yield rule.unknown(grant, f"{public[0]} may invoke a service this check cannot find")
+            # Fail closed: a public grant on a service not in this stack (or one the check
+            # cannot find) is exactly what must never slip through on a technicality.
+            yield rule.finding(
+                grant,
+                f"{public[0]} may invoke {_service_ref(grant)}, which this stack does not "
+                "declare public (the service is not in the stack, or cannot be found): remove "
+                "the binding, or declare the service here with services.<name>.public: true",
+            )
         for svc in targets:
             if (svc.get("labels") or {}).get("public") != "true":
                 yield rule.finding(
@@ -606,6 +620,24 @@ def no_public_invoker(graph: Graph, rule: Rule) -> Iterator[Finding]:
                     f"{public[0]} may invoke {svc.describe()}, which is not declared public: "
                     "remove the binding, or set services.<name>.public: true if intended",
                 )
+
+    for policy in graph.of_type(T.RUN_IAM_POLICY):
+        data = policy.get("policyData")
+        if not _known(data):
+            yield rule.unknown(policy, "a whole IAM policy whose bindings are unknown")
+            continue
+        public = [m for m in PUBLIC_MEMBERS if m in str(data)]
+        if public:
+            yield rule.finding(
+                policy,
+                f"a whole IAM policy granting {public[0]} on {_service_ref(policy)}: replace it "
+                "with one member resource per grant (a policy also drops every other grant)",
+            )
+
+
+def _service_ref(grant: Resource) -> str:
+    name = grant.get("name")
+    return f"service '{str(name).rsplit('/', 1)[-1]}'" if _known(name) else "a service"
 
 
 @rule(
@@ -764,6 +796,173 @@ def deletion_protection(graph: Graph, rule: Rule) -> Iterator[Finding]:
                 svc,
                 "a production service without deletion_protection: a rename or destroy "
                 "deletes it; set deletion_protection: true",
+            )
+
+
+# --- Least privilege (issue 18): security rules fail closed ---------------------------------
+#
+# A grant or a caller these rules cannot place is a violation, never advisory: only a value that
+# is genuinely unknown in a first preview (a condition computed from a new resource) stays
+# unverifiable.
+
+FIRESTORE_ROLE_PREFIXES = ("roles/datastore.", "roles/firebase.")
+DATABASE_CONDITION_RE = re.compile(
+    r'\s*resource\.name\s*==\s*"projects/(?P<project>[^/"]+)/databases/(?P<database>[^/"]+)"\s*'
+)
+INGRESS_ALL = "INGRESS_TRAFFIC_ALL"
+INGRESS_INTERNAL = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+INGRESS_INTERNAL_LB = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+
+
+def runtime_accounts(graph: Graph) -> dict[str, Resource]:
+    """The service accounts some Cloud Run service runs as, by URN (value, else dependency)."""
+    found: dict[str, Resource] = {}
+    for svc in graph.of_type(T.CLOUD_RUN):
+        email = svc.get("template.serviceAccount")
+        sa = identity(graph, svc, email)
+        if sa is not None:
+            found[sa.urn] = sa
+    return found
+
+
+def _grant_members(grant: Resource) -> list[Any]:
+    if grant.type.endswith(("IAMBinding", "IamBinding")):
+        return list(grant.get("members") or ())
+    return [grant.get("member")]
+
+
+def _runtime_member(
+    graph: Graph, grant: Resource, member: Any, runtime: dict[str, Resource]
+) -> bool | None:
+    """Whether ``member`` of ``grant`` is a runtime identity (None: cannot place it)."""
+    if _known(member):
+        emails = {sa.out("email") for sa in runtime.values() if _known(sa.out("email"))}
+        if str(member).removeprefix("serviceAccount:") in emails:
+            return True
+        if any(not _known(sa.out("email")) for sa in runtime.values()):
+            return None if str(member).startswith("serviceAccount:") else False
+        return False
+    accounts = graph.deps(grant, T.SERVICE_ACCOUNT)
+    if not accounts:
+        return None
+    return any(sa.urn in runtime for sa in accounts)
+
+
+@rule(
+    "PF13",
+    "firestore-scoped-to-its-database",
+    "A runtime identity holding a project-wide Firestore role without a condition on its "
+    "stack's own database",
+)
+def firestore_scoped_to_its_database(graph: Graph, rule: Rule) -> Iterator[Finding]:
+    runtime = runtime_accounts(graph)
+    names = [db.get("name") for db in graph.of_type(T.FIRESTORE_DATABASE)]
+    databases = {str(n) for n in names if _known(n)}
+    some_unknown = any(not _known(n) for n in names)
+    for grant in graph.of_type(T.PROJECT_IAM_MEMBER, T.PROJECT_IAM_BINDING):
+        role = grant.get("role")
+        if not _known(role):
+            yield rule.unknown(grant, "role unknown: cannot tell whether it reaches Firestore")
+            continue
+        if not str(role).startswith(FIRESTORE_ROLE_PREFIXES):
+            continue
+        verdicts = [_runtime_member(graph, grant, m, runtime) for m in _grant_members(grant)]
+        if not any(v is not False for v in verdicts):
+            continue  # not a runtime identity: not this rule's concern
+        who = "a runtime identity" if any(verdicts) else "an identity this check cannot place"
+        condition = grant.get("condition")
+        expression = _get(condition, "expression") if condition else None
+        if expression is UNKNOWN:
+            yield rule.unknown(grant, f"{role}: the condition is unknown in this preview")
+            continue
+        m = DATABASE_CONDITION_RE.fullmatch(str(expression)) if expression else None
+        if m is None:
+            yield rule.finding(
+                grant,
+                f"{role} on the whole project for {who}: it also reaches the deploy-lock "
+                "database (the lock and deploy history); condition it on the stack's database "
+                '(condition.expression = resource.name == "projects/P/databases/D")',
+            )
+        elif m["database"] not in databases and some_unknown:
+            yield rule.unknown(grant, f"{role}: this stack's database name is unknown")
+        elif m["database"] not in databases:
+            yield rule.finding(
+                grant,
+                f"{role} for {who} is conditioned on database '{m['database']}', which this "
+                f"stack does not declare (its databases: {', '.join(sorted(databases)) or 'none'})"
+                ": condition it on the stack's own database",
+            )
+
+
+def _callers(graph: Graph, svc: Resource) -> tuple[set[str], bool]:
+    """Who may invoke ``svc``: kinds among {"internal", "operator", "public", "external"}, and
+    whether some invoker grant on it could not be told apart (then the caller set is partial).
+
+    Internal callers are the identities its push subscriptions and scheduler jobs in this stack
+    sign as (Pub/Sub and Cloud Scheduler in the same project count as internal traffic)."""
+    internal_emails: set[str] = set()
+    internal_accounts: set[str] = set()
+    for caller in [*push_subscriptions(graph), *graph.of_type(T.SCHEDULER_JOB)]:
+        email = caller.get("pushConfig.oidcToken.serviceAccountEmail") or caller.get(
+            "httpTarget.oidcToken.serviceAccountEmail"
+        )
+        if _known(email):
+            internal_emails.add(str(email))
+        internal_accounts.update(sa.urn for sa in graph.deps(caller, T.SERVICE_ACCOUNT))
+    kinds: set[str] = set()
+    partial = False
+    for grant in graph.of_type(T.RUN_INVOKER_MEMBER, T.RUN_IAM_BINDING):
+        if grant.get("role") != INVOKER or not targets_service(grant, svc):
+            continue
+        for member in _grant_members(grant):
+            if not _known(member):
+                if any(sa.urn in internal_accounts for sa in graph.deps(grant, T.SERVICE_ACCOUNT)):
+                    kinds.add("internal")
+                else:
+                    partial = True
+            elif member in PUBLIC_MEMBERS:
+                kinds.add("public")
+            elif str(member).startswith(("group:", "user:", "domain:")):
+                kinds.add("operator")
+            elif str(member).removeprefix("serviceAccount:") in internal_emails:
+                kinds.add("internal")
+            else:
+                kinds.add("external")  # another identity may call from anywhere
+    return kinds, partial
+
+
+@rule(
+    "PF14",
+    "ingress-no-wider-than-callers",
+    "A service whose ingress is wider than its callers need (only Pub/Sub pushes and "
+    "scheduler jobs: internal), or narrower than a declared caller can reach",
+)
+def ingress_no_wider_than_callers(graph: Graph, rule: Rule) -> Iterator[Finding]:
+    for svc in graph.of_type(T.CLOUD_RUN):
+        # Cloud Run's default when unset is all traffic.
+        # https://cloud.google.com/run/docs/securing/ingress#settings
+        ingress = svc.get("ingress") or INGRESS_ALL
+        if not _known(ingress):
+            yield rule.unknown(svc, "ingress unknown in this preview")
+            continue
+        kinds, partial = _callers(graph, svc)
+        outside = kinds & {"operator", "public", "external"}
+        if ingress in (INGRESS_ALL, INGRESS_INTERNAL_LB) and not outside:
+            if partial:
+                yield rule.unknown(svc, f"ingress {ingress}: cannot tell who all its callers are")
+                continue
+            yield rule.finding(
+                svc,
+                f"ingress {ingress} but only Pub/Sub pushes and scheduler jobs of this project "
+                "call it (internal traffic): set ingress internal (the config default for such "
+                "a service) so it is not reachable from the internet",
+            )
+        elif ingress == INGRESS_INTERNAL and outside:
+            yield rule.finding(
+                svc,
+                f"ingress {ingress} but {', '.join(sorted(outside))} callers are granted "
+                "roles/run.invoker and call from outside Google's network: they cannot reach "
+                "it; set ingress all, or remove their grants",
             )
 
 

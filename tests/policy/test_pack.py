@@ -79,13 +79,13 @@ def analyze(stub: analyzer_pb2_grpc.AnalyzerStub, resources: list[Resource]):
     return list(stub.AnalyzeStack(request, timeout=120).diagnostics)
 
 
-def test_the_pack_lists_the_twelve_rules(analyzer) -> None:
+def test_the_pack_lists_the_fourteen_rules(analyzer) -> None:
     info = analyzer.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
     assert info.name == "prediction-platform-preflight"
     *rules, unverifiable = info.policies
     names = [p.name for p in rules]
     assert names == [r.policy_name for r in RULES]
-    assert [n.split("-")[0] for n in names] == [f"PF{i:02d}" for i in range(1, 13)]
+    assert [n.split("-")[0] for n in names] == [f"PF{i:02d}" for i in range(1, 15)]
     mandatory = analyzer_pb2.EnforcementLevel.Value("MANDATORY")
     assert all(p.enforcementLevel == mandatory for p in rules)
     # Undecidable checks are reported, but must not block a correct program's first preview.
@@ -111,6 +111,35 @@ def test_a_broken_resource_comes_back_as_the_rules_violation(analyzer, prod_plan
     ], [d.message for d in diagnostics]
     assert "has no roles/run.invoker on Service 'prediction-worker'" in diagnostics[0].message
     assert diagnostics[0].enforcementLevel == analyzer_pb2.EnforcementLevel.Value("MANDATORY")
+
+
+def _public_grant(prod_plan: Plan, service: str) -> Resource:
+    src = next(r for r in prod_plan.resources if r.name == "prediction-worker-pushes-invoker")
+    inputs = {**plain(src.inputs), "member": "allUsers", "name": service}
+    return dataclasses.replace(
+        src,
+        name="anyone",
+        urn=f"{src.urn}-anyone",
+        inputs=inputs,
+        outputs={**plain(src.outputs), **inputs},
+        dependencies=(),
+    )
+
+
+@pytest.mark.parametrize("with_service", [True, False], ids=["service-in-request", "grant-alone"])
+def test_a_public_invoker_grant_is_rejected_with_or_without_its_service(
+    analyzer, prod_plan: Plan, with_service: bool
+) -> None:
+    grant = _public_grant(prod_plan, "prediction-worker")
+    resources = [*prod_plan.resources, grant] if with_service else [grant]
+    diagnostics = analyze(analyzer, resources)
+    mandatory = analyzer_pb2.EnforcementLevel.Value("MANDATORY")
+    pf09 = [d for d in diagnostics if d.policyName == "PF09-no-public-invoker"]
+    assert [(d.urn, d.enforcementLevel) for d in pf09] == [(grant.urn, mandatory)], [
+        (d.policyName, d.message) for d in diagnostics
+    ]
+    assert "allUsers may invoke" in pf09[0].message
+    assert not [d for d in diagnostics if "PF09 unverifiable" in d.message]
 
 
 def test_a_tagged_image_violates_pf10(analyzer, prod_plan: Plan) -> None:

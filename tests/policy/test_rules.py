@@ -86,16 +86,16 @@ def config_plan(prod_config: dict, fn: Callable[[dict], Any]) -> Plan:
 # --- The real stacks --------------------------------------------------------------------------
 
 
-def test_there_are_twelve_rules_with_unique_ids() -> None:
-    assert [r.id for r in RULES] == [f"PF{i:02d}" for i in range(1, 13)]
-    assert len({r.policy_name for r in RULES}) == 12
+def test_there_are_fourteen_rules_with_unique_ids() -> None:
+    assert [r.id for r in RULES] == [f"PF{i:02d}" for i in range(1, 15)]
+    assert len({r.policy_name for r in RULES}) == 14
 
 
 @pytest.mark.parametrize("stack", ["prod", "dev"])
 def test_the_stacks_pass_every_rule(stack: str, prod_plan: Plan, dev_plan: Plan) -> None:
     plan = {"prod": prod_plan, "dev": dev_plan}[stack]
     results = rule_results(plan.resources)
-    assert [r.status for r in results] == ["pass"] * 12, [
+    assert [r.status for r in results] == ["pass"] * 14, [
         str(f) for r in results for f in r.findings
     ]
 
@@ -316,6 +316,156 @@ def test_pf09_all_users_on_a_private_service(prod_plan: Plan) -> None:
     )
 
 
+def test_pf09_fails_closed_on_a_public_grant_whose_service_is_not_in_the_stack(
+    prod_plan: Plan,
+) -> None:
+    def elsewhere(i: dict) -> None:
+        i.update(member="allAuthenticatedUsers", name="legacy-dashboard")
+
+    grant = next(r for r in prod_plan.resources if r.name == "prediction-worker-pushes-invoker")
+    broken = add_copy(
+        prod_plan.resources, grant.name, T.RUN_INVOKER_MEMBER, "legacy-public", elsewhere
+    )
+    broken = [
+        dataclasses.replace(r, dependencies=()) if r.name == "legacy-public" else r for r in broken
+    ]
+    assert_fails(
+        broken,
+        "PF09",
+        "ServiceIamMember 'legacy-public'",
+        "allAuthenticatedUsers may invoke service 'legacy-dashboard', which this stack does not "
+        "declare public",
+    )
+    # The same grant alone (nothing else in the request): still a violation, not advisory.
+    alone = [r for r in broken if r.name == "legacy-public"]
+    assert failing(alone, "PF09") and not [f for f in run_rules(alone) if f.unverifiable]
+
+
+def test_pf09_a_whole_iam_policy_with_all_users(prod_plan: Plan) -> None:
+    policy = Resource.make(
+        T.RUN_IAM_POLICY,
+        "worker-policy",
+        "urn:pulumi:prod::prediction-platform::gcp:cloudrunv2/serviceIamPolicy:ServiceIamPolicy::worker-policy",
+        inputs={
+            "name": "prediction-worker",
+            "policyData": '{"bindings":[{"role":"roles/run.invoker","members":["allUsers"]}]}',
+        },
+    )
+    assert_fails(
+        [*prod_plan.resources, policy],
+        "PF09",
+        "ServiceIamPolicy 'worker-policy'",
+        "a whole IAM policy granting allUsers on service 'prediction-worker'",
+    )
+
+
+def test_pf08_fails_closed_on_an_account_it_cannot_place(prod_plan: Plan) -> None:
+    broken = edit(
+        prod_plan.resources,
+        "prediction-worker",
+        T.CLOUD_RUN,
+        lambda i: i["template"].update(serviceAccount=UNKNOWN),
+    )
+    broken = [
+        dataclasses.replace(r, dependencies=())
+        if r.type == T.CLOUD_RUN and r.name == "prediction-worker"
+        else r
+        for r in broken
+    ]
+    assert_fails(broken, "PF08", "Service 'prediction-worker'", "cannot place")
+
+
+FIRESTORE_GRANT = "prediction-coordinator-firestore-user"
+
+
+def test_pf13_unconditioned_project_wide_firestore_role(prod_plan: Plan) -> None:
+    broken = edit(
+        prod_plan.resources, FIRESTORE_GRANT, T.PROJECT_IAM_MEMBER, lambda i: i.pop("condition")
+    )
+    assert_fails(
+        broken,
+        "PF13",
+        f"IAMMember '{FIRESTORE_GRANT}'",
+        "roles/datastore.user on the whole project for a runtime identity: it also reaches the "
+        "deploy-lock database",
+    )
+
+
+def test_pf13_conditioned_on_the_deploy_lock_database(prod_plan: Plan) -> None:
+    def to_lock(i: dict) -> None:
+        i["condition"]["expression"] = (
+            'resource.name == "projects/nba-props-platform/databases/deploy-lock"'
+        )
+
+    broken = edit(prod_plan.resources, FIRESTORE_GRANT, T.PROJECT_IAM_MEMBER, to_lock)
+    assert_fails(
+        broken,
+        "PF13",
+        f"IAMMember '{FIRESTORE_GRANT}'",
+        "conditioned on database 'deploy-lock', which this stack does not declare",
+    )
+
+
+def test_pf13_a_condition_that_is_not_a_database_restriction(prod_plan: Plan) -> None:
+    def loose(i: dict) -> None:
+        i["condition"]["expression"] = 'resource.name.startsWith("projects/")'
+
+    broken = edit(prod_plan.resources, FIRESTORE_GRANT, T.PROJECT_IAM_MEMBER, loose)
+    assert_fails(broken, "PF13", f"IAMMember '{FIRESTORE_GRANT}'", "on the whole project")
+
+
+def test_pf13_fails_closed_on_a_grant_it_cannot_place(prod_plan: Plan) -> None:
+    def unplaced(i: dict) -> None:
+        i.pop("condition")
+        i["member"] = UNKNOWN
+
+    broken = edit(prod_plan.resources, FIRESTORE_GRANT, T.PROJECT_IAM_MEMBER, unplaced)
+    broken = [
+        dataclasses.replace(r, dependencies=()) if r.name == FIRESTORE_GRANT else r for r in broken
+    ]
+    assert_fails(
+        broken, "PF13", f"IAMMember '{FIRESTORE_GRANT}'", "an identity this check cannot place"
+    )
+
+
+def test_pf13_ignores_identities_that_run_nothing(prod_plan: Plan) -> None:
+    def ops(i: dict) -> None:
+        i.pop("condition")
+        i["member"] = "group:firestore-admins@example.com"
+
+    grants = add_copy(prod_plan.resources, FIRESTORE_GRANT, T.PROJECT_IAM_MEMBER, "ops-fs", ops)
+    grants = [dataclasses.replace(r, dependencies=()) if r.name == "ops-fs" else r for r in grants]
+    assert not failing(grants, "PF13")
+
+
+def test_pf14_a_push_only_service_with_all_ingress(prod_config: dict) -> None:
+    plan = config_plan(
+        prod_config, lambda p: p["services"]["prediction-worker"].update(ingress="all")
+    )
+    assert_fails(
+        plan.resources,
+        "PF14",
+        "Service 'prediction-worker'",
+        "ingress INGRESS_TRAFFIC_ALL but only Pub/Sub pushes and scheduler jobs of this project "
+        "call it",
+    )
+
+
+def test_pf14_operators_cannot_reach_an_internal_service(prod_plan: Plan) -> None:
+    broken = edit(
+        prod_plan.resources,
+        "prediction-coordinator",
+        T.CLOUD_RUN,
+        lambda i: i.update(ingress="INGRESS_TRAFFIC_INTERNAL_ONLY"),
+    )
+    assert_fails(broken, "PF14", "Service 'prediction-coordinator'", "operator callers are granted")
+
+
+def test_pf14_an_unset_ingress_is_all(prod_plan: Plan) -> None:
+    broken = edit(prod_plan.resources, "prediction-worker", T.CLOUD_RUN, lambda i: i.pop("ingress"))
+    assert_fails(broken, "PF14", "Service 'prediction-worker'", "ingress INGRESS_TRAFFIC_ALL")
+
+
 def test_pf10_image_by_tag(prod_plan: Plan) -> None:
     tag = "us-west2-docker.pkg.dev/nba-props-platform/platform-images/prediction-worker:v1"
     broken = edit(
@@ -451,6 +601,19 @@ def test_rules_decide_from_dependencies_when_values_are_unknown(prod_plan: Plan)
     assert not blocking, "\n".join(map(str, blocking))
     broken = drop(preview, "prediction-worker-pushes-invoker", T.RUN_INVOKER_MEMBER)
     assert failing(broken, "PF01"), "a missing binding is still found by URN"
+
+
+def test_security_rules_decide_from_dependencies_in_a_preview(prod_plan: Plan) -> None:
+    preview = _as_preview(prod_plan.resources)
+    broken = edit(preview, FIRESTORE_GRANT, T.PROJECT_IAM_MEMBER, lambda i: i.pop("condition"))
+    assert failing(broken, "PF13"), "the runtime identity is placed by URN"
+    internal = edit(
+        preview,
+        "prediction-worker",
+        T.CLOUD_RUN,
+        lambda i: i.update(ingress="INGRESS_TRAFFIC_ALL"),
+    )
+    assert failing(internal, "PF14"), "the push identity is placed by URN"
 
 
 def test_undecidable_is_unverifiable_never_passed(prod_plan: Plan) -> None:
