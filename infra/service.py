@@ -21,6 +21,7 @@ __all__ = [
     "INGRESS",
     "firestore_database_resource",
     "member_slug",
+    "PLATFORM_PROJECT_ROLES",
     "substitute",
 ]
 
@@ -34,6 +35,9 @@ INVOKER_ROLE = "roles/run.invoker"
 ACT_AS_ROLE = "roles/iam.serviceAccountUser"
 TOKEN_CREATOR_ROLE = "roles/iam.serviceAccountTokenCreator"
 FIRESTORE_USER_ROLE = "roles/datastore.user"
+#: Every role this program grants on the project (everything else is granted on a resource):
+#: the bootstrap lets the deploy identity grant these and no other (its projectIamAdmin condition).
+PLATFORM_PROJECT_ROLES = (FIRESTORE_USER_ROLE,)
 
 
 def firestore_database_resource(project: str, database: str) -> str:

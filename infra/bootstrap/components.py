@@ -6,10 +6,18 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.options import enable_apis
+from infra.service import PLATFORM_PROJECT_ROLES
 
 from .config import BootstrapConfig
 
-__all__ = ["Bootstrap", "BOOTSTRAP_APIS", "DEPLOYER_PROJECT_ROLES", "GITHUB_OIDC_ISSUER"]
+__all__ = [
+    "Bootstrap",
+    "BOOTSTRAP_APIS",
+    "DEPLOYER_PROJECT_ROLES",
+    "DEPLOYER_GRANTABLE_PROJECT_ROLES",
+    "DEPLOYER_ROLE_CONDITIONS",
+    "GITHUB_OIDC_ISSUER",
+]
 
 #: APIs the bootstrap's own resources need (the platform stack enables the rest itself).
 BOOTSTRAP_APIS = (
@@ -22,27 +30,42 @@ BOOTSTRAP_APIS = (
     "storage.googleapis.com",
     "sts.googleapis.com",
 )
-#: What `pulumi up` of the platform stack creates and grants, and the deploy pipeline reads.
-#: Project-level because creating the platform stack's resources is a project permission;
-#: never editor/owner. They cover what the platform stack once granted its own deployer
-#: (run.developer, datastore.user). Not here: serviceAccountUser.
-#: The platform stack grants it on exactly each service account it creates (runtime, push,
-#: scheduler; infra/service.py), and the deployer's push right on exactly its image
-#: repository (infra/registry.py): acting as every account in the project is not needed.
-DEPLOYER_PROJECT_ROLES = (
-    "roles/run.admin",  # services and their invoker bindings (run.developer cannot set IAM)
-    # The platform's service accounts, and the per-account grants on them (actAs included).
-    "roles/iam.serviceAccountAdmin",
-    "roles/resourcemanager.projectIamAdmin",  # the platform's additive project-role grants
-    "roles/pubsub.admin",
-    "roles/secretmanager.admin",
-    "roles/cloudscheduler.admin",
-    "roles/artifactregistry.admin",
-    # The platform's Firestore database and indexes, and the lock's documents here.
-    "roles/datastore.owner",
-    "roles/serviceusage.serviceUsageAdmin",
-    "roles/cloudbuild.builds.editor",  # deploy --builder cloudbuild
-)
+#: What `pulumi up` of the platform stack creates and grants, and the deploy pipeline reads:
+#: role -> why (the bootstrap README lists the same). Project-level because creating the
+#: platform stack's resources is a project permission; never editor/owner. Not here:
+#: serviceAccountUser (the platform stack grants it on exactly each service account it creates,
+#: infra/service.py) and artifactregistry.writer (on exactly its repository, infra/registry.py).
+DEPLOYER_PROJECT_ROLES: dict[str, str] = {
+    "roles/run.admin": "Cloud Run services and their invoker bindings (run.developer cannot "
+    "set IAM on a service)",
+    "roles/iam.serviceAccountAdmin": "the platform's runtime, push and scheduler accounts, and "
+    "the per-account grants on them (its own actAs, the Pub/Sub agent's token creator)",
+    "roles/resourcemanager.projectIamAdmin": "the platform's project-level grants, and only "
+    "those: conditioned on the roles the program grants (DEPLOYER_GRANTABLE_PROJECT_ROLES)",
+    "roles/pubsub.admin": "topics, subscriptions, and the IAM on them (publishers, the agent)",
+    "roles/secretmanager.admin": "secrets, their versions, and each secret's one accessor",
+    "roles/cloudscheduler.admin": "the scheduled calls (stall check, cleanup)",
+    "roles/artifactregistry.admin": "the image repository, its cleanup policy and its IAM",
+    "roles/datastore.owner": "the platform's Firestore database and indexes, and the lock's "
+    "documents in deploy-lock",
+    "roles/serviceusage.serviceUsageAdmin": "enabling the APIs the program needs",
+    "roles/cloudbuild.builds.editor": "deploy --builder cloudbuild",
+}
+#: The only project-level roles the deploy identity may grant or revoke: the ones the platform
+#: program grants on the project (infra/service.py). projectIamAdmin unconditioned would let a
+#: leaked CI token grant itself Owner; with this condition, any other role change is denied.
+#: Delegated roles must not hold resourcemanager.projects.setIamPolicy (datastore.user does not).
+#: https://cloud.google.com/iam/docs/setting-limits-on-granting-roles
+DEPLOYER_GRANTABLE_PROJECT_ROLES = PLATFORM_PROJECT_ROLES
+#: Role -> the IAM condition its grant carries.
+DEPLOYER_ROLE_CONDITIONS: dict[str, tuple[str, str]] = {
+    "roles/resourcemanager.projectIamAdmin": (
+        "only-the-platforms-project-roles",
+        "api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', []).hasOnly(["
+        + ", ".join(f"'{r}'" for r in DEPLOYER_GRANTABLE_PROJECT_ROLES)
+        + "])",
+    ),
+}
 GITHUB_OIDC_ISSUER = "https://token.actions.githubusercontent.com"
 #: Noncurrent state versions kept: enough to recover from a bad `pulumi stack import`.
 STATE_VERSIONS_KEPT = 20
@@ -120,11 +143,16 @@ class Bootstrap(pulumi.ComponentResource):
         )
         member = deployer.email.apply(lambda e: f"serviceAccount:{e}")
         for role in DEPLOYER_PROJECT_ROLES:
+            condition = None
+            if role in DEPLOYER_ROLE_CONDITIONS:
+                title, expression = DEPLOYER_ROLE_CONDITIONS[role]
+                condition = gcp.projects.IAMMemberConditionArgs(title=title, expression=expression)
             gcp.projects.IAMMember(
                 f"deployer-{role.removeprefix('roles/').replace('.', '-')}",
                 project=cfg.project,
                 role=role,
                 member=member,
+                condition=condition,
                 opts=child,
             )
         # State and secrets: on exactly the bucket and the key, not project-wide.

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 
-from infra.bootstrap.components import DEPLOYER_PROJECT_ROLES
+from infra.bootstrap.components import DEPLOYER_PROJECT_ROLES, DEPLOYER_ROLE_CONDITIONS
 from infra.bootstrap.config import NAMESPACE, BootstrapConfigError
 from infra.bootstrap.plan import _stack_config, evaluate_bootstrap
 from scripts.offline_plan import load_stack_file, parse_config
@@ -103,3 +104,35 @@ def test_bad_config_names_every_key():
     text = str(info.value)
     for key in ("state_bucket", "github_repository", "colour: unknown key"):
         assert key in text, text
+
+
+IAM_ADMIN = "roles/resourcemanager.projectIamAdmin"
+
+
+def test_the_deployer_may_grant_only_the_platforms_project_roles(plan, prod_plan):
+    """projectIamAdmin is conditioned on exactly the roles the platform program grants on the
+    project: a leaked CI token cannot grant itself Owner."""
+    grants = {
+        r.inputs["role"]: r for r in plan.resources if r.type == "gcp:projects/iAMMember:IAMMember"
+    }
+    condition = grants[IAM_ADMIN].inputs["condition"]
+    granted = sorted({r.get("role") for r in prod_plan.of_type("gcp:projects/iAMMember:IAMMember")})
+    assert granted == ["roles/datastore.user"]
+    assert condition["expression"] == (
+        "api.getAttribute('iam.googleapis.com/modifiedGrantsByRole', [])"
+        ".hasOnly(['roles/datastore.user'])"
+    ), grants[IAM_ADMIN].urn
+    assert condition["title"], grants[IAM_ADMIN].urn
+    # Every conditioned role carries its condition; no other role is conditioned by accident.
+    conditioned = {role for role, g in grants.items() if g.inputs.get("condition")}
+    assert conditioned == set(DEPLOYER_ROLE_CONDITIONS) == {IAM_ADMIN}
+
+
+def test_the_bootstrap_readme_lists_each_deployer_role_and_why():
+    from scripts.offline_plan import REPO_ROOT
+
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text.split("## Bootstrap (one-time)", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `(roles/[\w.]+)` \| (.+?) \|$", section, flags=re.MULTILINE))
+    assert sorted(rows) == sorted(DEPLOYER_PROJECT_ROLES), rows
+    assert all(len(why) > 20 for why in rows.values()), rows
