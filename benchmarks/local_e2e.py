@@ -92,11 +92,11 @@ def raw_push_rate(
     ``delay_ms``: the endpoint waits that long before answering (to see how many pushes the
     emulator keeps in flight).
     """
-    from scripts.local import _procs
+    from scripts import processes
     from scripts.local._apply import PubSubAdmin
 
-    port = _procs.free_port()
-    rec = _procs.spawn(
+    port = processes.free_port()
+    rec = processes.spawn(
         "trivial-endpoint",
         [
             sys.executable,
@@ -162,7 +162,7 @@ def raw_push_rate(
             "max_in_flight": counts["max_in_flight"],
         }
     finally:
-        _procs.stop(rec, grace=3)
+        processes.stop(rec, grace=3)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ["NO_GCE_CHECK"] = "true"
 
-    from scripts.local import LocalPlatform, _procs, demo_items
+    from scripts import processes
+    from scripts.local import LocalPlatform, demo_items
 
     with tempfile.TemporaryDirectory(prefix="bench-local-") as tmp:
         state = Path(tmp)
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             memory = {}
             for kind in ("services", "emulators"):
                 for name, e in lp.state[kind].items():
-                    kib = _procs.peak_rss_kib(int(e["proc"]["pid"]))
+                    kib = processes.peak_rss_kib(int(e["proc"]["pid"]))
                     memory[name if kind == "services" else f"{name}-emulator"] = (
                         round(kib / 1024, 1) if kib else None
                     )

@@ -5,10 +5,11 @@ Google Cloud CLI (Debian packages ``google-cloud-cli-firestore-emulator`` and
 ``google-cloud-cli-pubsub-emulator``) and need Java; when either is missing the start functions
 raise :class:`EmulatorUnavailable` saying which one, so callers can skip with that reason.
 
-Each emulator runs on a free port in its own process group, so :meth:`stop` ends the JVM and
-any children it forked. Its output goes to a temporary log file, quoted in the error when the
-emulator does not become ready in time. Emulators still running when the interpreter exits are
-stopped by an ``atexit`` hook.
+Each emulator runs on a free port in its own session (:mod:`scripts.processes`), so
+:meth:`stop` ends the JVM and any children it forked. Its output goes to a temporary log file,
+quoted in the error when the emulator does not become ready in time. Emulators still running
+when the interpreter exits are stopped by an ``atexit`` hook, and the kernel stops them if
+this process is killed (unless started ``detached``).
 
 Typical use::
 
@@ -22,21 +23,18 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
+
+from scripts import processes
 
 if TYPE_CHECKING:  # pragma: no cover
     from google.cloud import firestore
@@ -87,22 +85,11 @@ class EmulatorStartError(RuntimeError):
     """The emulator was launched but did not become ready; the message quotes its log."""
 
 
+#: The emulators this process started and stops at exit (detached ones are not here).
 _running: set[_Emulator] = set()
 _running_lock = threading.Lock()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((_HOST, 0))
-        return s.getsockname()[1]
-
-
-def _tail(path: Path, limit: int = 4000) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as exc:  # pragma: no cover
-        return f"(log unreadable: {exc})"
-    return text[-limit:] if text.strip() else "(log is empty)"
+#: Characters of an emulator's log quoted when it does not start.
+_LOG_TAIL = 4000
 
 
 class _Emulator:
@@ -110,12 +97,22 @@ class _Emulator:
 
     _env_var = ""
     _name = ""
+    _kind = ""
 
-    def __init__(self, proc: subprocess.Popen, port: int, project: str, log_path: Path) -> None:
+    def __init__(
+        self,
+        proc: subprocess.Popen,
+        port: int,
+        project: str,
+        log_path: Path,
+        record: processes.ProcRecord,
+    ) -> None:
         self.proc = proc
         self.port = port
         self.project = project
         self.log_path = log_path
+        #: The process as :mod:`scripts.processes` knows it (named ``<kind>-emulator``).
+        self.record = record
 
     @property
     def host(self) -> str:
@@ -134,21 +131,10 @@ class _Emulator:
         return self.proc.poll() is None
 
     def stop(self) -> None:
-        """Stop the emulator and everything in its process group. Idempotent."""
+        """Stop the emulator with its process tree and group. Idempotent."""
         with _running_lock:
             _running.discard(self)
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=_STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=_STOP_GRACE_S)
-        # The launcher may have exited before its JVM child: sweep the group anyway.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        processes.stop(self.record, grace=_STOP_GRACE_S)
         with contextlib.suppress(OSError):
             self.log_path.unlink()
 
@@ -167,6 +153,7 @@ class FirestoreEmulator(_Emulator):
 
     _env_var = "FIRESTORE_EMULATOR_HOST"
     _name = "Firestore emulator"
+    _kind = "firestore"
 
     def wipe(self, *databases: str, timeout: float = 10) -> None:
         """Delete every document in these databases (default: ``(default)`` and the deploy
@@ -185,6 +172,7 @@ class PubSubEmulator(_Emulator):
 
     _env_var = "PUBSUB_EMULATOR_HOST"
     _name = "Pub/Sub emulator"
+    _kind = "pubsub"
 
 
 def _need_java() -> str:
@@ -204,31 +192,6 @@ def _http_ok(url: str) -> bool:
         return False
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that has the kernel SIGTERM the emulator when its parent dies.
-
-    ``atexit`` does not run when the parent is SIGKILLed (a CI time-out, ``timeout -s KILL``)
-    and the JVM, in its own session, would live on: orphaned emulators were seen here. The
-    launchers ``exec`` java, so the setting reaches the JVM. Linux only; elsewhere None. libc
-    is loaded here, in the parent: the child between fork and exec only makes one call.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
-        return None
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-    return preexec
-
-
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
 def _launch(
     cls: type[_Emulator],
     cmd: list[str],
@@ -239,17 +202,13 @@ def _launch(
     detached: bool = False,
 ) -> _Emulator:
     fd, log_name = tempfile.mkstemp(prefix=f"{cls.__name__.lower()}-{port}-", suffix=".log")
+    os.close(fd)
     log_path = Path(log_name)
-    with os.fdopen(fd, "wb") as log:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # own process group: stop() reaches the JVM children
-            preexec_fn=None if detached else _die_with_parent(),
-        )
-    emu = cls(proc, port, project, log_path)
+    proc = processes.launch(cmd, log_path=log_path, die_with_parent=not detached)
+    # Not owned by scripts.processes: _stop_all stops these (and removes their logs); a
+    # detached one belongs to whoever adopts it (processes.own, the local platform).
+    record = processes.track(f"{cls._kind}-emulator", proc, log=log_path, port=port, owned=False)
+    emu = cls(proc, port, project, log_path, record)
     if not detached:
         with _running_lock:
             _running.add(emu)
@@ -258,14 +217,14 @@ def _launch(
         if _http_ok(emu.url + "/"):
             return emu
         if proc.poll() is not None:
-            log_text = _tail(log_path)
+            log_text = processes.tail(log_path, _LOG_TAIL)
             emu.stop()
             raise EmulatorStartError(
                 f"{cls._name} exited with code {proc.returncode} before becoming ready "
                 f"(command: {' '.join(cmd)}). Log {log_path}:\n{log_text}"
             )
         if time.monotonic() > deadline:
-            log_text = _tail(log_path)
+            log_text = processes.tail(log_path, _LOG_TAIL)
             emu.stop()
             raise EmulatorStartError(
                 f"{cls._name} did not answer 'Ok' on {emu.url}/ within {timeout:g} s "
@@ -294,7 +253,7 @@ def start_firestore(
             "google-cloud-cli-firestore-emulator or set FIRESTORE_EMULATOR_JAR)"
         )
     java = _need_java()
-    port = port or _free_port()
+    port = port or processes.free_port()
     cmd = [
         java,
         "-Duser.language=en",
@@ -328,7 +287,7 @@ def start_pubsub(
             "package google-cloud-cli-pubsub-emulator or set PUBSUB_EMULATOR_LAUNCHER)"
         )
     _need_java()
-    port = port or _free_port()
+    port = port or processes.free_port()
     cmd = [str(PUBSUB_LAUNCHER), f"--host={_HOST}", f"--port={port}"]
     emu = _launch(
         PubSubEmulator, cmd, port=port, project=project, timeout=timeout, detached=detached

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scripts.local import _procs
+from scripts import processes
 from scripts.local._services import ServiceStartError, entry_point, service_env, start_service
 from scripts.local._topology import ServiceSpec
 
@@ -40,7 +40,7 @@ def _hash_env(env: Mapping[str, str], argv: Sequence[str]) -> str:
 def assign_ports(services: Sequence[ServiceSpec], running: Mapping[str, Any]) -> dict[str, int]:
     """Each service's port: the one it runs on (the state's ``services``), else a free one."""
     return {
-        s.name: int(running[s.name]["port"]) if s.name in running else _procs.free_port()
+        s.name: int(running[s.name]["port"]) if s.name in running else processes.free_port()
         for s in services
     }
 
@@ -92,7 +92,7 @@ def apply_services(
         )
         digest = _hash_env(want_env, entry.argv(port))
         prev = running.get(svc.name)
-        alive = prev and _procs.alive(_procs.ProcRecord.from_dict(prev["proc"]))
+        alive = prev and processes.alive(processes.ProcRecord.from_dict(prev["proc"]))
         if alive and prev.get("config_hash") == digest:
             counts["same"] += 1
             continue
@@ -103,7 +103,7 @@ def apply_services(
             continue
         if alive:
             say(f"restarting service {svc.name} (its config changed)")
-            _procs.stop(_procs.ProcRecord.from_dict(prev["proc"]))
+            processes.stop(processes.ProcRecord.from_dict(prev["proc"]))
         say(f"starting service {svc.name} on 127.0.0.1:{port}")
         record = start_service(
             svc,
@@ -125,5 +125,5 @@ def apply_services(
         for name in sorted(set(running) - {s.name for s in services}):
             counts["delete"] += 1
             say(f"stopping service {name} (no longer in the graph)")
-            _procs.stop(_procs.ProcRecord.from_dict(running.pop(name)["proc"]))
+            processes.stop(processes.ProcRecord.from_dict(running.pop(name)["proc"]))
     return counts

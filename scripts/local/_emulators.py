@@ -12,8 +12,7 @@ from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from scripts import emulators
-from scripts.local import _procs
+from scripts import emulators, processes
 from scripts.local._errors import NotRunning
 
 __all__ = ["EMULATOR_ENV_VARS", "start_missing", "emulator_env", "running_firestore"]
@@ -24,7 +23,7 @@ _STARTERS = {"firestore": emulators.start_firestore, "pubsub": emulators.start_p
 
 
 def _alive(entry: Any) -> bool:
-    return bool(entry) and _procs.alive(_procs.ProcRecord.from_dict(entry["proc"]))
+    return bool(entry) and processes.alive(processes.ProcRecord.from_dict(entry["proc"]))
 
 
 def start_missing(
@@ -43,8 +42,8 @@ def start_missing(
         # Detached: the local platform owns it from here; its atexit hook (or `down`)
         # stops it, and `detach()` can leave it running for another shell.
         emu = start(project, detached=True)
-        record = _procs.adopt(f"{kind}-emulator", emu.proc, log=Path(emu.log_path), port=emu.port)
-        current[kind] = {"host": emu.host, "proc": record.to_dict()}
+        processes.own(emu.record)
+        current[kind] = {"host": emu.host, "proc": emu.record.to_dict()}
         changed = True
     return changed
 

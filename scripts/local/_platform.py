@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from scripts.local import _batches, _emulators, _evaluation, _procs, _state
+from scripts import processes
+from scripts.local import _batches, _emulators, _evaluation, _state
 from scripts.local._apply import ApplyAborted, ApplyResult, PubSubAdmin, apply_pubsub
 from scripts.local._apply_services import (
     ServiceRun,
@@ -293,7 +294,7 @@ class LocalPlatform:
 
         On any failure everything this call started is stopped again.
         """
-        started_before = any(_procs.alive(r) for r in _state.records(self.state))
+        started_before = any(processes.alive(r) for r in _state.records(self.state))
         try:
             self.apply(on_output=on_output)
         except BaseException:
@@ -305,7 +306,7 @@ class LocalPlatform:
     def detach(self) -> None:
         """Leave everything running when this process exits (``platform local up``)."""
         self._detached = True
-        _procs.disown(_state.records(self.state))
+        processes.disown(_state.records(self.state))
 
     def down(self, *, quiet: bool = False) -> list[str]:
         """Stop the scheduler, the services and the emulators; remove the state. Idempotent.
@@ -317,7 +318,7 @@ class LocalPlatform:
             self._admin.close()
             self._admin = None
         for rec in _state.records(self.state):  # scheduler, services, emulators
-            if _procs.stop(rec):
+            if processes.stop(rec):
                 stopped.append(rec.name)
                 if not quiet:
                     self._say(f"stopped {rec.name} (pid {rec.pid})")
@@ -352,7 +353,7 @@ class LocalPlatform:
         except KeyError:
             raise NotRunning(f"service {name!r} is not running") from None
 
-    def service_record(self, name: str) -> _procs.ProcRecord:
+    def service_record(self, name: str) -> processes.ProcRecord:
         rec = _state.record(self.state, "services", name)
         if rec is None:
             raise NotRunning(f"service {name!r} is not running")
@@ -360,7 +361,7 @@ class LocalPlatform:
 
     def kill_service(self, name: str) -> None:
         """SIGKILL a service's process group at once (a crash)."""
-        _procs.kill(self.service_record(name))
+        processes.kill(self.service_record(name))
 
     def restart_service(self, name: str, *, extra_env: Mapping[str, str] | None = None) -> None:
         """Restart one service on its port, optionally with new local-only env."""
@@ -368,7 +369,7 @@ class LocalPlatform:
             self.service_env[name] = dict(extra_env)
         prev = self.state["services"].get(name)
         if prev is not None:
-            _procs.stop(_procs.ProcRecord.from_dict(prev["proc"]))
+            processes.stop(processes.ProcRecord.from_dict(prev["proc"]))
             prev["config_hash"] = "restart"
         self._save_state()
         self.apply()
@@ -377,7 +378,7 @@ class LocalPlatform:
         """Peak resident memory (VmHWM) of each running service, MiB."""
         out = {}
         for name, e in (self.state.get("services") or {}).items():
-            kib = _procs.peak_rss_kib(int(e["proc"]["pid"]))
+            kib = processes.peak_rss_kib(int(e["proc"]["pid"]))
             out[name] = round(kib / 1024, 1) if kib else None
         return out
 

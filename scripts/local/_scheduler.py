@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from scripts.local import _procs
+from scripts import processes
 from scripts.local._topology import JobSpec
 
 __all__ = ["JobRun", "LocalScheduler", "call_job", "next_fire", "ensure_scheduler"]
@@ -169,7 +169,7 @@ class LocalScheduler:
 def ensure_scheduler(
     jobs: Sequence[JobSpec],
     *,
-    running: _procs.ProcRecord | None,
+    running: processes.ProcRecord | None,
     jobs_file: Path,
     runs_file: Path,
     root: Path,
@@ -180,15 +180,15 @@ def ensure_scheduler(
     payload = json.dumps([asdict(j) for j in jobs], indent=2, sort_keys=True)
     if (
         running
-        and _procs.alive(running)
+        and processes.alive(running)
         and jobs_file.exists()
         and jobs_file.read_text() == payload
     ):
         return None
     if running:
-        _procs.stop(running, grace=3)
+        processes.stop(running, grace=3)
     jobs_file.write_text(payload)
-    record = _procs.spawn(
+    record = processes.spawn(
         "scheduler",
         [sys.executable, "-m", "scripts.local._scheduler", str(jobs_file), str(runs_file)],
         env={

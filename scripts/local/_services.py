@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from scripts.local import _procs
+from scripts import processes
 from scripts.local._topology import ServiceSpec
 
 __all__ = [
@@ -171,7 +171,7 @@ def service_env(
 
 
 def wait_healthy(
-    record: _procs.ProcRecord, port: int, *, timeout: float = HEALTH_TIMEOUT_S
+    record: processes.ProcRecord, port: int, *, timeout: float = HEALTH_TIMEOUT_S
 ) -> float:
     """Wait until the service answers HTTP on ``port``; returns the seconds it took."""
     start = time.monotonic()
@@ -185,16 +185,16 @@ def wait_healthy(
             return time.monotonic() - start  # it answered: the app is up
         except (urllib.error.URLError, OSError):
             pass
-        if not _procs.alive(record):
+        if not processes.alive(record):
             raise ServiceStartError(
                 f"{record.name} exited during start-up. "
-                f"Log {record.log}:\n{_procs.tail(record.log)}"
+                f"Log {record.log}:\n{processes.tail(record.log)}"
             )
         if time.monotonic() - start > timeout:
-            _procs.stop(record, grace=3)
+            processes.stop(record, grace=3)
             raise ServiceStartError(
                 f"{record.name} did not answer on {url} within {timeout:g} s. "
-                f"Log {record.log}:\n{_procs.tail(record.log)}"
+                f"Log {record.log}:\n{processes.tail(record.log)}"
             )
         time.sleep(0.1)
 
@@ -209,7 +209,7 @@ def start_service(
     emulator_env: Mapping[str, str],
     extra_env: Mapping[str, str] | None = None,
     wait: bool = True,
-) -> _procs.ProcRecord:
+) -> processes.ProcRecord:
     """Start ``spec`` from its Dockerfile's CMD on ``port``; wait until it answers."""
     if spec.dockerfile is None or not spec.dockerfile.exists():
         raise ServiceStartError(
@@ -226,7 +226,7 @@ def start_service(
         root=root,
         extra=extra_env,
     )
-    record = _procs.spawn(
+    record = processes.spawn(
         spec.name,
         entry.argv(port),
         env=env,

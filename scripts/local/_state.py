@@ -10,7 +10,7 @@ git-ignored), so another shell (``platform local status`` / ``down``) can find a
      "scheduler": {"proc", "jobs", "runs"},
      "topology": {...}}
 
-where each ``proc`` is a :class:`~scripts.local._procs.ProcRecord` as a dict.
+where each ``proc`` is a :class:`~scripts.local.processes.ProcRecord` as a dict.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from scripts.local._procs import ProcRecord
 from scripts.local._topology import JobSpec, ServiceSpec, SubscriptionSpec, TopicSpec, Topology
+from scripts.processes import ProcRecord
 
 __all__ = [
     "DEFAULT_STATE_DIR",

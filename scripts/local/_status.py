@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from scripts.local import _procs
+from scripts import processes
 from scripts.local._errors import NotRunning
 from scripts.local._scheduler import next_fire
 from scripts.local._state import record
@@ -52,20 +52,20 @@ def _mib(kib: int | None) -> float | None:
     return round(kib / 1024, 1) if kib else None
 
 
-def _proc_status(rec: _procs.ProcRecord, kind: str, address: str) -> ProcStatus:
-    alive = _procs.alive(rec)
-    rss = _procs.rss_kib(rec.pid) if alive else None
-    peak = _procs.peak_rss_kib(rec.pid) if alive else None
+def _proc_status(rec: processes.ProcRecord, kind: str, address: str) -> ProcStatus:
+    alive = processes.alive(rec)
+    rss = processes.rss_kib(rec.pid) if alive else None
+    peak = processes.peak_rss_kib(rec.pid) if alive else None
     return ProcStatus(rec.name, kind, rec.pid, alive, address, _mib(rss), _mib(peak))
 
 
 def _processes(state: Mapping[str, Any], topo: Topology | None) -> list[ProcStatus]:
     procs = [
-        _proc_status(_procs.ProcRecord.from_dict(e["proc"]), "emulator", e["host"])
+        _proc_status(processes.ProcRecord.from_dict(e["proc"]), "emulator", e["host"])
         for _kind, e in sorted((state.get("emulators") or {}).items())
     ]
     procs += [
-        _proc_status(_procs.ProcRecord.from_dict(e["proc"]), "service", e["url"])
+        _proc_status(processes.ProcRecord.from_dict(e["proc"]), "service", e["url"])
         for _name, e in sorted((state.get("services") or {}).items())
     ]
     sched = record(state, "scheduler")

@@ -8,7 +8,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from scripts import emulators
+from scripts import emulators, processes
 from tests.conftest import EMULATOR_PROJECT
 from tests.services.conftest import API_KEY, envelope, items
 
@@ -303,7 +303,7 @@ def test_firestore_unreachable_answers_503_so_pubsub_redelivers(pubsub, clock, c
         environ=coordinator_env(topic),
         clock=clock,
         firestore_client=lambda s: emulators.firestore_client(
-            f"127.0.0.1:{emulators._free_port()}",
+            f"127.0.0.1:{processes.free_port()}",
             EMULATOR_PROJECT,
             rpc_timeout=0.5,
             retry_deadline=1.0,
