@@ -35,6 +35,9 @@ __all__ = [
     "ScheduleConfig",
     "FirestoreConfig",
     "DeployConfig",
+    "DeployCheckConfig",
+    "DeployRolloutConfig",
+    "DeployNotifyConfig",
     "StackConfig",
 ]
 
@@ -309,6 +312,73 @@ class FirestoreConfig(_Frozen):
     deletion_protection: bool = True
 
 
+# --- The deploy's own checks (scripts/rollout reads these; defaults and reasons live here) ---
+
+# 20 synthetic items exercise the fan-out and finish in seconds; 95% predicted leaves room for
+# one unlucky item, never for a broken worker (a batch whose items all *failed* completes).
+DEFAULT_CHECK_ITEMS = 20
+DEFAULT_CHECK_TIMEOUT_S = 180
+DEFAULT_CHECK_MIN_PREDICTED_SHARE = 0.95
+DEFAULT_CHECK_MAX_DEAD_LETTERS = 0
+# Three steps, each held five minutes: Cloud Monitoring samples run.googleapis.com/
+# request_count every 60 s and shows it up to 180 s later
+# (https://cloud.google.com/monitoring/api/metrics_gcp#gcp-run), so a shorter hold judges a
+# step on data that has not arrived yet.
+DEFAULT_ROLLOUT_STEPS = (10, 50, 100)
+DEFAULT_ROLLOUT_HOLD_S = 300
+DEFAULT_ROLLOUT_MAX_ERROR_RATE = 0.02
+# Below this many requests in a step a share says nothing (2 errors of 3 requests are not 67%
+# of anything): the step is not judged, and the synthetic check's word stands.
+DEFAULT_ROLLOUT_MIN_REQUESTS = 50
+
+
+class DeployCheckConfig(_Frozen):
+    """The post-deploy synthetic batch and what it must show."""
+
+    items: int = Field(DEFAULT_CHECK_ITEMS, ge=1, le=1000)
+    timeout_seconds: int = Field(DEFAULT_CHECK_TIMEOUT_S, ge=10, le=3600)
+    min_predicted_share: float = Field(DEFAULT_CHECK_MIN_PREDICTED_SHARE, gt=0, le=1)
+    max_dead_letters: int = Field(DEFAULT_CHECK_MAX_DEAD_LETTERS, ge=0)
+
+
+class DeployRolloutConfig(_Frozen):
+    """Progressive traffic in the cloud: the steps (percent), each held while the new
+    revision's 5xx share stays at or under ``max_error_rate``."""
+
+    steps: tuple[int, ...] = DEFAULT_ROLLOUT_STEPS
+    hold_seconds: int = Field(DEFAULT_ROLLOUT_HOLD_S, ge=0, le=3600)
+    max_error_rate: float = Field(DEFAULT_ROLLOUT_MAX_ERROR_RATE, ge=0, lt=1)
+    min_requests: int = Field(DEFAULT_ROLLOUT_MIN_REQUESTS, ge=0)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        steps = list(v)
+        if not steps or steps[-1] != 100 or steps != sorted(set(steps)) or steps[0] <= 0:
+            raise ValueError(
+                f"{steps} is not a rollout: percents rising strictly within 1..100 and ending "
+                "at 100, e.g. [10, 50, 100]"
+            )
+        return v
+
+
+class DeployNotifyConfig(_Frozen):
+    """Where a deploy announces itself. The webhook URL is a credential: it lives in Secret
+    Manager (this names the secret, in the stack's project), or in PLATFORM_NOTIFY_WEBHOOK."""
+
+    webhook_url_secret: str | None = None
+
+    @field_validator("webhook_url_secret")
+    @classmethod
+    def _secret_id(cls, v: str | None) -> str | None:
+        if v is not None and not limits.SECRET_ID_RE.fullmatch(v):
+            raise ValueError(
+                f"'{v}' is not a Secret Manager secret id (letters, digits, '-', '_', at most "
+                "255): name the secret holding the webhook URL"
+            )
+        return v
+
+
 class DeployConfig(_Frozen):
     """The identity that deploys this stack: created by the bootstrap, never by this program.
 
@@ -320,6 +390,9 @@ class DeployConfig(_Frozen):
 
     # The bootstrap's `deployer_email` output, e.g. ci-deployer@<project>.iam.gserviceaccount.com.
     service_account: str
+    check: DeployCheckConfig = Field(default_factory=DeployCheckConfig)
+    rollout: DeployRolloutConfig = Field(default_factory=DeployRolloutConfig)
+    notify: DeployNotifyConfig = Field(default_factory=DeployNotifyConfig)
 
     @field_validator("service_account")
     @classmethod

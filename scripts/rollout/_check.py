@@ -12,22 +12,29 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from infra.config import DeployCheckConfig
+
 __all__ = ["CheckPolicy", "CheckResult", "judge_check"]
 
-#: Defaults (stack config ``deploy.check`` overrides them). 20 items exercise the fan-out and
-#: finish in seconds; 95% predicted leaves room for one unlucky item, not for a broken worker.
-DEFAULT_ITEMS = 20
-DEFAULT_TIMEOUT = timedelta(minutes=3)
-DEFAULT_MIN_PREDICTED_SHARE = 0.95
-DEFAULT_MAX_DEAD_LETTERS = 0
+# The defaults and their reasons live with the stack config's `deploy.check` (one home).
+_DEFAULTS = DeployCheckConfig()
 
 
 @dataclass(frozen=True)
 class CheckPolicy:
-    items: int = DEFAULT_ITEMS
-    timeout: timedelta = DEFAULT_TIMEOUT
-    min_predicted_share: float = DEFAULT_MIN_PREDICTED_SHARE
-    max_dead_letters: int = DEFAULT_MAX_DEAD_LETTERS
+    items: int = _DEFAULTS.items
+    timeout: timedelta = timedelta(seconds=_DEFAULTS.timeout_seconds)
+    min_predicted_share: float = _DEFAULTS.min_predicted_share
+    max_dead_letters: int = _DEFAULTS.max_dead_letters
+
+    @classmethod
+    def from_config(cls, cfg: DeployCheckConfig) -> CheckPolicy:
+        return cls(
+            items=cfg.items,
+            timeout=timedelta(seconds=cfg.timeout_seconds),
+            min_predicted_share=cfg.min_predicted_share,
+            max_dead_letters=cfg.max_dead_letters,
+        )
 
     def __post_init__(self) -> None:
         if not 1 <= self.items <= 1000:

@@ -5,30 +5,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from infra.config import DeployRolloutConfig
+
 __all__ = ["RolloutPolicy"]
 
-#: Defaults (stack config can override them): three steps, each held five minutes. Cloud
-#: Monitoring's request_count is sampled every 60 s and visible up to 180 s later
-#: (https://cloud.google.com/monitoring/api/metrics_gcp#gcp-run), so a hold shorter than
-#: a few minutes judges a step on data that has not arrived yet.
-DEFAULT_STEPS = (10, 50, 100)
-DEFAULT_HOLD = timedelta(minutes=5)
+# The defaults and their reasons live with the stack config's `deploy.rollout` (one home).
+_DEFAULTS = DeployRolloutConfig()
+#: How often a held step reads the metric (Cloud Monitoring samples request_count every 60 s).
 DEFAULT_POLL = timedelta(seconds=60)
-#: A 5xx share above this on the candidate is a breach.
-DEFAULT_MAX_ERROR_RATE = 0.02
-#: Below this many requests in a step the share says nothing (2 errors of 3 requests are
-#: not 67% of anything): the step is judged "too little traffic" and passes on the
-#: synthetic check's word.
-DEFAULT_MIN_REQUESTS = 50
 
 
 @dataclass(frozen=True)
 class RolloutPolicy:
-    steps: tuple[int, ...] = DEFAULT_STEPS
-    hold: timedelta = DEFAULT_HOLD
+    steps: tuple[int, ...] = _DEFAULTS.steps
+    hold: timedelta = timedelta(seconds=_DEFAULTS.hold_seconds)
     poll: timedelta = DEFAULT_POLL
-    max_error_rate: float = DEFAULT_MAX_ERROR_RATE
-    min_requests: int = DEFAULT_MIN_REQUESTS
+    max_error_rate: float = _DEFAULTS.max_error_rate
+    min_requests: int = _DEFAULTS.min_requests
+
+    @classmethod
+    def from_config(cls, cfg: DeployRolloutConfig) -> RolloutPolicy:
+        return cls(
+            steps=tuple(cfg.steps),
+            hold=timedelta(seconds=cfg.hold_seconds),
+            max_error_rate=cfg.max_error_rate,
+            min_requests=cfg.min_requests,
+        )
 
     def __post_init__(self) -> None:
         steps = list(self.steps)

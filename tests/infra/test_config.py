@@ -407,3 +407,29 @@ def test_internal_ingress_cannot_reach_operators(prod_config: dict[str, Any]) ->
         and "ingress 'internal' but operators call it" in e
         for e in found
     ), found
+
+
+def test_deploy_check_rollout_and_notify_have_defaults(prod_config: dict[str, Any]) -> None:
+    deploy = parse(prod_config).platform.deploy
+    assert deploy.check.min_predicted_share == 0.95 and deploy.check.max_dead_letters == 0
+    assert deploy.rollout.steps == (10, 50, 100) and deploy.rollout.hold_seconds == 300
+    assert deploy.notify.webhook_url_secret is None
+
+
+def test_deploy_check_rollout_and_notify_are_validated(prod_config: dict[str, Any]) -> None:
+    prod_config[PLATFORM]["deploy"].update(
+        check={"min_predicted_share": 0, "items": 5000},
+        rollout={"steps": [50, 10], "hold_seconds": "60"},
+        notify={"webhook_url_secret": "not a secret id"},
+    )
+    found = errors(prod_config)
+    assert any(e.startswith("platform.deploy.check.min_predicted_share") for e in found), found
+    assert any(e.startswith("platform.deploy.check.items") for e in found), found
+    assert any(
+        e.startswith("platform.deploy.rollout.steps") and "ending at 100" in e for e in found
+    ), found
+    assert any(e.startswith("platform.deploy.rollout.hold_seconds") for e in found), found
+    assert any(
+        e.startswith("platform.deploy.notify.webhook_url_secret") and "secret id" in e
+        for e in found
+    ), found
