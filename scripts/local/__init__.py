@@ -13,7 +13,9 @@ Public API (used by ``platform local`` and by ``deploy --stack local``)::
 
 Failure semantics: :class:`RefusedStack` before anything is applied (invalid config, a topic
 with no subscription, a failing preflight rule); :class:`ServiceStartError` when a service
-does not start (its log quoted); :class:`NotRunning` when nothing runs from the state dir;
+does not start (its log quoted); :class:`SecretsFileError` (a :class:`PlatformError`), before
+anything starts, when ``.local/secrets.yaml`` is malformed or cannot be kept private (one
+line, never a value); :class:`NotRunning` when nothing runs from the state dir;
 ``scripts.emulators.EmulatorUnavailable`` when Java or an emulator is missing.
 """
 
@@ -22,6 +24,7 @@ from scripts.local._batches import BatchClient, BatchOutcome, demo_items
 from scripts.local._errors import NotRunning, PlatformError, RefusedStack
 from scripts.local._platform import LOCAL_STACK, LocalPlatform, running_firestore
 from scripts.local._scheduler import JobRun, LocalScheduler, call_job, next_fire
+from scripts.local._secrets import SecretsFileError
 from scripts.local._services import EntryPoint, ServiceStartError, entry_point, load_secrets
 from scripts.local._state import DEFAULT_STATE_DIR
 from scripts.local._status import PlatformStatus, ProcStatus
@@ -48,6 +51,7 @@ __all__ = [
     "RefusedStack",
     "NotRunning",
     "ServiceStartError",
+    "SecretsFileError",
     "ApplyAborted",
     "ApplyResult",
     "Op",

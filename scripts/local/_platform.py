@@ -215,17 +215,18 @@ class LocalPlatform:
 
         say(f"evaluating stack {self.stack} (offline plan, preflight)")
         plan = self.evaluate(env=env)
-        self.ensure_running()
         project = plan.config.project
-        self.state["project"] = project
         raw = topology_from_resources(plan.resources, project=project, root=self.root)
+        # Before anything starts: a malformed secrets file stops here, with nothing to stop.
+        secrets = load_secrets(
+            self.secrets_file, {s for svc in raw.services for s in svc.secret_env.values()}
+        )
+        self.ensure_running()
+        self.state["project"] = project
         running = self.state.setdefault("services", {})
         ports = assign_ports(raw.services, running)
         topo = raw.localise({n: f"http://127.0.0.1:{p}" for n, p in ports.items()})
 
-        secrets = load_secrets(
-            self.secrets_file, {s for svc in topo.services for s in svc.secret_env.values()}
-        )
         run = ServiceRun(
             root=self.root,
             log_dir=self.log_dir,

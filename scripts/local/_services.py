@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shlex
 import sys
 import time
@@ -28,9 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from scripts import processes
+from scripts.local._secrets import load_secrets
 from scripts.local._topology import ServiceSpec
 
 __all__ = [
@@ -118,29 +116,6 @@ def entry_point(dockerfile: Path) -> EntryPoint:
     if app is None:
         raise ServiceStartError(f"{dockerfile}: CMD {raw} names no application module")
     return EntryPoint(server, app, tuple(rest), dict(parser.envs), dockerfile)
-
-
-def load_secrets(path: Path, needed: set[str]) -> dict[str, str]:
-    """Secret id -> value from ``path`` (YAML mapping); missing ones are generated and saved.
-
-    The file is git-ignored (``.local/``) and written with mode 0600.
-    """
-    data: dict[str, str] = {}
-    if path.exists():
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ServiceStartError(f"{path}: not a mapping of secret id to value")
-        data = {str(k): str(v) for k, v in loaded.items()}
-    missing = sorted(needed - set(data))
-    if missing:
-        for name in missing:
-            data[name] = secrets.token_urlsafe(24)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        header = "# Local secret values (generated; git-ignored). Secret id -> value.\n"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(header + yaml.safe_dump(dict(sorted(data.items())), sort_keys=True))
-    return data
 
 
 def service_env(

@@ -238,3 +238,31 @@ def test_6_two_deploy_lock_runs_on_the_local_firestore_one_waits(platform, tmp_p
     assert any("held" in (r.stdout + r.stderr) for r in results), [
         r.stdout + r.stderr for r in results
     ]
+
+
+def test_7_state_and_log_files_hold_no_secret(platform):
+    """After /start calls carrying the API key, no file the platform wrote but the secrets
+    file itself (0600) holds a secret value: not state.json, the scheduler's files, nor any
+    service's or emulator's log."""
+    import stat
+
+    outcome = platform.run_synthetic_batch(items=5, timeout=120)
+    assert outcome["ok"], outcome
+    values = [v for v in yaml_values(platform.secrets_file) if len(v) >= 16]
+    assert values, "the coordinator's API key is in the secrets file"
+    assert stat.S_IMODE(platform.secrets_file.stat().st_mode) == 0o600
+    scanned = []
+    for path in sorted(platform.state_dir.rglob("*")):
+        if not path.is_file() or path == platform.secrets_file:
+            continue
+        data = path.read_bytes()
+        scanned.append(path.name)
+        for value in values:
+            assert value.encode() not in data, f"{path} holds a secret value"
+    assert "state.json" in scanned and any(n.endswith(".log") for n in scanned), scanned
+
+
+def yaml_values(path: Path) -> list[str]:
+    import yaml
+
+    return [str(v) for v in (yaml.safe_load(path.read_text()) or {}).values()]
