@@ -28,7 +28,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -90,6 +89,8 @@ _running: set[_Emulator] = set()
 _running_lock = threading.Lock()
 #: Characters of an emulator's log quoted when it does not start.
 _LOG_TAIL = 4000
+#: How often a starting emulator is asked whether it is ready.
+_POLL_S = 0.1
 
 
 class _Emulator:
@@ -212,10 +213,10 @@ def _launch(
     if not detached:
         with _running_lock:
             _running.add(emu)
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def ready() -> bool:
         if _http_ok(emu.url + "/"):
-            return emu
+            return True
         if proc.poll() is not None:
             log_text = processes.tail(log_path, _LOG_TAIL)
             emu.stop()
@@ -223,14 +224,16 @@ def _launch(
                 f"{cls._name} exited with code {proc.returncode} before becoming ready "
                 f"(command: {' '.join(cmd)}). Log {log_path}:\n{log_text}"
             )
-        if time.monotonic() > deadline:
-            log_text = processes.tail(log_path, _LOG_TAIL)
-            emu.stop()
-            raise EmulatorStartError(
-                f"{cls._name} did not answer 'Ok' on {emu.url}/ within {timeout:g} s "
-                f"(command: {' '.join(cmd)}). Log {log_path}:\n{log_text}"
-            )
-        time.sleep(0.1)
+        return False
+
+    if processes.poll(ready, done=bool, timeout=timeout, interval=_POLL_S):
+        return emu
+    log_text = processes.tail(log_path, _LOG_TAIL)
+    emu.stop()
+    raise EmulatorStartError(
+        f"{cls._name} did not answer 'Ok' on {emu.url}/ within {timeout:g} s "
+        f"(command: {' '.join(cmd)}). Log {log_path}:\n{log_text}"
+    )
 
 
 def start_firestore(

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from scripts import processes
 from scripts.local._apply import PubSubAdmin
 from scripts.local._errors import PlatformError
 from scripts.local._topology import Topology
@@ -151,15 +152,15 @@ class BatchClient:
     ) -> Status:
         """Poll ``/status`` until the batch finishes (or ``until(status)``); the last status,
         also when ``timeout`` seconds passed first."""
-        deadline = time.monotonic() + timeout
         done = until or (lambda s: s.get("state") not in UNFINISHED)
-        while True:
+
+        def progress() -> Status:
             status = self.status(batch_id)
             if on_progress:
                 on_progress(status)
-            if done(status) or time.monotonic() > deadline:
-                return status
-            time.sleep(POLL_S)
+            return status
+
+        return processes.poll(progress, done=done, timeout=timeout, interval=POLL_S)
 
 
 def dead_letters(

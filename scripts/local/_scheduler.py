@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import tenacity
+
 from scripts import processes
 from scripts.local._topology import JobSpec
 
@@ -44,7 +46,7 @@ class JobRun:
 
     @property
     def ok(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
+        return _ok(self.status)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "ok": self.ok}
@@ -58,19 +60,25 @@ def next_fire(job: JobSpec, after: datetime) -> datetime:
     return croniter(job.schedule, local).get_next(datetime).astimezone(UTC)
 
 
+def _ok(status: int | None) -> bool:
+    return status is not None and 200 <= status < 300
+
+
 def call_job(
     job: JobSpec, *, trigger: str = "manual", sleep: Callable[[float], None] = time.sleep
 ) -> JobRun:
-    """One scheduled call, with the job's retries; never raises for HTTP or network errors."""
+    """One scheduled call, with the job's retries; never raises for HTTP or network errors.
+
+    As Cloud Scheduler retries: up to ``retry_count`` more attempts after a non-2xx answer or
+    no answer, waiting ``min_backoff`` and doubling up to ``max_backoff`` (no jitter), each
+    attempt bounded by the job's attempt deadline.
+    https://cloud.google.com/scheduler/docs/reference/rest/v1/projects.locations.jobs#retryconfig
+    """
     started = datetime.now(UTC)
     t0 = time.monotonic()
-    status: int | None = None
-    body = ""
-    attempts = 0
-    backoff = max(float(job.min_backoff_seconds), 0.0)
     data = job.body.encode() if job.body else b"{}"
-    for attempt in range(job.retry_count + 1):
-        attempts = attempt + 1
+
+    def attempt() -> tuple[int | None, str]:
         req = urllib.request.Request(
             job.uri,
             data=data if job.method in ("POST", "PUT", "PATCH") else None,
@@ -79,22 +87,29 @@ def call_job(
         )
         try:
             with urllib.request.urlopen(req, timeout=job.attempt_deadline_seconds) as resp:
-                status, body = resp.status, resp.read().decode(errors="replace")
+                return resp.status, resp.read().decode(errors="replace")
         except urllib.error.HTTPError as exc:
-            status, body = exc.code, exc.read().decode(errors="replace")
+            return exc.code, exc.read().decode(errors="replace")
         except (urllib.error.URLError, OSError) as exc:
-            status, body = None, f"{type(exc).__name__}: {exc}"
-        if status is not None and 200 <= status < 300:
-            break
-        if attempt < job.retry_count:
-            sleep(backoff)
-            backoff = min(backoff * 2 or 1.0, float(job.max_backoff_seconds))
+            return None, f"{type(exc).__name__}: {exc}"
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_result(lambda answer: not _ok(answer[0])),
+        stop=tenacity.stop_after_attempt(job.retry_count + 1),
+        wait=tenacity.wait_exponential(
+            multiplier=max(float(job.min_backoff_seconds), 0.0),
+            max=float(job.max_backoff_seconds),
+        ),
+        sleep=sleep,
+        retry_error_callback=lambda state: state.outcome.result(),  # the last answer
+    )
+    status, body = retrying(attempt)
     return JobRun(
         job=job.name,
         trigger=trigger,
         started_at=started.isoformat(),
         status=status,
-        attempts=attempts,
+        attempts=retrying.statistics["attempt_number"],
         elapsed_s=round(time.monotonic() - t0, 3),
         body=body[:2000],
     )

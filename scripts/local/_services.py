@@ -46,6 +46,7 @@ __all__ = [
 HEALTH_TIMEOUT_S = 60.0
 #: The path probed for readiness; any HTTP answer counts (uvicorn binds after start-up).
 HEALTH_PATH = "/healthz"
+HEALTH_POLL_S = 0.1
 _SERVERS = {"uvicorn"}
 
 
@@ -151,13 +152,14 @@ def wait_healthy(
     """Wait until the service answers HTTP on ``port``; returns the seconds it took."""
     start = time.monotonic()
     url = f"http://127.0.0.1:{port}{HEALTH_PATH}"
-    while True:
+
+    def answered() -> bool:
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 resp.read()
-            return time.monotonic() - start
+            return True
         except urllib.error.HTTPError:
-            return time.monotonic() - start  # it answered: the app is up
+            return True  # it answered: the app is up
         except (urllib.error.URLError, OSError):
             pass
         if not processes.alive(record):
@@ -165,13 +167,15 @@ def wait_healthy(
                 f"{record.name} exited during start-up. "
                 f"Log {record.log}:\n{processes.tail(record.log)}"
             )
-        if time.monotonic() - start > timeout:
-            processes.stop(record, grace=3)
-            raise ServiceStartError(
-                f"{record.name} did not answer on {url} within {timeout:g} s. "
-                f"Log {record.log}:\n{processes.tail(record.log)}"
-            )
-        time.sleep(0.1)
+        return False
+
+    if processes.poll(answered, done=bool, timeout=timeout, interval=HEALTH_POLL_S):
+        return time.monotonic() - start
+    processes.stop(record, grace=3)
+    raise ServiceStartError(
+        f"{record.name} did not answer on {url} within {timeout:g} s. "
+        f"Log {record.log}:\n{processes.tail(record.log)}"
+    )
 
 
 def start_service(

@@ -9,11 +9,13 @@ its memory::
     rec = processes.spawn("svc", argv, env=env, cwd=root, log_path=log, port=port)
     processes.alive(rec)          # same pid and start time, not a zombie
     processes.stop(rec, grace=3)  # SIGTERM the tree, wait, SIGKILL what is left
+    processes.poll(probe, done=bool, timeout=30, interval=0.1)  # readiness, with a deadline
 
 Failure semantics: nothing here raises for a process that is gone or a pid that was
 recycled; :func:`stop` returns whether anything was running.
 """
 
+from scripts.processes._poll import poll
 from scripts.processes._supervisor import (
     STOP_GRACE_S,
     ProcRecord,
@@ -46,4 +48,5 @@ __all__ = [
     "peak_rss_kib",
     "tail",
     "free_port",
+    "poll",
 ]

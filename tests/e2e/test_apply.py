@@ -221,3 +221,38 @@ def test_a_job_call_retries_as_cloud_scheduler_does(prod_topology):
     finally:
         server.shutdown()
     assert run.ok and run.attempts == 2 and hits == ["/check-stalled"] * 2
+
+
+def test_a_failing_job_waits_min_backoff_doubling_to_max_backoff(prod_topology):
+    """Cloud Scheduler's RetryConfig: retry_count more attempts, min_backoff doubling up to
+    max_backoff, no jitter; the run reports the last answer."""
+    hits: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            hits.append(self.path)
+            self.send_response(503)
+            self.end_headers()
+            self.wfile.write(b"busy")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    slept: list[float] = []
+    try:
+        job = next(j for j in prod_topology.jobs if j.resource == "check-stalled")
+        job = replace(
+            job,
+            uri=f"http://127.0.0.1:{server.server_port}/check-stalled",
+            retry_count=3,
+            min_backoff_seconds=5,
+            max_backoff_seconds=12,
+        )
+        run = call_job(job, sleep=slept.append)
+    finally:
+        server.shutdown()
+    assert slept == [5, 10, 12], slept
+    assert (run.ok, run.status, run.attempts, run.body) == (False, 503, 4, "busy"), run
+    assert len(hits) == 4

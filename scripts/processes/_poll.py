@@ -1,0 +1,30 @@
+"""Waiting for a condition with a deadline (tenacity), for readiness and progress polls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import tenacity
+
+__all__ = ["poll"]
+
+T = TypeVar("T")
+
+
+def poll(
+    check: Callable[[], T], *, done: Callable[[T], bool], timeout: float, interval: float
+) -> T:
+    """Call ``check`` every ``interval`` s until ``done(result)`` or ``timeout`` s have passed;
+    the last result either way (the caller tells a timeout by ``done``). An exception from
+    ``check`` ends the wait at once and is raised: a process that exited is not retried.
+
+    A fixed interval, no jitter: these poll a local port or a status page, not a shared
+    service that a herd of retries could overload.
+    """
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_result(lambda result: not done(result)),
+        stop=tenacity.stop_after_delay(timeout),
+        wait=tenacity.wait_fixed(interval),
+        retry_error_callback=lambda state: state.outcome.result(),
+    )(check)
