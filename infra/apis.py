@@ -17,6 +17,8 @@ REQUIRED_APIS = (
     "cloudscheduler.googleapis.com",
     "firestore.googleapis.com",
     "iam.googleapis.com",
+    "logging.googleapis.com",  # the batch-events log-based metric
+    "monitoring.googleapis.com",  # alert policies, notification channels, the dashboard
     "pubsub.googleapis.com",
     "run.googleapis.com",
     "secretmanager.googleapis.com",

@@ -73,6 +73,19 @@ __all__ = [
     "REGION_RE",
     # Artifact Registry
     "REPOSITORY_ID_RE",
+    # Cloud Monitoring and Logging
+    "METRIC_PUBSUB_UNDELIVERED",
+    "METRIC_PUBSUB_OLDEST_UNACKED_AGE",
+    "METRIC_PUBSUB_PUSH_REQUESTS",
+    "METRIC_PUBSUB_PUSH_LATENCIES",
+    "METRIC_PUBSUB_TOPIC_SENDS",
+    "METRIC_RUN_REQUESTS",
+    "METRIC_RUN_INSTANCES",
+    "USER_METRIC_PREFIX",
+    "MONITORING_MIN_ALIGNMENT_S",
+    "ALERT_DOCUMENTATION_MAX_CHARS",
+    "LOG_METRIC_NAME_RE",
+    "NOTIFICATION_CHANNEL_TYPES",
     # Labels
     "LABEL_VALUE_MAX",
     "MIB_PER_GIB",
@@ -208,6 +221,44 @@ CRON_FIELDS = (
     ),
     ("day of week", 0, 7, {d: i for i, d in enumerate("SUN MON TUE WED THU FRI SAT".split())}),
 )
+
+# --- Cloud Monitoring and Logging -----------------------------------------------------------
+
+# Built-in metric types (GCP metrics list), with the resource type each is written against.
+# https://cloud.google.com/monitoring/api/metrics_gcp_p_z#gcp-pubsub
+# https://cloud.google.com/monitoring/api/metrics_gcp_p_z#gcp-run
+#: GAUGE INT64 on pubsub_subscription: messages retained and not acknowledged.
+METRIC_PUBSUB_UNDELIVERED = "pubsub.googleapis.com/subscription/num_undelivered_messages"
+#: GAUGE INT64 (seconds) on pubsub_subscription: age of the oldest unacknowledged message.
+METRIC_PUBSUB_OLDEST_UNACKED_AGE = "pubsub.googleapis.com/subscription/oldest_unacked_message_age"
+#: DELTA INT64 on pubsub_subscription, labels response_class ("ack", ...), response_code.
+METRIC_PUBSUB_PUSH_REQUESTS = "pubsub.googleapis.com/subscription/push_request_count"
+#: DELTA DISTRIBUTION (microseconds) on pubsub_subscription.
+METRIC_PUBSUB_PUSH_LATENCIES = "pubsub.googleapis.com/subscription/push_request_latencies"
+#: DELTA INT64 on pubsub_topic: publish requests.
+METRIC_PUBSUB_TOPIC_SENDS = "pubsub.googleapis.com/topic/send_request_count"
+#: DELTA INT64 on cloud_run_revision, label response_code_class ("2xx", "5xx", ...).
+METRIC_RUN_REQUESTS = "run.googleapis.com/request_count"
+#: GAUGE INT64 on cloud_run_revision, label state ("active", "idle").
+METRIC_RUN_INSTANCES = "run.googleapis.com/container/instance_count"
+#: Log-based (user-defined) metrics are read as logging.googleapis.com/user/<name>.
+#: https://cloud.google.com/logging/docs/logs-based-metrics
+USER_METRIC_PREFIX = "logging.googleapis.com/user/"
+#: An alignment period below 60 s is not accepted for alerting (Aggregation.alignmentPeriod).
+#: https://cloud.google.com/monitoring/api/ref_v3/rest/v3/projects.alertPolicies
+MONITORING_MIN_ALIGNMENT_S = 60
+#: AlertPolicy.documentation.content: at most 8,192 characters (monitoring v3 discovery).
+ALERT_DOCUMENTATION_MAX_CHARS = 8192
+#: LogMetric name: up to 100 characters of A-Za-z0-9_-.,+!*',()%/ (no leading slash).
+#: https://cloud.google.com/logging/docs/reference/v2/rest/v2/projects.metrics
+LOG_METRIC_NAME_RE = re.compile(r"[A-Za-z0-9_\-.,+!*'()%][A-Za-z0-9_\-.,+!*'()%/]{0,99}")
+#: Notification channel types the platform declares, with their labels.
+#: https://cloud.google.com/monitoring/support/notification-options
+NOTIFICATION_CHANNEL_TYPES = {
+    "email": ("email_address",),
+    "slack": ("channel_name", "auth_token"),
+    "webhook_tokenauth": ("url",),
+}
 
 # --- Secret Manager --------------------------------------------------------------------------
 

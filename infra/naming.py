@@ -31,6 +31,7 @@ class Kind(StrEnum):
     SECRET = "secret"
     REPOSITORY = "repository"
     IMAGE = "image"  # image name inside the Artifact Registry repository
+    LOG_METRIC = "log-metric"  # a log-based metric (project-scoped, like topics)
 
 
 STACK_SCOPED = frozenset(
@@ -40,6 +41,7 @@ STACK_SCOPED = frozenset(
         Kind.SUBSCRIPTION,
         Kind.DEAD_LETTER_SUBSCRIPTION,
         Kind.SCHEDULER_JOB,
+        Kind.LOG_METRIC,
     }
 )
 

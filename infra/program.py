@@ -3,7 +3,8 @@
 Order follows the data: services first (topic names reach them as strings from the naming
 function, which breaks the coordinator -> request topic -> worker -> ready topic ->
 coordinator cycle), then topics (their subscriptions need the services' URLs and push
-identities), then schedules.
+identities), then schedules, then what watches them all (``infra/monitoring``: channels, the
+batch-events metric, alerts and the dashboard, derived from the same config).
 """
 
 from __future__ import annotations
@@ -18,6 +19,16 @@ from infra.config import PLATFORM_KEY, ConfigError, StackConfig, parse_stack_con
 from infra.database import Database, DatabaseArgs
 from infra.deploy_env import DeployEnv
 from infra.image import Image, ImageArgs, pinned_image
+from infra.monitoring import (
+    Alerts,
+    AlertsArgs,
+    BatchEventsMetric,
+    BatchEventsMetricArgs,
+    Dashboard,
+    DashboardArgs,
+    NotificationChannels,
+    NotificationChannelsArgs,
+)
 from infra.registry import ImageRepository, ImageRepositoryArgs
 from infra.schedule import Schedule, ScheduleArgs
 from infra.secret import Secret, SecretArgs
@@ -173,6 +184,25 @@ def compose(
                 url=services[job.service].url,
                 identity_email=services[job.service].scheduler_identity_email,
             ),
+            after_apis,
+        )
+    if p.monitoring is not None:
+        channels = NotificationChannels(
+            "notify",
+            NotificationChannelsArgs(stack=config, secret_values=secret_values),
+            after_apis,
+        )
+        batch_events = BatchEventsMetric(
+            "batch-events", BatchEventsMetricArgs(stack=config), after_apis
+        )
+        Alerts(
+            "alerts",
+            AlertsArgs(stack=config, channel_ids=channels.channel_ids, metrics=[batch_events]),
+            after_apis,
+        )
+        Dashboard(
+            "pipeline",
+            DashboardArgs(stack=config, batch_events_metric_type=batch_events.metric_type),
             after_apis,
         )
     return {

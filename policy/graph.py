@@ -100,6 +100,10 @@ class T:
     REPOSITORY = "gcp:artifactregistry/repository:Repository"
     REPOSITORY_IAM_MEMBER = "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember"
     IMAGE = "docker-build:index:Image"
+    ALERT_POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
+    NOTIFICATION_CHANNEL = "gcp:monitoring/notificationChannel:NotificationChannel"
+    LOG_METRIC = "gcp:logging/metric:Metric"
+    DASHBOARD = "gcp:monitoring/dashboard:Dashboard"
 
 
 def normalise(value: Any) -> Any:

@@ -157,6 +157,15 @@ class PlanMocks:
             out["name"] = repo
         elif typ == T.FIRESTORE_DATABASE:
             rid = f"projects/{project}/databases/{inputs.get('name', name)}"
+        elif typ in (T.NOTIFICATION_CHANNEL, T.ALERT_POLICY):
+            # Both are named by the API: projects/<p>/<collection>/<generated id>.
+            collection = (
+                "notificationChannels" if typ == T.NOTIFICATION_CHANNEL else "alertPolicies"
+            )
+            rid = f"projects/{project}/{collection}/{int(_fake_hex(name, 12), 16)}"
+            out["name"] = rid
+        elif typ == T.DASHBOARD:
+            rid = f"projects/{project}/dashboards/{_fake_hex(name, 12)}"
         elif typ == T.SCHEDULER_JOB:
             rid = f"projects/{project}/locations/{inputs.get('region')}/jobs/{inputs.get('name')}"
         return rid, out

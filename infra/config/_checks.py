@@ -22,6 +22,7 @@ from infra.config._models import (
     PLATFORM_KEY,
     DeployConfig,
     FirestoreConfig,
+    MonitoringConfig,
     ScheduleConfig,
     SecretConfig,
     ServiceConfig,
@@ -54,6 +55,7 @@ class Parts:
     firestore: FirestoreConfig | None = None
     deploy: DeployConfig | None = None
     repository: str | None = None
+    monitoring: MonitoringConfig | None = None
 
 
 def _known(names: object) -> str:
@@ -398,6 +400,9 @@ def stack_issues(parts: Parts, prefix: str = PLATFORM_KEY) -> Iterator[ConfigIss
     if parts.firestore is not None:
         yield from _firestore_issues(parts, prefix, parts.firestore)
 
+    if parts.monitoring is not None:
+        yield from _monitoring_issues(parts, prefix, parts.monitoring)
+
     if parts.deploy is not None and parts.project:
         m = limits.SERVICE_ACCOUNT_EMAIL_RE.fullmatch(parts.deploy.service_account)
         if m is not None and m["project"] != parts.project:
@@ -429,3 +434,35 @@ def _firestore_issues(parts: Parts, prefix: str, fs: FirestoreConfig) -> Iterato
             f"{where} '{location}' is not a Firestore location: a multi-region ({multi}) or a "
             "region Firestore lists (https://cloud.google.com/firestore/docs/locations)",
         )
+
+
+def _monitoring_issues(parts: Parts, prefix: str, mon: MonitoringConfig) -> Iterator[ConfigIssue]:
+    path = f"{prefix}.monitoring.notify"
+    if not mon.notify.any:
+        yield ConfigIssue(
+            path,
+            "the stack's alerts would notify nobody: give at least one of emails, slack, webhook",
+        )
+    refs = []
+    if mon.notify.slack is not None:
+        refs.append(("slack.token_secret", mon.notify.slack.token_secret))
+    if mon.notify.webhook is not None:
+        refs.append(("webhook.url_secret", mon.notify.webhook.url_secret))
+    for key, secret in refs:
+        if secret not in parts.secrets:
+            yield ConfigIssue(
+                f"{path}.{key}",
+                f"unknown secret '{secret}' (known: {_known(parts.secrets)}): declare it under "
+                "platform.secrets so its value lives in Secret Manager",
+            )
+        used_by = [
+            name
+            for name, svc in parts.services.items()
+            if svc is not None and secret in svc.secret_env.values()
+        ]
+        if used_by:
+            yield ConfigIssue(
+                f"{path}.{key}",
+                f"secret '{secret}' is also read by {', '.join(used_by)}: a channel's "
+                "credential gets a secret of its own, readable by no service",
+            )

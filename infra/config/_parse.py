@@ -27,6 +27,7 @@ from infra.config._models import (
     PLATFORM_KEY,
     DeployConfig,
     FirestoreConfig,
+    MonitoringConfig,
     PlatformConfig,
     ScheduleConfig,
     SecretConfig,
@@ -105,6 +106,7 @@ def _parts(raw: Mapping[str, Any], stack: str, project: Any, region: Any) -> Par
         firestore=_typed(FirestoreConfig, raw.get("firestore", {})),
         deploy=_typed(DeployConfig, raw.get("deploy")),
         repository=repo if isinstance(repo, str) else None,
+        monitoring=_typed(MonitoringConfig, raw["monitoring"]) if "monitoring" in raw else None,
     )
 
 

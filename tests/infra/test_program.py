@@ -36,7 +36,8 @@ PROD_INVENTORY = {
     "gcp:firestore/database:Database": 1,
     "gcp:firestore/index:Index": None,  # one per shared/indexes.py spec, checked below
     "gcp:projects/iAMMember:IAMMember": 1,  # datastore.user, conditioned on the database
-    "gcp:projects/service:Service": 7,
+    # 7 + logging and monitoring (issue 17: the batch-events metric, alerts, dashboard).
+    "gcp:projects/service:Service": 9,
     "gcp:pubsub/subscription:Subscription": 4,
     "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember": 2,
     "gcp:pubsub/topic:Topic": 4,
@@ -47,6 +48,12 @@ PROD_INVENTORY = {
     "gcp:serviceaccount/account:Account": 5,
     # the deployer acts as each of 5 accounts; Pub/Sub's agent mints tokens for 2 push identities
     "gcp:serviceaccount/iAMMember:IAMMember": 7,
+    # Issue 17, derived from the topology: per dead-letter subscription 1 (2), per push
+    # subscription 2 (4), per service 2 (4), stuck batches 1, per scheduler job 1 (2) = 13.
+    "gcp:monitoring/alertPolicy:AlertPolicy": 13,
+    "gcp:monitoring/notificationChannel:NotificationChannel": 1,  # one email in Pulumi.prod.yaml
+    "gcp:monitoring/dashboard:Dashboard": 1,
+    "gcp:logging/metric:Metric": 1,
 }
 COMPONENTS = {
     # The former Platform, one component per concept (issue 15): same resources inside.
@@ -58,6 +65,10 @@ COMPONENTS = {
     "platform:index:Topic": 2,
     "platform:index:Secret": 1,
     "platform:index:Schedule": 2,
+    "platform:index:NotificationChannels": 1,
+    "platform:index:BatchEventsMetric": 1,
+    "platform:index:Alerts": 1,
+    "platform:index:Dashboard": 1,
 }
 
 

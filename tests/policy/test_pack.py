@@ -79,13 +79,13 @@ def analyze(stub: analyzer_pb2_grpc.AnalyzerStub, resources: list[Resource]):
     return list(stub.AnalyzeStack(request, timeout=120).diagnostics)
 
 
-def test_the_pack_lists_the_fourteen_rules(analyzer) -> None:
+def test_the_pack_lists_the_fifteen_rules(analyzer) -> None:
     info = analyzer.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
     assert info.name == "prediction-platform-preflight"
     *rules, unverifiable = info.policies
     names = [p.name for p in rules]
     assert names == [r.policy_name for r in RULES]
-    assert [n.split("-")[0] for n in names] == [f"PF{i:02d}" for i in range(1, 15)]
+    assert [n.split("-")[0] for n in names] == [f"PF{i:02d}" for i in range(1, 16)]
     mandatory = analyzer_pb2.EnforcementLevel.Value("MANDATORY")
     assert all(p.enforcementLevel == mandatory for p in rules)
     # Undecidable checks are reported, but must not block a correct program's first preview.
@@ -140,6 +140,24 @@ def test_a_public_invoker_grant_is_rejected_with_or_without_its_service(
     ]
     assert "allUsers may invoke" in pf09[0].message
     assert not [d for d in diagnostics if "PF09 unverifiable" in d.message]
+
+
+def test_an_uncovered_subscription_violates_pf15(analyzer, prod_plan: Plan) -> None:
+    broken = [
+        r
+        for r in prod_plan.resources
+        if not (r.type == T.ALERT_POLICY and r.name.startswith("alert-dead-letters-"))
+    ]
+    diagnostics = analyze(analyzer, broken)
+    assert {d.policyName for d in diagnostics} == {"PF15-alert-coverage"}, [
+        d.message for d in diagnostics
+    ]
+    dead_letter_subs = {
+        r.urn for r in broken if r.type == T.SUBSCRIPTION and not r.get("pushConfig")
+    }
+    assert {d.urn for d in diagnostics} == dead_letter_subs
+    mandatory = analyzer_pb2.EnforcementLevel.Value("MANDATORY")
+    assert all(d.enforcementLevel == mandatory for d in diagnostics)
 
 
 def test_a_tagged_image_violates_pf10(analyzer, prod_plan: Plan) -> None:

@@ -15,13 +15,13 @@ from scripts.platform_cli import app
 runner = CliRunner()
 
 
-def test_plan_shows_fourteen_rules_passing_on_prod() -> None:
+def test_plan_shows_fifteen_rules_passing_on_prod() -> None:
     result = runner.invoke(app, ["plan", "--stack", "prod"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "Preflight rules" in result.output
-    for i in range(1, 15):
+    for i in range(1, 16):
         assert f"PF{i:02d} │ pass" in result.output, f"PF{i:02d}"
-    assert "14/14 rules pass" in result.output
+    assert "15/15 rules pass" in result.output
 
 
 def _checkout_without_stall_check(tmp_path: Path) -> Path:
@@ -44,7 +44,7 @@ def test_an_error_finding_fails_the_plan(tmp_path: Path) -> None:
     assert result.exit_code == 1, result.output
     assert "PF11 │ fail" in result.output
     assert "nothing calls /check-stalled" in result.output
-    assert "13/14 rules pass: FAILED" in result.output
+    assert "14/15 rules pass: FAILED" in result.output
 
 
 def test_json_reports_the_rules(tmp_path: Path) -> None:

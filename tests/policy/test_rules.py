@@ -86,16 +86,16 @@ def config_plan(prod_config: dict, fn: Callable[[dict], Any]) -> Plan:
 # --- The real stacks --------------------------------------------------------------------------
 
 
-def test_there_are_fourteen_rules_with_unique_ids() -> None:
-    assert [r.id for r in RULES] == [f"PF{i:02d}" for i in range(1, 15)]
-    assert len({r.policy_name for r in RULES}) == 14
+def test_there_are_fifteen_rules_with_unique_ids() -> None:
+    assert [r.id for r in RULES] == [f"PF{i:02d}" for i in range(1, 16)]
+    assert len({r.policy_name for r in RULES}) == 15
 
 
 @pytest.mark.parametrize("stack", ["prod", "dev"])
 def test_the_stacks_pass_every_rule(stack: str, prod_plan: Plan, dev_plan: Plan) -> None:
     plan = {"prod": prod_plan, "dev": dev_plan}[stack]
     results = rule_results(plan.resources)
-    assert [r.status for r in results] == ["pass"] * 14, [
+    assert [r.status for r in results] == ["pass"] * 15, [
         str(f) for r in results for f in r.findings
     ]
 
@@ -557,6 +557,61 @@ def test_pf12_production_service_without_deletion_protection(prod_config: dict) 
 
 def test_pf12_does_not_apply_to_dev(dev_plan: Plan) -> None:
     assert not failing(dev_plan.resources, "PF12")
+
+
+def test_pf15_passes_on_both_stacks(prod_plan: Plan, dev_plan: Plan) -> None:
+    assert not failing(prod_plan.resources, "PF15")
+    assert not failing(dev_plan.resources, "PF15")
+
+
+def test_pf15_a_topology_nobody_watches_fails_for_every_subscription(prod_config: dict) -> None:
+    plan = config_plan(prod_config, lambda p: p.pop("monitoring"))
+    found = failing(plan.resources, "PF15")
+    assert {f.resource for f in found} == {
+        "Subscription 'prediction-request-worker'",
+        "Subscription 'prediction-ready-coordinator'",
+        "Subscription 'prediction-request-dead-letter'",
+        "Subscription 'prediction-ready-dead-letter'",
+    }, "\n".join(map(str, found))
+
+
+def test_pf15_an_uncovered_push_subscription(prod_plan: Plan) -> None:
+    broken = drop(
+        prod_plan.resources, "alert-backlog-age-prediction-request-worker-prod", T.ALERT_POLICY
+    )
+    assert_fails(
+        broken,
+        "PF15",
+        "Subscription 'prediction-request-worker'",
+        "no alert on pubsub.googleapis.com/subscription/oldest_unacked_message_age",
+    )
+    assert len(failing(broken, "PF15")) == 1
+
+
+def test_pf15_an_uncovered_dead_letter_subscription(prod_plan: Plan) -> None:
+    name = "alert-dead-letters-prediction-ready-prod-dead-letter-sub"
+    broken = edit(
+        prod_plan.resources,
+        name,
+        T.ALERT_POLICY,
+        lambda i: i.update(enabled=False),
+    )
+    assert_fails(
+        broken,
+        "PF15",
+        "Subscription 'prediction-ready-dead-letter'",
+        "dead letters pile up unnoticed",
+    )
+
+
+def test_pf15_an_alert_that_notifies_nobody(prod_plan: Plan) -> None:
+    broken = edit(
+        prod_plan.resources,
+        "alert-stuck-batches",
+        T.ALERT_POLICY,
+        lambda i: i.update(notificationChannels=[]),
+    )
+    assert_fails(broken, "PF15", "AlertPolicy 'alert-stuck-batches'", "notifies nobody")
 
 
 # --- Unknown values (a real preview of new resources) -----------------------------------------

@@ -1,0 +1,355 @@
+"""What is watched, derived from the typed topology: pure data, no Pulumi resources.
+
+One :class:`AlertSpec` per policy: the components turn them into ``gcp.monitoring``
+resources, the tests and the preflight rule read what they became. Physical names come from
+the one naming function, so a filter names exactly the subscription or service the program
+creates, and is known at preview time (the rule can judge a first preview).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from infra import limits
+from infra.config import StackConfig, SubscriptionConfig
+from infra.naming import Kind
+from shared.events import EVENT_FIELD, STUCK_BATCH_EVENTS
+
+__all__ = [
+    "AlertKind",
+    "AlertSpec",
+    "RUNBOOK",
+    "RUNBOOK_SECTIONS",
+    "BATCH_EVENTS_METRIC",
+    "alert_specs",
+    "anchor",
+    "backlog_threshold_seconds",
+    "batch_events_filter",
+    "batch_event_services",
+    "dead_letter_subscriptions",
+    "push_subscriptions",
+]
+
+RUNBOOK = "docs/runbooks.md"
+#: The logical name of the log-based metric counting the coordinator's batch events.
+BATCH_EVENTS_METRIC = "batch-events"
+ALIGN_S = 300  # rates and counts over five minutes: smooth enough, still prompt
+
+
+class AlertKind(StrEnum):
+    DEAD_LETTERS = "dead-letters"
+    BACKLOG_AGE = "backlog-age"
+    PUSH_ERRORS = "push-errors"
+    SERVER_ERRORS = "server-errors"
+    AT_MAX_INSTANCES = "at-max-instances"
+    STUCK_BATCHES = "stuck-batches"
+    SCHEDULER_FAILING = "scheduler-failing"
+
+
+#: Each alert's section in docs/runbooks.md (a test holds the runbook to these headings).
+RUNBOOK_SECTIONS = {
+    AlertKind.DEAD_LETTERS: "Alert: dead letters retained",
+    AlertKind.BACKLOG_AGE: "Alert: push backlog too old",
+    AlertKind.PUSH_ERRORS: "Alert: push deliveries failing",
+    AlertKind.SERVER_ERRORS: "Alert: service 5xx share",
+    AlertKind.AT_MAX_INSTANCES: "Alert: service at max instances",
+    AlertKind.STUCK_BATCHES: "Alert: batches closed abnormally",
+    AlertKind.SCHEDULER_FAILING: "Alert: scheduled job failing",
+}
+
+
+def anchor(heading: str) -> str:
+    """The GitHub anchor of a markdown heading."""
+    kept = "".join(c for c in heading.lower() if c.isalnum() or c in " -")
+    return kept.strip().replace(" ", "-")
+
+
+@dataclass(frozen=True)
+class AlertSpec:
+    key: str  # the Pulumi resource name, unique in the stack
+    kind: AlertKind
+    display_name: str
+    summary: str  # what it means, one sentence (the documentation's first line)
+    watches: tuple[str, ...]  # physical names of what it covers (subscriptions, services, jobs)
+    # Exactly one of: a metric threshold (the API's conditionThreshold, snake_case keys as the
+    # Pulumi Args take them) or a log match (conditionMatchedLog).
+    threshold: dict[str, Any] | None = None
+    log_filter: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def runbook_section(self) -> str:
+        return RUNBOOK_SECTIONS[self.kind]
+
+    def documentation(self) -> str:
+        section = self.runbook_section
+        return (
+            f"{self.summary}\n\n"
+            f'Runbook: {RUNBOOK}, section "{section}" (#{anchor(section)}).\n'
+            f"Watches: {', '.join(self.watches)}."
+        )
+
+
+def _q(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _subscription_filter(metric: str, subscription: str, extra: str = "") -> str:
+    return (
+        f'metric.type = {_q(metric)} AND resource.type = "pubsub_subscription" AND '
+        f"resource.label.subscription_id = {_q(subscription)}{extra}"
+    )
+
+
+def _service_filter(metric: str, service: str, extra: str = "") -> str:
+    return (
+        f'metric.type = {_q(metric)} AND resource.type = "cloud_run_revision" AND '
+        f"resource.label.service_name = {_q(service)}{extra}"
+    )
+
+
+def _agg(aligner: str, reducer: str, group_by: list[str], period: int = ALIGN_S) -> dict:
+    return {
+        "alignment_period": f"{period}s",
+        "per_series_aligner": aligner,
+        "cross_series_reducer": reducer,
+        "group_by_fields": group_by,
+    }
+
+
+def backlog_threshold_seconds(sub: SubscriptionConfig, margin_s: int) -> int:
+    """How old a push subscription's oldest message may get while delivery still works.
+
+    A message may legitimately wait through every attempt: ``max_delivery_attempts`` times
+    the ack deadline (a push request runs at most that long), plus Pub/Sub's exponential
+    backoff between attempts (doubling from ``min_backoff`` up to ``max_backoff``); after the
+    last attempt it is dead-lettered, leaving the backlog. Older than that (plus the margin
+    for a large batch still draining) means nothing is being delivered at all.
+    https://cloud.google.com/pubsub/docs/handling-failures#exponential_backoff
+    """
+    waits = sum(
+        min(sub.max_backoff_seconds, sub.min_backoff_seconds * 2**k)
+        for k in range(sub.max_delivery_attempts - 1)
+    )
+    return sub.max_delivery_attempts * sub.ack_deadline_seconds + waits + margin_s
+
+
+def push_subscriptions(cfg: StackConfig) -> list[tuple[str, SubscriptionConfig]]:
+    """(physical name, config) of every push subscription, in config order."""
+    return [
+        (cfg.name(Kind.SUBSCRIPTION, sub.logical_name(key)), sub)
+        for key, topic in cfg.platform.topics.items()
+        for sub in topic.subscriptions
+    ]
+
+
+def dead_letter_subscriptions(cfg: StackConfig) -> list[str]:
+    return [cfg.name(Kind.DEAD_LETTER_SUBSCRIPTION, key) for key in cfg.platform.topics]
+
+
+def batch_event_services(cfg: StackConfig) -> list[str]:
+    """The Cloud Run services that log batch events: the batch coordinators (those with a
+    stall-check path)."""
+    return [
+        cfg.name(Kind.SERVICE, name)
+        for name, svc in cfg.platform.services.items()
+        if svc.stall_check_path
+    ]
+
+
+def batch_events_filter(services: list[str]) -> str:
+    """The log filter of the batch-events metric: the coordinator's structured events whose
+    names are the contract in ``shared/events.py``."""
+    names = " OR ".join(_q(str(e)) for e in STUCK_BATCH_EVENTS)
+    where = " OR ".join(_q(s) for s in services)
+    scope = f" AND resource.labels.service_name = ({where})" if services else ""
+    return f'resource.type = "cloud_run_revision"{scope} AND jsonPayload.{EVENT_FIELD} = ({names})'
+
+
+def alert_specs(cfg: StackConfig) -> list[AlertSpec]:
+    """Every alert policy the stack declares (none without ``platform.monitoring``)."""
+    mon = cfg.platform.monitoring
+    if mon is None:
+        return []
+    th = mon.thresholds
+    specs: list[AlertSpec] = []
+    stack = cfg.stack
+    min_align = f"{limits.MONITORING_MIN_ALIGNMENT_S}s"
+
+    for dl in dead_letter_subscriptions(cfg):
+        specs.append(
+            AlertSpec(
+                key=f"alert-dead-letters-{dl}",
+                kind=AlertKind.DEAD_LETTERS,
+                display_name=f"[{stack}] Dead letters retained in {dl}",
+                summary=(
+                    f"Messages were dead-lettered into {dl}: their deliveries failed every "
+                    "attempt, and the work they carry is not done."
+                ),
+                watches=(dl,),
+                threshold={
+                    "filter": _subscription_filter(limits.METRIC_PUBSUB_UNDELIVERED, dl),
+                    "comparison": "COMPARISON_GT",
+                    "threshold_value": 0,
+                    "duration": f"{th.dead_letter_for_seconds}s",
+                    "aggregations": [
+                        {"alignment_period": min_align, "per_series_aligner": "ALIGN_MAX"}
+                    ],
+                },
+            )
+        )
+    for name, sub in push_subscriptions(cfg):
+        limit = backlog_threshold_seconds(sub, th.backlog_margin_seconds)
+        specs.append(
+            AlertSpec(
+                key=f"alert-backlog-age-{name}",
+                kind=AlertKind.BACKLOG_AGE,
+                display_name=f"[{stack}] Push backlog of {name} older than {limit}s",
+                summary=(
+                    f"The oldest undelivered message of {name} is older than {limit} s, more "
+                    "than every delivery attempt and backoff could take: pushes are not "
+                    "reaching or not finishing in the service."
+                ),
+                watches=(name,),
+                threshold={
+                    "filter": _subscription_filter(limits.METRIC_PUBSUB_OLDEST_UNACKED_AGE, name),
+                    "comparison": "COMPARISON_GT",
+                    "threshold_value": limit,
+                    "duration": f"{th.backlog_for_seconds}s",
+                    "aggregations": [
+                        {"alignment_period": min_align, "per_series_aligner": "ALIGN_MAX"}
+                    ],
+                },
+            )
+        )
+        group = ["resource.label.subscription_id"]
+        specs.append(
+            AlertSpec(
+                key=f"alert-push-errors-{name}",
+                kind=AlertKind.PUSH_ERRORS,
+                display_name=f"[{stack}] Push errors on {name} above {th.push_error_ratio:.0%}",
+                summary=(
+                    f"More than {th.push_error_ratio:.0%} of the pushes of {name} were not "
+                    "acknowledged (5xx, 429, timeouts, refused tokens): messages are being "
+                    "retried and will be dead-lettered."
+                ),
+                watches=(name,),
+                threshold={
+                    "filter": _subscription_filter(
+                        limits.METRIC_PUBSUB_PUSH_REQUESTS,
+                        name,
+                        ' AND metric.label.response_class != "ack"',
+                    ),
+                    "denominator_filter": _subscription_filter(
+                        limits.METRIC_PUBSUB_PUSH_REQUESTS, name
+                    ),
+                    "comparison": "COMPARISON_GT",
+                    "threshold_value": th.push_error_ratio,
+                    "duration": f"{th.push_error_for_seconds}s",
+                    "aggregations": [_agg("ALIGN_RATE", "REDUCE_SUM", group)],
+                    "denominator_aggregations": [_agg("ALIGN_RATE", "REDUCE_SUM", group)],
+                },
+            )
+        )
+    for logical, svc in cfg.platform.services.items():
+        name = cfg.name(Kind.SERVICE, logical)
+        group = ["resource.label.service_name"]
+        specs.append(
+            AlertSpec(
+                key=f"alert-server-errors-{name}",
+                kind=AlertKind.SERVER_ERRORS,
+                display_name=f"[{stack}] {name}: 5xx above {th.server_error_ratio:.0%}",
+                summary=(
+                    f"More than {th.server_error_ratio:.0%} of the requests {name} answered "
+                    "were 5xx: the service itself is failing (permanent item failures are "
+                    "answered 2xx and do not count)."
+                ),
+                watches=(name,),
+                threshold={
+                    "filter": _service_filter(
+                        limits.METRIC_RUN_REQUESTS,
+                        name,
+                        ' AND metric.label.response_code_class = "5xx"',
+                    ),
+                    "denominator_filter": _service_filter(limits.METRIC_RUN_REQUESTS, name),
+                    "comparison": "COMPARISON_GT",
+                    "threshold_value": th.server_error_ratio,
+                    "duration": f"{th.server_error_for_seconds}s",
+                    "aggregations": [_agg("ALIGN_RATE", "REDUCE_SUM", group)],
+                    "denominator_aggregations": [_agg("ALIGN_RATE", "REDUCE_SUM", group)],
+                },
+            )
+        )
+        specs.append(
+            AlertSpec(
+                key=f"alert-at-max-instances-{name}",
+                kind=AlertKind.AT_MAX_INSTANCES,
+                display_name=f"[{stack}] {name} at max_instances ({svc.max_instances})",
+                summary=(
+                    f"{name} has run at its max_instances ({svc.max_instances}) for "
+                    f"{th.at_max_instances_for_seconds} s: requests queue and are refused "
+                    "(429), so pushes retry and batches slow down."
+                ),
+                watches=(name,),
+                threshold={
+                    "filter": _service_filter(limits.METRIC_RUN_INSTANCES, name),
+                    "comparison": "COMPARISON_GE",
+                    "threshold_value": svc.max_instances,
+                    "duration": f"{th.at_max_instances_for_seconds}s",
+                    "aggregations": [
+                        _agg("ALIGN_MAX", "REDUCE_SUM", group, limits.MONITORING_MIN_ALIGNMENT_S)
+                    ],
+                },
+            )
+        )
+    coordinators = batch_event_services(cfg)
+    if coordinators:
+        metric = limits.USER_METRIC_PREFIX + cfg.name(Kind.LOG_METRIC, BATCH_EVENTS_METRIC)
+        events = ", ".join(f'"{e}"' for e in STUCK_BATCH_EVENTS)
+        specs.append(
+            AlertSpec(
+                key="alert-stuck-batches",
+                kind=AlertKind.STUCK_BATCHES,
+                display_name=f"[{stack}] Batches closed abnormally",
+                summary=(
+                    f"The coordinator closed a batch abnormally ({events}): some of its "
+                    "items were never done."
+                ),
+                watches=tuple(coordinators),
+                threshold={
+                    "filter": (
+                        f'metric.type = {_q(metric)} AND resource.type = "cloud_run_revision"'
+                    ),
+                    "comparison": "COMPARISON_GT",
+                    "threshold_value": 0,
+                    "duration": "0s",
+                    "aggregations": [
+                        _agg("ALIGN_SUM", "REDUCE_SUM", [f"metric.label.{EVENT_FIELD}"])
+                    ],
+                },
+            )
+        )
+    for key in cfg.platform.schedules:
+        job = cfg.name(Kind.SCHEDULER_JOB, key)
+        specs.append(
+            AlertSpec(
+                key=f"alert-scheduler-failing-{job}",
+                kind=AlertKind.SCHEDULER_FAILING,
+                display_name=f"[{stack}] Scheduled job {job} failing",
+                summary=(
+                    f"An attempt of the Cloud Scheduler job {job} failed (an error status "
+                    "from the service, a refused token, or a deadline): the sweep it runs "
+                    "did not happen."
+                ),
+                watches=(job,),
+                # Cloud Scheduler logs each attempt on the job; failed ones at ERROR.
+                # https://cloud.google.com/scheduler/docs/view-logs
+                log_filter=(
+                    'resource.type = "cloud_scheduler_job" AND '
+                    f"resource.labels.job_id = {_q(job)} AND severity >= ERROR"
+                ),
+            )
+        )
+    return specs
