@@ -2,13 +2,15 @@
 
 Endpoints (the Pulumi program wires them; see the README's "Services" section):
 
-* ``POST /start`` (``X-API-Key``): create a batch and answer 202 at once; publishing happens in
+* ``POST /start`` (``X-API-Key``, checked before the body is read; at most
+  :data:`START_MAX_BODY_BYTES`): create a batch and answer 202 at once; publishing happens in
   a background thread (the service runs with CPU always allocated for that reason).
   Idempotent per ``batch_id``: a second call answers 200 with the batch's status.
 * ``POST /complete``: Pub/Sub push of a worker's completion; counted once per item.
 * ``GET /status/{batch_id}``: counts, percent, age, state.
 * ``POST /check-stalled`` (scheduler, every 15 min) and ``POST /cleanup-stuck`` (hourly).
-* ``POST /admin/clear-batch`` (``X-API-Key``): complete, fail or delete a batch, with a reason.
+* ``POST /admin/clear-batch`` (``X-API-Key`` first, like ``/start``): complete, fail or
+  delete a batch, with a reason.
 * ``GET /healthz``.
 """
 
@@ -23,9 +25,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import Body, FastAPI, Header, HTTPException, Request
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from services.coordinator.settings import SERVICE, Settings
 from shared.batch_model import (
@@ -40,6 +43,7 @@ from shared.contract import MissingEnvironment
 from shared.events import EVENT_FIELD, BatchEvent, log_finish
 from shared.log import configure_logging, get_logger
 from shared.pubsub import JsonPublisher, MalformedEnvelope, parse_push
+from shared.request_body import BodyTooLarge, read_limited
 from shared.startup import ConfigError, exit_with_config_error
 
 log = get_logger("coordinator")
@@ -49,6 +53,12 @@ PUBLISH_CHUNK = 499
 #: Seconds to wait for one chunk's publish futures.
 PUBLISH_CHUNK_TIMEOUT_S = 120.0
 _ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+#: The largest /start body read (after the key is checked): a 5,000-item batch of typical items
+#: is about 0.4 MB; 16 MiB is well above any batch started in one call, and under Cloud Run's
+#: 32 MiB HTTP/1 request limit (https://cloud.google.com/run/quotas).
+START_MAX_BODY_BYTES = 16 * 1024 * 1024
+#: /admin/clear-batch takes a batch id, a reason and an action: a few hundred bytes.
+ADMIN_MAX_BODY_BYTES = 16 * 1024
 
 if TYPE_CHECKING:  # the Google clients load at start-up, not at import (fast image check)
     from shared.batch_store import BatchStore
@@ -157,6 +167,29 @@ def create_app(
         if key is None or not hmac.compare_digest(key.encode(), expected):
             raise HTTPException(status_code=401, detail="missing or wrong X-API-Key")
 
+    def authorized_body(model: type[BaseModel], limit: int):
+        """A dependency: the API key first (401 before a byte of the body is read), then at
+        most ``limit`` bytes (413), then ``model``'s validation (422, as a body parameter)."""
+
+        async def body(request: Request, x_api_key: str | None = Header(default=None)):
+            check_key(request, x_api_key)
+            try:
+                raw = await read_limited(request, limit)
+            except BodyTooLarge as exc:
+                raise HTTPException(status_code=413, detail=str(exc)) from None
+            try:
+                return model.model_validate_json(raw or b"null")
+            except ValidationError as exc:
+                errors = exc.errors(include_url=False, include_context=False)
+                raise RequestValidationError(
+                    [{**e, "loc": ("body", *e["loc"])} for e in errors]
+                ) from None
+
+        return body
+
+    start_body = authorized_body(StartRequest, START_MAX_BODY_BYTES)
+    clear_body = authorized_body(ClearRequest, ADMIN_MAX_BODY_BYTES)
+
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok", "service": SERVICE}
@@ -164,10 +197,10 @@ def create_app(
     @app.post("/start", status_code=202)
     def start(
         request: Request,
-        body: StartRequest,
-        x_api_key: str | None = Header(default=None),
+        # A default, not Annotated: this module's annotations are strings, resolved in its
+        # globals, where the closure is not.
+        body: StartRequest = Depends(start_body),  # noqa: B008
     ):
-        check_key(request, x_api_key)
         runtime = rt(request)
         batch_id = body.batch_id or f"batch-{runtime.clock():%Y%m%dT%H%M%S}-{_short_uuid()}"
         try:
@@ -276,9 +309,9 @@ def create_app(
 
     @app.post("/admin/clear-batch")
     def clear_batch(
-        request: Request, body: ClearRequest, x_api_key: str | None = Header(default=None)
+        request: Request,
+        body: ClearRequest = Depends(clear_body),  # noqa: B008
     ):
-        check_key(request, x_api_key)
         store = rt(request).store
         reason = f"cleared by operator: {body.reason}"
         try:
