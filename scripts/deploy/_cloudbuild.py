@@ -6,7 +6,8 @@ Artifact Registry yet, on Cloud Build, with the repo root as context and
 folder and shipped an image without ``shared/``), runs the import smoke step before the push,
 skips images already there, and hands the digests to the program as per-service overrides.
 
-The orchestration talks to :class:`ImageBuilder`; tests use a double of it.
+The orchestration talks to :class:`ImageBuilder`; tests run :class:`CloudBuildAdapter` against
+in-process servers of Cloud Build's and Artifact Registry's own gRPC service definitions.
 """
 
 from __future__ import annotations
@@ -175,18 +176,45 @@ class CloudBuildAdapter:
         root: Path,
         source_bucket: str | None = None,
         credentials: Any = None,
+        build_client: Any = None,
+        registry_client: Any = None,
+        uploader: Callable[[ImageTarget], tuple[str, str]] | None = None,
+        build_timeout_s: float = BUILD_TIMEOUT_S,
     ) -> None:
+        """``build_client`` / ``registry_client``: ``CloudBuildClient`` /
+        ``ArtifactRegistryClient`` to use (default: Google's, with ``credentials``);
+        ``uploader(target)`` puts the context tarball where Cloud Build reads it and returns
+        ``(bucket, object)`` (default: Cloud Storage)."""
         self.project = project
         self.root = Path(root)
         # Cloud Build's own default source bucket, created by `gcloud builds submit`.
         self.source_bucket = source_bucket or f"{project}_cloudbuild"
         self._credentials = credentials
+        self._build_client = build_client
+        self._registry_client = registry_client
+        self._uploader = uploader or self._upload_context
+        self.build_timeout_s = build_timeout_s
+
+    def _registry(self) -> Any:
+        from google.cloud import artifactregistry_v1
+
+        if self._registry_client is None:
+            self._registry_client = artifactregistry_v1.ArtifactRegistryClient(
+                credentials=self._credentials
+            )
+        return self._registry_client
+
+    def _builds(self) -> Any:
+        from google.cloud.devtools import cloudbuild_v1
+
+        if self._build_client is None:
+            self._build_client = cloudbuild_v1.CloudBuildClient(credentials=self._credentials)
+        return self._build_client
 
     def existing_digest(self, target: ImageTarget) -> str | None:
         from google.api_core import exceptions as gexc
-        from google.cloud import artifactregistry_v1
 
-        client = artifactregistry_v1.ArtifactRegistryClient(credentials=self._credentials)
+        client = self._registry()
         try:
             tag = client.get_tag(name=_tag_resource(target))
         except gexc.NotFound:
@@ -222,7 +250,7 @@ class CloudBuildAdapter:
         from google.cloud.devtools import cloudbuild_v1
         from google.protobuf import duration_pb2
 
-        bucket, blob = self._upload_context(target)
+        bucket, blob = self._uploader(target)
         steps = build_steps(target, module=entry_module(target.service, self.root))
         build = cloudbuild_v1.Build(
             source=cloudbuild_v1.Source(
@@ -232,19 +260,24 @@ class CloudBuildAdapter:
                 cloudbuild_v1.BuildStep(name=s["name"], id=s["id"], args=s["args"]) for s in steps
             ],
             images=[target.tagged],  # pushed only after every step succeeded
-            timeout=duration_pb2.Duration(seconds=BUILD_TIMEOUT_S),
+            timeout=duration_pb2.Duration(seconds=int(self.build_timeout_s)),
             tags=["deploy", target.service],
         )
-        client = cloudbuild_v1.CloudBuildClient(credentials=self._credentials)
+        client = self._builds()
         try:
             operation = client.create_build(project_id=self.project, build=build)
             if on_output:
                 build_id = getattr(operation.metadata, "build", None)
                 log_url = getattr(build_id, "log_url", "")
                 on_output(f"{target.service}: Cloud Build started {log_url}")
-            result = operation.result(timeout=BUILD_TIMEOUT_S + 60)
+            result = operation.result(timeout=self.build_timeout_s + 60)
         except gexc.GoogleAPICallError as exc:
             raise DeployError(f"Cloud Build of {target.tagged} failed: {exc}") from None
+        except TimeoutError:
+            raise DeployError(
+                f"Cloud Build of {target.tagged} did not finish within "
+                f"{self.build_timeout_s + 60:.0f} s (it may still be running: see its log)"
+            ) from None
         for image in result.results.images:
             if image.name in (target.tagged, target.repository):
                 return image.digest

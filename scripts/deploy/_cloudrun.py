@@ -6,7 +6,8 @@ where the API reports it, else the digest in the revision's image reference: the
 deploys by digest). Drift reads the same
 state: the deployed digest and the commit label the program puts on the service.
 
-The orchestration talks to :class:`RunInspector`; tests use a double of it.
+The orchestration talks to :class:`RunInspector`; tests run :class:`CloudRunAdapter` against
+an in-process server of Cloud Run's own gRPC service definitions.
 """
 
 from __future__ import annotations
@@ -131,18 +132,26 @@ def verify_services(
 
 
 class CloudRunAdapter:
-    """The real inspector on ``google-cloud-run`` (``run_v2``)."""
+    """The real inspector on ``google-cloud-run`` (``run_v2``).
 
-    def __init__(self, *, credentials: Any = None) -> None:
+    ``services`` / ``revisions``: ``run_v2.ServicesClient`` / ``RevisionsClient`` to use
+    (default: Google's, with ``credentials``); the tests pass clients on an in-process gRPC
+    server speaking the same service definitions (``tests/fakegcp``).
+    """
+
+    def __init__(
+        self, *, credentials: Any = None, services: Any = None, revisions: Any = None
+    ) -> None:
         self._credentials = credentials
-        self._services: Any = None
-        self._revisions: Any = None
+        self._services: Any = services
+        self._revisions: Any = revisions
 
     def _clients(self):
         from google.cloud import run_v2
 
         if self._services is None:
             self._services = run_v2.ServicesClient(credentials=self._credentials)
+        if self._revisions is None:
             self._revisions = run_v2.RevisionsClient(credentials=self._credentials)
         return self._services, self._revisions
 

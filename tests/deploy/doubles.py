@@ -1,14 +1,25 @@
-"""Test doubles of exactly the pipeline's four adapters: Pulumi, Cloud Build/Artifact Registry,
-Cloud Run, and the tooling check. Everything else in the deploy tests is real (git, the
-Firestore emulator, the deploy lock, the content hash)."""
+"""What the deploy tests run the pipeline's four adapters against.
+
+Cloud Run and Cloud Build/Artifact Registry: the real adapters (:class:`CloudRunAdapter`,
+:class:`CloudBuildAdapter`) on in-process gRPC servers speaking Google's own service
+definitions (``tests/fakegcp``), with helpers to put state in place. Hand-written doubles are
+left only where no service definition exists: the Pulumi engine (:class:`FakeEngine`: the
+Automation API drives a CLI process, not a gRPC service; ``test_adapters.py`` runs the real
+adapter against a stand-in CLI), the tooling check (local commands) and the reporter.
+Everything else in the deploy tests is real (git, the Firestore emulator, the deploy lock, the
+content hash)."""
 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 from scripts.deploy import (
+    CloudBuildAdapter,
+    CloudRunAdapter,
     DeployError,
     EngineResult,
     ImageTarget,
@@ -17,6 +28,8 @@ from scripts.deploy import (
     ServiceRef,
     ServiceState,
 )
+from scripts.offline_plan import REPO_ROOT
+from tests.fakegcp import FakeArtifactRegistry, FakeCloudBuild, FakeCloudRun
 
 
 class FakeTooling:
@@ -68,46 +81,126 @@ class FakeEngine:
         return True
 
 
-@dataclass
-class FakeBuilder:
-    """Artifact Registry holding ``existing`` tags; ``build`` returns a digest per service."""
+def _tag_of(resource: str) -> str:
+    """An Artifact Registry tag resource -> ``host/project/repo/image:tag`` (the inverse of the
+    adapter's ``_tag_resource``)."""
+    parts = resource.split("/")
+    project, location, repo = parts[1], parts[3], parts[5]
+    package, tag = unquote(parts[7]), parts[9]
+    return f"{location}-docker.pkg.dev/{project}/{repo}/{package}:{tag}"
 
-    existing: dict[str, str] = field(default_factory=dict)  # "repo:tag" -> digest
-    built: list[ImageTarget] = field(default_factory=list)
-    looked_up: list[str] = field(default_factory=list)
 
-    def existing_digest(self, target: ImageTarget) -> str | None:
-        self.looked_up.append(target.tagged)
-        return self.existing.get(target.tagged)
+class FakeBuilder(CloudBuildAdapter):
+    """The real :class:`CloudBuildAdapter` against in-process Cloud Build and Artifact Registry
+    servers (``tests/fakegcp``) holding ``existing`` tags (``"repo:tag" -> digest``).
+
+    The context upload is the one hand-written stand-in: Cloud Storage's client speaks its JSON
+    API, for which the google-cloud-* packages carry no service definition to serve.
+    """
+
+    def __init__(self, existing: dict[str, str] | None = None, *, root=None) -> None:
+        self.existing: dict[str, str] = dict(existing or {})
+        self.built: list[ImageTarget] = []
+        self.uploads: list[str] = []
+        self.registry = FakeArtifactRegistry(lookup=self._version)
+        self.cloud_build = FakeCloudBuild(digest_for=self._next_digest)
+        self.registry.start()
+        self.cloud_build.start()
+        weakref.finalize(self, self.registry.stop)
+        weakref.finalize(self, self.cloud_build.stop)
+        super().__init__(
+            project="p",
+            root=root or REPO_ROOT,
+            build_client=self.cloud_build.client(),
+            registry_client=self.registry.client(),
+            uploader=self._upload,
+        )
+
+    @property
+    def looked_up(self) -> list[str]:
+        return [_tag_of(r.name) for r in self.registry.requests("GetTag")]
+
+    def _version(self, resource: str) -> str | None:
+        digest_ = self.existing.get(_tag_of(resource))
+        return f"{resource.rsplit('/tags/', 1)[0]}/versions/{digest_}" if digest_ else None
+
+    def _next_digest(self, image: str) -> str:
+        digest_ = "sha256:" + (f"{len(self.built):x}" * 64)[:64]
+        self.existing[image] = digest_
+        return digest_
+
+    def _upload(self, target: ImageTarget) -> tuple[str, str]:
+        self.uploads.append(target.tagged)
+        return "p_cloudbuild", f"source/{target.service}-{target.tag}.tgz"
 
     def build(self, target: ImageTarget, *, on_output=None) -> str:
         self.built.append(target)
-        digest = "sha256:" + (f"{len(self.built):x}" * 64)[:64]
-        self.existing[target.tagged] = digest
-        return digest
+        return super().build(target, on_output=on_output)
 
 
-@dataclass
-class FakeInspector:
-    """Cloud Run as a dict: service name -> state."""
+class FakeInspector(CloudRunAdapter):
+    """The real :class:`CloudRunAdapter` against an in-process Cloud Run server
+    (``tests/fakegcp``): ``serve`` and ``states`` put services in place as run_v2 messages."""
 
-    states: dict[str, ServiceState] = field(default_factory=dict)
-    described: list[str] = field(default_factory=list)
+    def __init__(self, states: Mapping[str, ServiceState] | None = None) -> None:
+        self.cloud_run = FakeCloudRun()
+        self.cloud_run.start()
+        weakref.finalize(self, self.cloud_run.stop)
+        services, revisions = self.cloud_run.clients()
+        super().__init__(services=services, revisions=revisions)
+        self._refs: dict[str, str] = {}
+        for name, state in (states or {}).items():
+            self.put(name, state)
+
+    @property
+    def described(self) -> list[str]:
+        return [r.name.rsplit("/", 1)[-1] for r in self.cloud_run.requests("GetService")]
 
     def describe(self, ref: ServiceRef) -> ServiceState:
-        self.described.append(ref.name)
-        return self.states.get(ref.name, ServiceState(exists=False))
+        short = f"projects/-/locations/-/services/{ref.name}"
+        if short in self.cloud_run.services:
+            # put/serve know only the name: the service is placed where the adapter asks for it
+            # (the request's full resource name is what the server checks).
+            self.cloud_run.services[ref.resource] = self.cloud_run.services[short]
+        return super().describe(ref)
+
+    def put(self, name: str, state: ServiceState) -> None:
+        if not state.exists:
+            return
+        resource = f"projects/-/locations/-/services/{name}"
+        image = state.image or (
+            f"us-west2-docker.pkg.dev/p/platform/{name}@{state.image_digest}"
+            if state.image_digest
+            else f"us-west2-docker.pkg.dev/p/platform/{name}:latest"
+        )
+        service = self.cloud_run.serve(
+            resource,
+            image,
+            labels=dict(state.labels),
+            percent=state.latest_percent,
+            revision=state.latest_ready_revision,
+            ready=state.latest_ready_revision is not None,
+        )
+        if state.latest_created_revision and state.latest_created_revision != (
+            state.latest_ready_revision
+        ):
+            service.latest_created_revision = (
+                f"{resource}/revisions/{state.latest_created_revision}"
+            )
 
     def serve(self, name: str, digest: str, *, commit: str | None = None, percent: int = 100):
         labels = {"git-commit": commit} if commit else {}
-        self.states[name] = ServiceState(
-            exists=True,
-            latest_ready_revision=f"{name}-00002-abc",
-            latest_created_revision=f"{name}-00002-abc",
-            latest_percent=percent,
-            image=f"us-west2-docker.pkg.dev/p/platform/{name}@{digest}",
-            image_digest=digest,
-            labels=labels,
+        self.put(
+            name,
+            ServiceState(
+                exists=True,
+                latest_ready_revision=f"{name}-00002-abc",
+                latest_created_revision=f"{name}-00002-abc",
+                latest_percent=percent,
+                image=f"us-west2-docker.pkg.dev/p/platform/{name}@{digest}",
+                image_digest=digest,
+                labels=labels,
+            ),
         )
 
 

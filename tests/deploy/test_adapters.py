@@ -6,11 +6,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import grpc
 import pytest
 
 from scripts.deploy import (
     AutomationPulumi,
+    CloudBuildAdapter,
     CloudRunAdapter,
+    DeployError,
     ImageTarget,
     ServiceRef,
     ServiceState,
@@ -24,6 +27,7 @@ from scripts.deploy import (
 )
 from scripts.deploy._cloudbuild import _tag_resource, split_image
 from tests.deploy.doubles import FakeBuilder, FakeInspector, digest
+from tests.fakegcp import FakeArtifactRegistry, FakeCloudBuild, FakeCloudRun
 
 ROOT = Path(__file__).resolve().parents[2]
 REPO = "us-west2-docker.pkg.dev/nba-props-platform/platform"
@@ -144,39 +148,174 @@ def test_verify_flags_a_latest_revision_that_is_not_ready():
     assert not check.ok and "w-2 is not ready" in check.problems[0]
 
 
-def test_cloud_run_adapter_reads_revision_traffic_and_digest_from_run_v2_messages():
-    from google.cloud import run_v2
+# The real adapter on an in-process server of Cloud Run's own service definitions
+# (tests/fakegcp): request names, fields and status codes go through run_v2's types.
 
-    base = "projects/p/locations/us-west2"
-    service = run_v2.Service(
-        name=f"{base}/services/prediction-worker",
-        latest_ready_revision=f"{base}/services/prediction-worker/revisions/w-2",
-        latest_created_revision=f"{base}/services/prediction-worker/revisions/w-2",
-        traffic_statuses=[
-            run_v2.TrafficTargetStatus(
-                type_=run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST,
-                percent=100,
-            )
-        ],
-        labels={"git-commit": "abc"},
-        uri="https://w.run.app",
+RESOURCE = "projects/p/locations/us-west2/services/prediction-worker"
+
+
+def _cloud_run() -> tuple[FakeCloudRun, CloudRunAdapter]:
+    fake = FakeCloudRun()
+    fake.start()
+    services, revisions = fake.clients()
+    return fake, CloudRunAdapter(services=services, revisions=revisions)
+
+
+def test_cloud_run_adapter_reads_revision_traffic_and_digest_over_grpc():
+    fake, adapter = _cloud_run()
+    with fake:
+        fake.serve(
+            RESOURCE, f"{REPO}/prediction-worker@{digest('d')}", labels={"git-commit": "abc"}
+        )
+        state = adapter.describe(REF)
+        assert [r.name for r in fake.requests("GetService")] == [RESOURCE]
+        assert [r.name for r in fake.requests("GetRevision")] == [
+            f"{RESOURCE}/revisions/prediction-worker-00002-abc"
+        ]
+    assert state.exists and state.latest_ready_revision == "prediction-worker-00002-abc"
+    assert state.latest_percent == 100 and state.image_digest == digest("d")
+    assert state.labels == {"git-commit": "abc"} and state.uri.endswith(".a.run.app")
+
+
+def test_cloud_run_adapter_sees_a_traffic_split_and_a_tag_without_digest():
+    fake, adapter = _cloud_run()
+    with fake:
+        fake.serve(RESOURCE, f"{REPO}/prediction-worker@{digest('e')}", percent=40)
+        split = adapter.describe(REF)
+        assert not verify_services(adapter, {REF: digest("e")})[0].ok
+        fake.serve(RESOURCE, f"{REPO}/prediction-worker:tag")
+        by_tag = adapter.describe(REF)
+    assert split.image_digest == digest("e") and split.latest_percent == 40
+    # A revision by tag (and, with this run_v2, no resolved digest field): no digest claimed.
+    assert by_tag.image_digest is None and by_tag.latest_percent == 100
+
+
+def test_cloud_run_not_found_is_a_missing_service_not_an_error():
+    fake, adapter = _cloud_run()
+    with fake:
+        state = adapter.describe(REF)
+        assert not state.exists
+        check = verify_services(adapter, {REF: None})[0]
+    assert not check.ok and "does not exist" in check.problems[0]
+
+
+@pytest.mark.parametrize(
+    ("method", "code"),
+    [
+        ("GetService", grpc.StatusCode.PERMISSION_DENIED),
+        ("GetService", grpc.StatusCode.FAILED_PRECONDITION),
+        ("GetRevision", grpc.StatusCode.PERMISSION_DENIED),
+        ("GetRevision", grpc.StatusCode.NOT_FOUND),
+    ],
+)
+def test_cloud_run_errors_become_deploy_errors_naming_the_resource(method, code):
+    fake, adapter = _cloud_run()
+    with fake:
+        fake.serve(RESOURCE, f"{REPO}/prediction-worker@{digest('d')}")
+        fake.fail(method, code, "run.services.get denied on the caller")
+        with pytest.raises(DeployError) as info:
+            adapter.describe(REF)
+    text = str(info.value)
+    assert text.startswith("Cloud Run: cannot read") and "denied on the caller" in text
+    assert ("prediction-worker" in text) and "Traceback" not in text
+
+
+# -- Artifact Registry and Cloud Build over gRPC -------------------------------------------------
+
+
+def _builder(**kwargs) -> tuple[FakeArtifactRegistry, FakeCloudBuild, CloudBuildAdapter, list]:
+    registry, cloud_build = FakeArtifactRegistry(), FakeCloudBuild(**kwargs)
+    registry.start()
+    cloud_build.start()
+    uploads: list[str] = []
+
+    def upload(target: ImageTarget) -> tuple[str, str]:
+        # Cloud Storage speaks its JSON API: no service definition to serve (hand-written).
+        uploads.append(target.tagged)
+        return "p_cloudbuild", f"source/{target.service}-{target.tag}.tgz"
+
+    adapter = CloudBuildAdapter(
+        project="nba-props-platform",
+        root=ROOT,
+        build_client=cloud_build.client(),
+        registry_client=registry.client(),
+        uploader=upload,
     )
-    revision = run_v2.Revision(
-        containers=[run_v2.Container(image=f"{REPO}/prediction-worker@{digest('d')}")],
-    )
+    return registry, cloud_build, adapter, uploads
 
-    class Services:
-        def get_service(self, name, timeout):
-            assert name == REF.resource
-            return service
 
-    class Revisions:
-        def get_revision(self, name, timeout):
-            assert name.endswith("/revisions/w-2")
-            return revision
+WORKER = ImageTarget("prediction-worker", f"{REPO}/prediction-worker", "0123abcd")
 
-    adapter = CloudRunAdapter()
-    adapter._services, adapter._revisions = Services(), Revisions()
-    state = adapter.describe(REF)
-    assert state.latest_ready_revision == "w-2" and state.latest_percent == 100
-    assert state.image_digest == digest("d") and state.labels == {"git-commit": "abc"}
+
+def test_artifact_registry_lookup_by_tag_resource():
+    registry, cloud_build, adapter, _ = _builder()
+    with registry, cloud_build:
+        tag = _tag_resource(WORKER)
+        registry.tags[tag] = f"{tag.rsplit('/tags/', 1)[0]}/versions/{digest('a')}"
+        assert adapter.existing_digest(WORKER) == digest("a")
+        other = ImageTarget("prediction-worker", WORKER.repository, "ffff")
+        assert adapter.existing_digest(other) is None  # NOT_FOUND: not built yet
+        assert [r.name for r in registry.requests("GetTag")] == [tag, _tag_resource(other)]
+        registry.fail("GetTag", grpc.StatusCode.PERMISSION_DENIED, "artifactregistry.tags.get")
+        with pytest.raises(DeployError) as info:
+            adapter.existing_digest(WORKER)
+    assert "Artifact Registry lookup of" in str(info.value)
+    assert "artifactregistry.tags.get" in str(info.value)
+
+
+def test_cloud_build_request_and_long_running_operation():
+    registry, cloud_build, adapter, uploads = _builder(polls_before_done=1)
+    lines: list[str] = []
+    with registry, cloud_build:
+        out = adapter.build(WORKER, on_output=lines.append)
+        [request] = cloud_build.requests("CreateBuild")
+        polls = cloud_build.requests("GetOperation")
+    assert out == "sha256:" + "d" * 64
+    assert uploads == [WORKER.tagged]
+    assert request.project_id == "nba-props-platform"
+    build = request.build
+    assert build.source.storage_source.bucket == "p_cloudbuild"
+    assert build.source.storage_source.object_ == "source/prediction-worker-0123abcd.tgz"
+    assert list(build.images) == [WORKER.tagged]
+    assert [s.id for s in build.steps] == ["build-prediction-worker", "smoke-prediction-worker"]
+    assert list(build.steps[0].args)[:3] == ["build", "-f", "images/worker.Dockerfile"]
+    assert build.timeout.total_seconds() == 1200 and list(build.tags) == ["deploy", WORKER.service]
+    assert polls and polls[0].name.startswith("operations/build/nba-props-platform/")
+    assert any("Cloud Build started https://console.cloud.google.com/" in x for x in lines)
+
+
+def test_cloud_build_failures_become_deploy_errors():
+    registry, cloud_build, adapter, _ = _builder()
+    with registry, cloud_build:
+        cloud_build.fail_builds = "Build failed; check build logs for details"
+        with pytest.raises(DeployError) as failed:
+            adapter.build(WORKER)
+        cloud_build.fail_builds = None
+        cloud_build.fail(
+            "CreateBuild", grpc.StatusCode.FAILED_PRECONDITION, "source bucket does not exist"
+        )
+        with pytest.raises(DeployError) as refused:
+            adapter.build(WORKER)
+    assert "Build failed; check build logs" in str(failed.value)
+    assert "source bucket does not exist" in str(refused.value)
+
+
+def test_cloud_build_that_pushed_no_image_is_an_error():
+    registry, cloud_build, adapter, _ = _builder()
+    with registry, cloud_build:
+        cloud_build.push_images = False
+        with pytest.raises(DeployError) as info:
+            adapter.build(WORKER)
+    assert "pushed no image" in str(info.value)
+
+
+def test_ensure_images_over_grpc_skips_what_the_registry_has():
+    builder = FakeBuilder(existing={WORKER.tagged: digest("a")})
+    coord = ImageTarget("prediction-coordinator", f"{REPO}/prediction-coordinator", "t1")
+    out = ensure_images(builder, {t.service: t for t in (WORKER, coord)})
+    assert builder.looked_up == [coord.tagged, WORKER.tagged]
+    assert [t.service for t in builder.built] == ["prediction-coordinator"]
+    assert builder.uploads == [coord.tagged]
+    assert out["prediction-worker"].ref == f"{WORKER.repository}@{digest('a')}"
+    [request] = builder.cloud_build.requests("CreateBuild")
+    assert list(request.build.images) == [coord.tagged]

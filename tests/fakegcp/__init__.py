@@ -15,8 +15,19 @@ would against Google. The official client is pointed at the server through its g
 
 Handlers take ``(request, context)``; ``context.abort(grpc.StatusCode.NOT_FOUND, "...")``
 answers an error with a real status code. Every call is recorded in :attr:`FakeGrpc.calls`.
+
+Stateful fakes of whole services (Cloud Run, Artifact Registry, Cloud Build with its
+long-running operations) built on it are in ``_cloud.py``.
 """
 
+from ._cloud import FakeArtifactRegistry, FakeCloudBuild, FakeCloudRun
 from ._server import Call, FakeGrpc, done_operation
 
-__all__ = ["Call", "FakeGrpc", "done_operation"]
+__all__ = [
+    "Call",
+    "FakeArtifactRegistry",
+    "FakeCloudBuild",
+    "FakeCloudRun",
+    "FakeGrpc",
+    "done_operation",
+]

@@ -1,0 +1,290 @@
+"""Stateful fakes of the Google services the deploy adapters call, on :class:`FakeGrpc`.
+
+Each holds the resources as Google's own messages, answers the methods the adapters use with
+real response messages, records every request, and answers errors with real status codes
+(:meth:`fail`). ``clients()`` returns Google's official clients wired to the server through
+their gRPC transports: what an adapter sends and reads goes through the real types.
+
+* :class:`FakeCloudRun`: ``google.cloud.run.v2.Services/GetService`` and
+  ``Revisions/GetRevision``; :meth:`FakeCloudRun.serve` puts a service with its latest ready
+  revision, traffic and labels in place.
+* :class:`FakeArtifactRegistry`: ``ArtifactRegistry/GetTag`` over ``tags`` (tag resource ->
+  version name).
+* :class:`FakeCloudBuild`: ``CloudBuild/CreateBuild`` answering a long-running operation that
+  is not done, and ``google.longrunning.Operations/GetOperation`` completing it after
+  ``polls_before_done`` polls, with the built image's digest, or with the build's failure.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.cloud import artifactregistry_v1, run_v2
+from google.cloud.devtools import cloudbuild_v1
+from google.longrunning import operations_pb2
+from google.rpc import status_pb2
+
+from ._server import FakeGrpc
+
+__all__ = ["FakeCloudRun", "FakeArtifactRegistry", "FakeCloudBuild", "Failure"]
+
+RUN_SERVICES = "google.cloud.run.v2.Services"
+RUN_REVISIONS = "google.cloud.run.v2.Revisions"
+ARTIFACT_REGISTRY = "google.devtools.artifactregistry.v1.ArtifactRegistry"
+CLOUD_BUILD = "google.devtools.cloudbuild.v1.CloudBuild"
+OPERATIONS = "google.longrunning.Operations"
+_HAS_CONTAINER_STATUSES = any(
+    f.name == "container_statuses" for f in run_v2.Revision.pb().DESCRIPTOR.fields
+)
+_LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
+
+
+@dataclass(frozen=True)
+class Failure:
+    code: grpc.StatusCode
+    message: str
+
+
+class _Fake:
+    """A server plus per-(method, resource) failures; subclasses register their methods."""
+
+    def __init__(self) -> None:
+        self.server = FakeGrpc()
+        self._failures: dict[tuple[str, str | None], Failure] = {}
+        self._lock = threading.Lock()
+
+    def fail(
+        self, method: str, code: grpc.StatusCode, message: str, *, name: str | None = None
+    ) -> None:
+        """Answer ``method`` (for resource ``name``, or any) with ``code`` from now on."""
+        self._failures[(method, name)] = Failure(code, message)
+
+    def _check(self, method: str, name: str, context: grpc.ServicerContext) -> None:
+        failure = self._failures.get((method, name)) or self._failures.get((method, None))
+        if failure is not None:
+            context.abort(failure.code, failure.message)
+
+    def requests(self, method: str) -> list[Any]:
+        return self.server.requests(method)
+
+    def start(self) -> str:
+        """Start the server (once: a started fake keeps its address and clients)."""
+        if self.server.address is not None:
+            return self.server.address
+        return self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.server.address = None
+
+    def __enter__(self) -> Any:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class FakeCloudRun(_Fake):
+    def __init__(self) -> None:
+        super().__init__()
+        self.services: dict[str, run_v2.Service] = {}
+        self.revisions: dict[str, run_v2.Revision] = {}
+        s = self.server
+        s.unary(RUN_SERVICES, "GetService", run_v2.GetServiceRequest, run_v2.Service, self._get)
+        s.unary(RUN_REVISIONS, "GetRevision", run_v2.GetRevisionRequest, run_v2.Revision, self._rev)
+
+    def _get(self, request: run_v2.GetServiceRequest, context: grpc.ServicerContext) -> Any:
+        self._check("GetService", request.name, context)
+        if request.name not in self.services:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Resource '{request.name}' was not found")
+        return self.services[request.name]
+
+    def _rev(self, request: run_v2.GetRevisionRequest, context: grpc.ServicerContext) -> Any:
+        self._check("GetRevision", request.name, context)
+        if request.name not in self.revisions:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Resource '{request.name}' was not found")
+        return self.revisions[request.name]
+
+    def serve(
+        self,
+        resource: str,
+        image: str,
+        *,
+        labels: dict[str, str] | None = None,
+        percent: int = 100,
+        revision: str | None = None,
+        ready: bool = True,
+        digest: str | None = None,
+    ) -> run_v2.Service:
+        """``resource`` (``projects/P/locations/L/services/S``) serving ``image`` from its latest
+        ready revision with ``percent`` of the traffic (the rest on an older revision)."""
+        short = resource.rsplit("/", 1)[-1]
+        revision = revision or f"{short}-00002-abc"
+        rev_name = f"{resource}/revisions/{revision}"
+        statuses = [run_v2.TrafficTargetStatus(type_=_LATEST, percent=percent)]
+        if percent < 100:
+            statuses.append(
+                run_v2.TrafficTargetStatus(revision=f"{short}-00001-old", percent=100 - percent)
+            )
+        service = run_v2.Service(
+            name=resource,
+            uri=f"https://{short}-abc123-uw.a.run.app",
+            labels=labels or {},
+            latest_ready_revision=rev_name if ready else "",
+            latest_created_revision=rev_name,
+            traffic_statuses=statuses,
+        )
+        self.services[resource] = service
+        revision_fields: dict[str, Any] = {
+            "name": rev_name,
+            "containers": [run_v2.Container(image=image)],
+        }
+        if digest and _HAS_CONTAINER_STATUSES:
+            # The resolved digest, where the installed run_v2 carries Revision.container_statuses
+            # (the REST API has containerStatuses[].imageDigest; google-cloud-run 0.16 does not).
+            revision_fields["container_statuses"] = [run_v2.ContainerStatus(image_digest=digest)]
+        self.revisions[rev_name] = run_v2.Revision(**revision_fields)
+        return service
+
+    def clients(self) -> tuple[run_v2.ServicesClient, run_v2.RevisionsClient]:
+        from google.cloud.run_v2.services.revisions.transports import RevisionsGrpcTransport
+        from google.cloud.run_v2.services.services.transports import ServicesGrpcTransport
+
+        return (
+            run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=self.server.channel())),
+            run_v2.RevisionsClient(transport=RevisionsGrpcTransport(channel=self.server.channel())),
+        )
+
+
+class FakeArtifactRegistry(_Fake):
+    def __init__(self, lookup: Callable[[str], str | None] | None = None) -> None:
+        """``lookup(tag resource)`` -> version name, or ``tags`` when not given."""
+        super().__init__()
+        self.tags: dict[str, str] = {}
+        self._lookup = lookup or self.tags.get
+        self.server.unary(
+            ARTIFACT_REGISTRY,
+            "GetTag",
+            artifactregistry_v1.GetTagRequest,
+            artifactregistry_v1.Tag,
+            self._get_tag,
+        )
+
+    def _get_tag(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._check("GetTag", request.name, context)
+        version = self._lookup(request.name)
+        if version is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, "Requested entity was not found.")
+        return artifactregistry_v1.Tag(name=request.name, version=version)
+
+    def client(self) -> artifactregistry_v1.ArtifactRegistryClient:
+        from google.cloud.artifactregistry_v1.services.artifact_registry.transports import (
+            ArtifactRegistryGrpcTransport,
+        )
+
+        channel = self.server.channel()
+        return artifactregistry_v1.ArtifactRegistryClient(
+            transport=ArtifactRegistryGrpcTransport(channel=channel)
+        )
+
+
+@dataclass
+class _BuildRun:
+    build: cloudbuild_v1.Build
+    polls: int = 0
+
+
+class FakeCloudBuild(_Fake):
+    """Builds succeed with ``digest_for(image)`` unless :attr:`fail_builds` says why not."""
+
+    def __init__(
+        self,
+        *,
+        polls_before_done: int = 1,
+        digest_for: Callable[[str], str] = lambda image: "sha256:" + "d" * 64,
+    ) -> None:
+        super().__init__()
+        self.polls_before_done = polls_before_done
+        self.digest_for = digest_for
+        self.fail_builds: str | None = None  # the failure Cloud Build reports for every build
+        self.push_images = True  # False: builds succeed but report no pushed image
+        self.runs: dict[str, _BuildRun] = {}
+        self._ids = itertools.count(1)
+        s = self.server
+        s.unary(
+            CLOUD_BUILD,
+            "CreateBuild",
+            cloudbuild_v1.CreateBuildRequest,
+            operations_pb2.Operation,
+            self._create,
+        )
+        s.unary(
+            OPERATIONS,
+            "GetOperation",
+            operations_pb2.GetOperationRequest,
+            operations_pb2.Operation,
+            self._get_operation,
+        )
+
+    def _create(self, request: cloudbuild_v1.CreateBuildRequest, context: Any) -> Any:
+        self._check("CreateBuild", request.project_id, context)
+        build_id = f"build-{next(self._ids)}"
+        build = cloudbuild_v1.Build(request.build)
+        build.id = build_id
+        build.project_id = request.project_id
+        build.status = cloudbuild_v1.Build.Status.QUEUED
+        build.log_url = f"https://console.cloud.google.com/cloud-build/builds/{build_id}"
+        name = f"operations/build/{request.project_id}/{build_id}"
+        self.runs[name] = _BuildRun(build)
+        return self._operation(name, done=False)
+
+    def _get_operation(self, request: operations_pb2.GetOperationRequest, context: Any) -> Any:
+        self._check("GetOperation", request.name, context)
+        run = self.runs.get(request.name)
+        if run is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"operation {request.name} not found")
+        run.polls += 1
+        done = run.polls >= self.polls_before_done
+        if done and self.fail_builds is None:
+            run.build.status = cloudbuild_v1.Build.Status.SUCCESS
+            run.build.results = cloudbuild_v1.Results(
+                images=[
+                    cloudbuild_v1.BuiltImage(name=image, digest=self.digest_for(image))
+                    for image in run.build.images
+                    if self.push_images
+                ]
+            )
+        elif done:
+            run.build.status = cloudbuild_v1.Build.Status.FAILURE
+            run.build.status_detail = self.fail_builds
+        return self._operation(request.name, done=done)
+
+    def _operation(self, name: str, *, done: bool) -> operations_pb2.Operation:
+        run = self.runs[name]
+        op = operations_pb2.Operation(name=name, done=done)
+        op.metadata.Pack(
+            cloudbuild_v1.BuildOperationMetadata.pb(
+                cloudbuild_v1.BuildOperationMetadata(build=run.build)
+            )
+        )
+        if done and self.fail_builds is None:
+            op.response.Pack(cloudbuild_v1.Build.pb(run.build))
+        elif done:
+            # A failed build ends its operation with an error status and the build's detail.
+            op.error.CopyFrom(status_pb2.Status(code=2, message=self.fail_builds or "failed"))
+        return op
+
+    def client(self) -> cloudbuild_v1.CloudBuildClient:
+        from google.cloud.devtools.cloudbuild_v1.services.cloud_build.transports import (
+            CloudBuildGrpcTransport,
+        )
+
+        return cloudbuild_v1.CloudBuildClient(
+            transport=CloudBuildGrpcTransport(channel=self.server.channel())
+        )
