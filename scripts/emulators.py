@@ -30,8 +30,9 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Self, TypeVar
 
 from scripts import processes
 
@@ -51,6 +52,8 @@ __all__ = [
 ]
 
 _SDK_PLATFORM = Path("/usr/lib/google-cloud-sdk/platform")
+# Two optional path overrides, read once with os.environ: a pydantic-settings model would
+# double the import time of every tool that loads this module, and there is nothing to parse.
 #: The Firestore emulator jar; override with the ``FIRESTORE_EMULATOR_JAR`` environment variable.
 FIRESTORE_JAR = Path(
     os.environ.get(
@@ -185,6 +188,13 @@ def _need_java() -> str:
     return java
 
 
+def _need_file(path: Path, what: str, package: str, variable: str) -> None:
+    if not path.is_file():
+        raise EmulatorUnavailable(
+            f"{what} not found at {path} (install the Debian package {package} or set {variable})"
+        )
+
+
 def _http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as resp:
@@ -193,15 +203,21 @@ def _http_ok(url: str) -> bool:
         return False
 
 
+E = TypeVar("E", bound=_Emulator)
+
+
 def _launch(
-    cls: type[_Emulator],
-    cmd: list[str],
+    cls: type[E],
+    command: Callable[[int], list[str]],
     *,
-    port: int,
+    port: int | None,
     project: str,
     timeout: float,
-    detached: bool = False,
-) -> _Emulator:
+    detached: bool,
+) -> E:
+    """Start ``command(port)`` (a free port by default) and wait until it answers 'Ok'."""
+    port = port or processes.free_port()
+    cmd = command(port)
     fd, log_name = tempfile.mkstemp(prefix=f"{cls.__name__.lower()}-{port}-", suffix=".log")
     os.close(fd)
     log_path = Path(log_name)
@@ -250,29 +266,31 @@ def start_firestore(
     :raises EmulatorUnavailable: the jar or Java is missing.
     :raises EmulatorStartError: it exited or did not become ready in time (log quoted).
     """
-    if not FIRESTORE_JAR.is_file():
-        raise EmulatorUnavailable(
-            f"Firestore emulator jar not found at {FIRESTORE_JAR} (install the Debian package "
-            "google-cloud-cli-firestore-emulator or set FIRESTORE_EMULATOR_JAR)"
-        )
-    java = _need_java()
-    port = port or processes.free_port()
-    cmd = [
-        java,
-        "-Duser.language=en",
-        "-cp",
-        str(FIRESTORE_JAR),
-        _FIRESTORE_MAIN,
-        "--host",
-        _HOST,
-        "--port",
-        str(port),
-    ]
-    emu = _launch(
-        FirestoreEmulator, cmd, port=port, project=project, timeout=timeout, detached=detached
+    _need_file(
+        FIRESTORE_JAR,
+        "Firestore emulator jar",
+        "google-cloud-cli-firestore-emulator",
+        "FIRESTORE_EMULATOR_JAR",
     )
-    assert isinstance(emu, FirestoreEmulator)
-    return emu
+    java = _need_java()
+    return _launch(
+        FirestoreEmulator,
+        lambda port: [
+            java,
+            "-Duser.language=en",
+            "-cp",
+            str(FIRESTORE_JAR),
+            _FIRESTORE_MAIN,
+            "--host",
+            _HOST,
+            "--port",
+            str(port),
+        ],
+        port=port,
+        project=project,
+        timeout=timeout,
+        detached=detached,
+    )
 
 
 def start_pubsub(
@@ -284,19 +302,21 @@ def start_pubsub(
     :raises EmulatorUnavailable: the launcher or Java is missing.
     :raises EmulatorStartError: it exited or did not become ready in time (log quoted).
     """
-    if not PUBSUB_LAUNCHER.is_file():
-        raise EmulatorUnavailable(
-            f"Pub/Sub emulator launcher not found at {PUBSUB_LAUNCHER} (install the Debian "
-            "package google-cloud-cli-pubsub-emulator or set PUBSUB_EMULATOR_LAUNCHER)"
-        )
-    _need_java()
-    port = port or processes.free_port()
-    cmd = [str(PUBSUB_LAUNCHER), f"--host={_HOST}", f"--port={port}"]
-    emu = _launch(
-        PubSubEmulator, cmd, port=port, project=project, timeout=timeout, detached=detached
+    _need_file(
+        PUBSUB_LAUNCHER,
+        "Pub/Sub emulator launcher",
+        "google-cloud-cli-pubsub-emulator",
+        "PUBSUB_EMULATOR_LAUNCHER",
     )
-    assert isinstance(emu, PubSubEmulator)
-    return emu
+    _need_java()
+    return _launch(
+        PubSubEmulator,
+        lambda port: [str(PUBSUB_LAUNCHER), f"--host={_HOST}", f"--port={port}"],
+        port=port,
+        project=project,
+        timeout=timeout,
+        detached=detached,
+    )
 
 
 def firestore_client(

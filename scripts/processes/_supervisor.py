@@ -26,23 +26,6 @@ from typing import Any
 
 import psutil
 
-__all__ = [
-    "ProcRecord",
-    "STOP_GRACE_S",
-    "launch",
-    "track",
-    "spawn",
-    "own",
-    "disown",
-    "alive",
-    "stop",
-    "kill",
-    "rss_kib",
-    "peak_rss_kib",
-    "tail",
-    "free_port",
-]
-
 #: SIGTERM, then this long, then SIGKILL (Cloud Run gives a container 10 s after SIGTERM).
 STOP_GRACE_S = 10.0
 #: Two start times this close are one process: psutil derives them from the boot time the
