@@ -19,9 +19,9 @@ import typer
 
 from scripts.cli_common import ExitCode, console, emit, fail, make_app, run_app
 from shared.batch_model import (
-    DEFAULT_COMPLETE_THRESHOLD,
     DEFAULT_IDLE_WINDOW,
     DEFAULT_MAX_AGE,
+    DEFAULT_MAX_ATTEMPTS,
     StallPolicy,
     format_duration,
     utcnow,
@@ -147,35 +147,52 @@ def list_stuck(
 @app.command()
 def inspect(
     batch_id: Annotated[str, typer.Argument(help="The batch to inspect.")],
-    limit: Annotated[int, typer.Option(min=0, help="Missing/failed items to list.")] = 20,
+    limit: Annotated[int, typer.Option(min=0, help="Items of each kind to list.")] = 20,
     as_json: JsonOpt = False,
 ) -> None:
-    """Counts, missing items, failed items, last completion and age of one batch."""
-    from shared.batch_model import BatchNotFound, InvalidBatchId
+    """Counts, open and missing items, failed items, strays (foreign, late, duplicate and
+    unknown-batch completions, never counted), last completion and age of one batch.
+
+    Exits 1 for an unknown batch, listing the completions recorded for it anyway."""
+    from shared.batch_model import InvalidBatchId
 
     try:
         store = _store(as_json)
         now = utcnow()
-        batch = store.require(batch_id)
-        missing: list[str] = []
-        missing_total = 0
+        batch = store.status(batch_id)
+        strays = store.strays(batch_id, limit=limit)
+        stray_counts = store.stray_counts(batch_id)
+        if batch is None:
+            raise fail(
+                f"no batch {batch_id!r}"
+                + (
+                    f"; {sum(stray_counts.values())} completion(s) recorded for it"
+                    if strays
+                    else ""
+                ),
+                as_json=as_json,
+                data={"batch_id": batch_id, "strays": stray_counts, "stray_items": strays},
+            )
+        open_items: list[str] = []
+        open_total = 0
         for page in store.iter_missing(batch_id):
-            missing_total += len(page)
-            missing.extend(page[: max(limit - len(missing), 0)])
+            open_total += len(page)
+            open_items.extend(page[: max(limit - len(open_items), 0)])
         failed = store.failed_items(batch_id, limit=limit)
-    except (BatchNotFound, InvalidBatchId) as exc:
+        missing = store.missing_items(batch_id, limit=limit)
+    except InvalidBatchId as exc:
         raise fail(str(exc), as_json=as_json) from None
     except _google_errors() as exc:
         raise fail(f"Firestore: {exc}", as_json=as_json) from None
     summary = batch.summary(now)
     data = {
         "batch": summary,
-        "missing_total": missing_total,
+        "open_total": open_total,
+        "open": open_items,
         "missing": missing,
-        "failed": [
-            {"item_id": f["item_id"], "error": f.get("error"), "reason": f.get("reason")}
-            for f in failed
-        ],
+        "failed": [{"item_id": f["item_id"], "error": f.get("error")} for f in failed],
+        "strays": stray_counts,
+        "stray_items": strays,
     }
     if as_json:
         emit(data, as_json=True)
@@ -183,9 +200,12 @@ def inspect(
     s = summary
     console.print(
         f"[bold]{s['batch_id']}[/bold]  state [bold]{s['state']}[/bold]  "
-        f"{s['done']}/{s['total_items']} done ({s['percent']}%): "
-        f"{s['completed']} ok, {s['failed']} failed, {s['pending']} pending; "
-        f"{s['published']} published",
+        f"{s['done']}/{s['total_items']} done ({s['percent']}%)",
+        highlight=False,
+    )
+    console.print(
+        f"{s['completed']} ok, {s['failed']} failed ({s['missing']} missing), "
+        f"{s['pending']} pending; {s['published']} published, {s['resent']} re-sent",
         highlight=False,
     )
     console.print(
@@ -196,15 +216,36 @@ def inspect(
     )
     if s["reason"]:
         console.print(f"reason: {s['reason']}", highlight=False, markup=False)
-    if missing_total:
-        more = f" (first {len(missing)})" if missing_total > len(missing) else ""
+    if open_total:
+        more = f" (first {len(open_items)})" if open_total > len(open_items) else ""
         console.print(
-            f"missing items: {missing_total}{more}: {', '.join(missing)}",
+            f"open items: {open_total}{more}: {', '.join(open_items)}",
             highlight=False,
             markup=False,
         )
+    for m in missing:
+        console.print(f"missing {m['item_id']}: {m['error']}", highlight=False, markup=False)
     for f in data["failed"]:
         console.print(f"failed {f['item_id']}: {f['error']}", highlight=False, markup=False)
+    if any(stray_counts.values()):
+        kinds = ", ".join(f"{n} {k}" for k, n in stray_counts.items() if n)
+        console.print(f"not counted: {kinds}", highlight=False, markup=False)
+        for r in strays:
+            console.print(
+                f"  {r['kind']} {r['item_id']} ({r['status']}) at {r['received_at']}",
+                highlight=False,
+                markup=False,
+            )
+
+
+def _sender(project: str):
+    """Re-sends through the official Pub/Sub client (``PUBSUB_EMULATOR_HOST`` honoured)."""
+    from google.cloud import pubsub_v1
+
+    from shared.pubsub import publish_messages
+
+    client = pubsub_v1.PublisherClient()
+    return lambda topic, messages: publish_messages(client, project, topic, messages)
 
 
 @app.command("check-stalled")
@@ -213,29 +254,32 @@ def check_stalled(
     idle: Annotated[
         str, typer.Option(help="Idle window before a batch counts as stalled.")
     ] = format_duration(DEFAULT_IDLE_WINDOW),
+    max_attempts: Annotated[
+        int, typer.Option(min=1, help="Publishes per item before it is recorded missing.")
+    ] = DEFAULT_MAX_ATTEMPTS,
     max_age: Annotated[
         str, typer.Option(help="Batches older than this are failed.")
     ] = format_duration(DEFAULT_MAX_AGE),
-    threshold: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Fraction done to complete a stalled batch.")
-    ] = DEFAULT_COMPLETE_THRESHOLD,
     as_json: JsonOpt = False,
 ) -> None:
     """Apply the coordinator's stall rules now (what its /check-stalled does).
 
-    Completes batches >= THRESHOLD done and idle for IDLE (missing items recorded as failed),
-    marks stalled publishing publish_failed, fails batches older than MAX_AGE.
-    With --dry-run, exits 2 when it would finish any batch.
+    A batch idle for IDLE has its open items published again (to the batch's request topic)
+    until each was sent MAX_ATTEMPTS times; then it is closed partial, each missing item
+    recorded with why. Stalled publishing becomes publish_failed; batches older than MAX_AGE
+    are failed. With --dry-run, exits 2 when it would act on any batch.
     """
     policy = StallPolicy(
         idle_window=parse_duration(idle),
+        max_attempts=max_attempts,
         max_age=parse_duration(max_age),
-        complete_threshold=threshold,
     )
     try:
-        actions = _store(as_json).check_stalled(policy, dry_run=dry_run)
+        store = _store(as_json)
+        send = None if dry_run else _sender(_project(as_json))
+        actions = store.check_stalled(policy, send=send, dry_run=dry_run)
     except _google_errors() as exc:
-        raise fail(f"Firestore: {exc}", as_json=as_json) from None
+        raise fail(f"Firestore or Pub/Sub: {exc}", as_json=as_json) from None
     rows = [a.to_dict() for a in actions]
     if as_json:
         emit({"dry_run": dry_run, "actions": rows}, as_json=True)
@@ -259,7 +303,8 @@ def force_complete(
     reason: Annotated[str, typer.Option(help="Why (recorded on the batch).")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Complete an active batch now; its missing items are recorded as failed."""
+    """Close an active batch now: its open items are recorded missing (state partial, or
+    completed when none was open)."""
     from shared.batch_model import BatchNotFound, InvalidBatchId
 
     if not reason.strip():
@@ -276,8 +321,8 @@ def force_complete(
         result.to_dict(),
         as_json=as_json,
         human=(
-            f"{batch_id}: completed ({result.percent}%), {result.missing_recorded} missing "
-            f"item(s) recorded as failed; reason: {result.reason}"
+            f"{batch_id}: {result.state} ({result.percent}%), {result.missing_recorded} open "
+            f"item(s) recorded missing; reason: {result.reason}"
         ),
     )
 

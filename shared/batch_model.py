@@ -1,8 +1,18 @@
-"""The batch model: states, the batch record, the stall policy and its defaults.
+"""The batch model: states, the batch record, outcomes, the stall policy and its defaults.
 
 Pure Python (no Google client imports), so the services' modules load fast and the offline
 image check imports them in well under a second; :mod:`shared.batch_store` holds the Firestore
 side.
+
+A batch is **open** until it reaches a final state; it reaches one only once every published
+item has an outcome: its worker's result (``ok`` or ``failed``), or, when the batch is closed
+before that, a ``missing`` outcome recorded with the reason (attempts spent, too old, stuck,
+closed by an operator). Final states:
+
+* ``completed``: every item has its worker's outcome (ok or a permanent failure);
+* ``partial``: closed with some items recorded missing (listed, each with its reason);
+* ``failed``: closed by the maximum age or an operator (open items recorded missing);
+* ``publish_failed``: publishing the items failed or stalled.
 """
 
 from __future__ import annotations
@@ -15,7 +25,6 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
-    "ACTION_STATE",
     "ACTIVE_STATES",
     "AUDIT_COLLECTION",
     "Batch",
@@ -23,39 +32,50 @@ __all__ = [
     "BatchState",
     "Clock",
     "CompletionOutcome",
-    "DEFAULT_COMPLETE_THRESHOLD",
+    "Counts",
     "DEFAULT_IDLE_WINDOW",
     "DEFAULT_MAX_AGE",
+    "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_STUCK_AFTER",
+    "FINAL_STATES",
     "FinishAction",
     "InvalidBatchId",
+    "InvalidItemId",
     "ITEM_PAGE_SIZE",
     "PAGE_SIZE",
     "StallPolicy",
+    "STRAY_KINDS",
     "TRANSITIONS_SUBCOLLECTION",
     "format_duration",
     "utcnow",
     "validate_batch_id",
+    "validate_item_id",
 ]
 
 TRANSITIONS_SUBCOLLECTION = "transitions"
 #: Operators' deletions leave a record here (the batch's own documents are gone).
 AUDIT_COLLECTION = "prediction_batch_audit"
 
-#: A batch this far done may be completed by the stall check (the rest recorded as failed).
-DEFAULT_COMPLETE_THRESHOLD = 0.95
-#: ... once it has had no completion (or publishing progress) for this long.
+#: A batch with no completion (or publishing progress, or re-send) for this long is stalled:
+#: the stall check re-sends its open items, or closes it once their attempts are spent.
 DEFAULT_IDLE_WINDOW = timedelta(minutes=10)
+#: Publishes per item at most (the first included): the stall check re-sends an open item
+#: until it has been sent this often, then records it missing. With the 15-minute schedule
+#: and the 10-minute idle window a lost item is re-sent twice within about 50 minutes.
+DEFAULT_MAX_ATTEMPTS = 3
 #: Batches older than this are failed whatever their progress.
 DEFAULT_MAX_AGE = timedelta(hours=6)
-#: /cleanup-stuck: an active batch with no progress for this long is finished as failed.
+#: /cleanup-stuck: an active batch with no progress for this long is closed (partial).
 DEFAULT_STUCK_AFTER = timedelta(hours=1)
-#: Batches per page in scans; items per page when listing missing items.
+#: Batches per page in scans; items per page when listing or re-sending open items.
 PAGE_SIZE = 100
 ITEM_PAGE_SIZE = 400
 
 Clock = Callable[[], datetime]
-_BATCH_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_ID_RULE = (
+    "1-128 characters, letters, digits, '_', '.', ':' or '-', starting with a letter or digit"
+)
 
 
 def utcnow() -> datetime:
@@ -63,14 +83,16 @@ def utcnow() -> datetime:
 
 
 class BatchState(StrEnum):
-    PUBLISHING = "publishing"  # created; items being published in the background
+    PUBLISHING = "publishing"  # created; items being registered and published
     RUNNING = "running"  # every item published; completions arriving
-    COMPLETED = "completed"  # finished: every item completed or recorded as failed
-    FAILED = "failed"  # finished: too old, stuck, or failed by an operator
-    PUBLISH_FAILED = "publish_failed"  # finished: publishing the items failed or stalled
+    COMPLETED = "completed"  # final: every item has its worker's outcome
+    PARTIAL = "partial"  # final: closed with items recorded missing (listed)
+    FAILED = "failed"  # final: too old, or failed by an operator
+    PUBLISH_FAILED = "publish_failed"  # final: publishing the items failed or stalled
 
 
 ACTIVE_STATES: tuple[BatchState, ...] = (BatchState.PUBLISHING, BatchState.RUNNING)
+FINAL_STATES: tuple[BatchState, ...] = tuple(s for s in BatchState if s not in ACTIVE_STATES)
 
 
 class BatchNotFound(LookupError):
@@ -81,13 +103,20 @@ class InvalidBatchId(ValueError):
     pass
 
 
+class InvalidItemId(ValueError):
+    pass
+
+
 def validate_batch_id(batch_id: str) -> str:
-    if not isinstance(batch_id, str) or not _BATCH_ID.match(batch_id):
-        raise InvalidBatchId(
-            f"invalid batch id {batch_id!r}: 1-128 characters, letters, digits, '_', '.', ':' "
-            "or '-', starting with a letter or digit"
-        )
+    if not isinstance(batch_id, str) or not _ID.match(batch_id):
+        raise InvalidBatchId(f"invalid batch id {batch_id!r}: {_ID_RULE}")
     return batch_id
+
+
+def validate_item_id(item_id: str) -> str:
+    if not isinstance(item_id, str) or not _ID.match(item_id):
+        raise InvalidItemId(f"invalid item id {item_id!r}: {_ID_RULE}")
+    return item_id
 
 
 def _as_dt(value: Any) -> datetime | None:
@@ -103,8 +132,23 @@ def _iso(value: datetime | None) -> str | None:
 
 
 @dataclass(frozen=True)
+class Counts:
+    """Outcomes recorded for a batch's items (``failed`` includes ``missing``)."""
+
+    done: int = 0
+    completed: int = 0
+    missing: int = 0
+
+    @property
+    def failed(self) -> int:
+        return self.done - self.completed
+
+
+@dataclass(frozen=True)
 class Batch:
-    """A batch document as read."""
+    """A batch document as read. While the batch is open its counts are a summary written at
+    a bounded rate (at most about once a second); at a final state they are exact. The store's
+    ``status`` replaces them with live counts for an open batch."""
 
     batch_id: str
     state: BatchState
@@ -112,14 +156,22 @@ class Batch:
     published_count: int = 0
     completed_count: int = 0
     failed_count: int = 0
+    missing_count: int = 0
+    resent_count: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None
     published_at: datetime | None = None
     publish_heartbeat_at: datetime | None = None
     last_completion_at: datetime | None = None
+    last_resend_at: datetime | None = None
     finished_at: datetime | None = None
     reason: str | None = None
     error: str | None = None
+    #: Where the batch's items are published (the stall check re-sends there).
+    request_topic: str | None = None
+    #: Free-form labels set at /start (``source``, and e.g. ``synthetic`` for the post-deploy
+    #: check's batches): the model keeps them, nothing in the protocol depends on them.
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Batch:
@@ -130,14 +182,32 @@ class Batch:
             published_count=int(data.get("published_count", 0)),
             completed_count=int(data.get("completed_count", 0)),
             failed_count=int(data.get("failed_count", 0)),
+            missing_count=int(data.get("missing_count", 0)),
+            resent_count=int(data.get("resent_count", 0)),
             created_at=_as_dt(data.get("created_at")),
             updated_at=_as_dt(data.get("updated_at")),
             published_at=_as_dt(data.get("published_at")),
             publish_heartbeat_at=_as_dt(data.get("publish_heartbeat_at")),
             last_completion_at=_as_dt(data.get("last_completion_at")),
+            last_resend_at=_as_dt(data.get("last_resend_at")),
             finished_at=_as_dt(data.get("finished_at")),
             reason=data.get("reason"),
             error=data.get("error"),
+            request_topic=data.get("request_topic"),
+            metadata=dict(data.get("metadata") or {}),
+        )
+
+    def with_counts(self, counts: Counts, last_completion_at: datetime | None = None) -> Batch:
+        from dataclasses import replace
+
+        return replace(
+            self,
+            completed_count=counts.completed,
+            failed_count=counts.failed,
+            missing_count=counts.missing,
+            last_completion_at=max(
+                (t for t in (self.last_completion_at, last_completion_at) if t), default=None
+            ),
         )
 
     @property
@@ -154,13 +224,14 @@ class Batch:
 
     @property
     def last_activity(self) -> datetime | None:
-        """The latest sign of progress: a completion, publishing progress, or creation."""
+        """The latest sign of progress: a completion, publishing progress, a re-send, creation."""
         times = [
             t
             for t in (
                 self.last_completion_at,
                 self.published_at,
                 self.publish_heartbeat_at,
+                self.last_resend_at,
                 self.created_at,
             )
             if t is not None
@@ -183,6 +254,8 @@ class Batch:
             "published": self.published_count,
             "completed": self.completed_count,
             "failed": self.failed_count,
+            "missing": self.missing_count,
+            "resent": self.resent_count,
             "done": self.done,
             "pending": max(self.total_items - self.done, 0),
             "percent": round(self.fraction_done * 100, 2),
@@ -191,17 +264,30 @@ class Batch:
             "created_at": _iso(self.created_at),
             "published_at": _iso(self.published_at),
             "last_completion_at": _iso(self.last_completion_at),
+            "last_resend_at": _iso(self.last_resend_at),
             "finished_at": _iso(self.finished_at),
             "reason": self.reason,
             "error": self.error,
+            "metadata": self.metadata,
         }
 
 
 class CompletionOutcome(StrEnum):
-    RECORDED = "recorded"  # first completion of this item: counted
-    DUPLICATE = "duplicate"  # redelivery (or a late one after the item was recorded): ignored
-    UPGRADED = "upgraded"  # the item had been recorded missing by the stall check; now ok
-    UNKNOWN_BATCH = "unknown_batch"  # no such batch (deleted by an operator, or never created)
+    RECORDED = "recorded"  # the item's first outcome: counted
+    DUPLICATE = "duplicate"  # a redelivery of the counted message, or a second result: ignored
+    LATE = "late"  # the item had been closed as missing before this arrived: not counted
+    FOREIGN = "foreign"  # the batch never published this item: not counted
+    UNKNOWN_BATCH = "unknown_batch"  # no such batch (deleted, or never created)
+
+
+#: Completions that are acknowledged but never counted; each is recorded as a stray
+#: (``prediction_batches/{batch}/strays``), shown by ``batches inspect``.
+STRAY_KINDS = (
+    CompletionOutcome.DUPLICATE,
+    CompletionOutcome.LATE,
+    CompletionOutcome.FOREIGN,
+    CompletionOutcome.UNKNOWN_BATCH,
+)
 
 
 @dataclass(frozen=True)
@@ -209,39 +295,31 @@ class StallPolicy:
     """When the stall check acts; the coordinator reads these from optional env vars."""
 
     idle_window: timedelta = DEFAULT_IDLE_WINDOW
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
     max_age: timedelta = DEFAULT_MAX_AGE
-    complete_threshold: float = DEFAULT_COMPLETE_THRESHOLD
     stuck_after: timedelta = DEFAULT_STUCK_AFTER
 
 
 @dataclass(frozen=True)
 class FinishAction:
-    """What a check did (or, with ``dry_run``, would do) to one batch."""
+    """What a check did (or, with ``dry_run``, would do) to one batch.
+
+    ``action``: ``complete`` (every item has an outcome), ``resend`` (open items published
+    again; the batch stays open), ``partial`` (closed, open items recorded missing), ``fail``,
+    ``publish_failed``."""
 
     batch_id: str
-    action: str  # "complete" | "fail" | "publish_failed"
+    action: str
     reason: str
     percent: float
     applied: bool = False
     missing_recorded: int = 0
+    resent: int = 0
+    state: str | None = None  # the state the batch ended in (when applied)
     detail: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-ACTION_STATE = {
-    "complete": BatchState.COMPLETED,
-    "fail": BatchState.FAILED,
-    "publish_failed": BatchState.PUBLISH_FAILED,
-}
-
-
-ACTION_STATE = {
-    "complete": BatchState.COMPLETED,
-    "fail": BatchState.FAILED,
-    "publish_failed": BatchState.PUBLISH_FAILED,
-}
 
 
 def format_duration(delta: timedelta) -> str:

@@ -55,12 +55,13 @@ CONTRACTS: dict[str, EnvContract] = {
             secrets=("COORDINATOR_API_KEY",),
             uses_firestore=True,  # the batch store (shared/batch_store.py)
             # Optional, with defaults in services/coordinator/settings.py: the Firestore
-            # database id, and the stall-check windows (the local end-to-end tests shorten them).
+            # database id, the stall check's idle window (the local end-to-end tests shorten
+            # it) and attempts per item, the batch age limits.
             optional=(
                 "FIRESTORE_DATABASE",
                 "LOG_LEVEL",
                 "STALL_IDLE_SECONDS",
-                "STALL_COMPLETE_THRESHOLD",
+                "STALL_MAX_ATTEMPTS",
                 "BATCH_MAX_AGE_SECONDS",
                 "STUCK_AFTER_SECONDS",
             ),

@@ -30,6 +30,7 @@ __all__ = [
     "BATCHES_COLLECTION",
     "COMPLETIONS_SUBCOLLECTION",
     "ITEMS_SUBCOLLECTION",
+    "STRAYS_SUBCOLLECTION",
     "IndexField",
     "IndexSpec",
     "REQUIRED_INDEXES",
@@ -42,6 +43,9 @@ ITEMS_SUBCOLLECTION = "items"
 #: ``prediction_batches/{batch}/completions/{item}``: one per completed (or failed) item,
 #: created if absent, so a redelivered completion is counted once.
 COMPLETIONS_SUBCOLLECTION = "completions"
+#: ``prediction_batches/{batch}/strays/{id}``: completions acknowledged but never counted
+#: (foreign, late, duplicate, unknown batch), one per message, for ``batches inspect``.
+STRAYS_SUBCOLLECTION = "strays"
 
 Order = Literal["ASCENDING", "DESCENDING"]
 Scope = Literal["COLLECTION", "COLLECTION_GROUP"]

@@ -19,16 +19,28 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from shared.limits import (
+    MAX_JSON_DEPTH,
+    MAX_PUSH_BODY_BYTES,
+    PUBSUB_MAX_MESSAGE_BYTES,
+    TooDeep,
+    TooLarge,
+    loads_bounded,
+)
 
 __all__ = [
     "ACK_STATUS_CODES",
     "SINGLE_MAX_LATENCY_S",
     "MalformedEnvelope",
     "PushMessage",
+    "UnreadableData",
+    "read_body",
     "parse_push",
+    "publish_messages",
     "topic_path",
     "subscription_path",
     "JsonPublisher",
@@ -46,6 +58,27 @@ class MalformedEnvelope(ValueError):
     """
 
 
+class UnreadableData(MalformedEnvelope):
+    """A valid envelope whose data cannot be used (too large, too deep, not a JSON object):
+    permanent, but the message's attributes may still say which item it was for."""
+
+
+#: The envelope's own nesting: {"message": {"attributes": {...}}}.
+_ENVELOPE_DEPTH = 3
+
+
+async def read_body(request: Any, *, limit: int = MAX_PUSH_BODY_BYTES) -> bytes | None:
+    """A push request's body, or None once it exceeds ``limit`` bytes (read no further: no
+    Pub/Sub push is that large, so it is acknowledged without parsing; see
+    :func:`shared.request_body.read_limited`)."""
+    from shared.request_body import BodyTooLarge, read_limited
+
+    try:
+        return await read_limited(request, limit)
+    except BodyTooLarge:
+        return None
+
+
 @dataclass(frozen=True)
 class PushMessage:
     data: bytes
@@ -55,24 +88,42 @@ class PushMessage:
     subscription: str | None = None
     delivery_attempt: int | None = None
 
-    def json(self) -> dict[str, Any]:
-        """The data as a JSON object; raises MalformedEnvelope otherwise."""
+    def json(
+        self, *, max_bytes: int = PUBSUB_MAX_MESSAGE_BYTES, max_depth: int = MAX_JSON_DEPTH
+    ) -> dict[str, Any]:
+        """The data as a JSON object of at most ``max_bytes`` and ``max_depth`` levels; raises
+        :class:`UnreadableData` otherwise (a permanent error)."""
         try:
-            value = json.loads(self.data.decode("utf-8"))
+            value = loads_bounded(
+                self.data.decode("utf-8"),
+                max_bytes=max_bytes,
+                max_depth=max_depth,
+                what=f"message {self.message_id} data",
+            )
+        except (TooLarge, TooDeep) as exc:
+            raise UnreadableData(str(exc)) from None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise MalformedEnvelope(f"message {self.message_id}: data is not JSON: {exc}") from None
+            raise UnreadableData(f"message {self.message_id}: data is not JSON: {exc}") from None
         if not isinstance(value, dict):
-            raise MalformedEnvelope(
+            raise UnreadableData(
                 f"message {self.message_id}: data is JSON {type(value).__name__}, not an object"
             )
         return value
 
 
-def parse_push(body: bytes | str | Mapping[str, Any]) -> PushMessage:
-    """Decode and validate a push envelope. Raises :class:`MalformedEnvelope`."""
+def parse_push(body: bytes | str | Mapping[str, Any] | None) -> PushMessage:
+    """Decode and validate a push envelope (bounded: :data:`MAX_PUSH_BODY_BYTES`, a few levels
+    of nesting; ``None`` is a body :func:`read_body` found too large). Raises
+    :class:`MalformedEnvelope`."""
+    if body is None:
+        raise MalformedEnvelope(f"request body exceeds {MAX_PUSH_BODY_BYTES:,} bytes")
     if isinstance(body, bytes | str):
         try:
-            body = json.loads(body)
+            body = loads_bounded(
+                body, max_bytes=MAX_PUSH_BODY_BYTES, max_depth=_ENVELOPE_DEPTH, what="request body"
+            )
+        except (TooLarge, TooDeep) as exc:
+            raise MalformedEnvelope(str(exc)) from None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise MalformedEnvelope(f"request body is not JSON: {exc}") from None
     if not isinstance(body, Mapping):
@@ -125,6 +176,24 @@ BATCH_MAX_LATENCY_S = 0.01
 SINGLE_MAX_LATENCY_S = 0.0005
 
 
+def publish_messages(
+    client: Any,
+    project: str,
+    topic: str,
+    messages: Sequence[tuple[Mapping[str, Any], Mapping[str, str]]],
+    *,
+    timeout: float = PUBLISH_RETRY_DEADLINE_S + 5,
+) -> list[str]:
+    """Publish ``(payload, attributes)`` JSON messages with a ``pubsub_v1.PublisherClient`` and
+    wait for all; raises the first publish error."""
+    path = topic_path(project, topic)
+    futures = [
+        client.publish(path, json.dumps(p, separators=(",", ":"), sort_keys=True).encode(), **a)
+        for p, a in messages
+    ]
+    return [f.result(timeout=timeout) for f in futures]
+
+
 class JsonPublisher:
     """Publishes JSON objects to one topic with the official client (honours
     ``PUBSUB_EMULATOR_HOST``). Thread-safe; the client batches messages."""
@@ -143,6 +212,7 @@ class JsonPublisher:
         from google.api_core import retry as retries
         from google.cloud import pubsub_v1
 
+        self._project = project
         self.topic = topic_path(project, topic)
         self._client = client or pubsub_v1.PublisherClient(
             batch_settings=pubsub_v1.types.BatchSettings(max_latency=max_latency_s),
@@ -168,6 +238,17 @@ class JsonPublisher:
     ) -> str:
         """Publish and wait; returns the message id or raises the publish error."""
         return self.publish_async(payload, **attributes).result(timeout=timeout)
+
+    def send(
+        self,
+        topic: str,
+        messages: Sequence[tuple[Mapping[str, Any], Mapping[str, str]]],
+        *,
+        timeout: float = PUBLISH_RETRY_DEADLINE_S + 5,
+    ) -> list[str]:
+        """Publish ``(payload, attributes)`` messages to ``topic`` (a path or a short id of this
+        client's project) and wait for all; raises the first publish error."""
+        return publish_messages(self._client, self._project, topic, messages, timeout=timeout)
 
     def close(self) -> None:
         try:

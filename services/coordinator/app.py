@@ -6,9 +6,13 @@ Endpoints (the Pulumi program wires them; see the README's "Services" section):
   :data:`START_MAX_BODY_BYTES`): create a batch and answer 202 at once; publishing happens in
   a background thread (the service runs with CPU always allocated for that reason).
   Idempotent per ``batch_id``: a second call answers 200 with the batch's status.
-* ``POST /complete``: Pub/Sub push of a worker's completion; counted once per item.
-* ``GET /status/{batch_id}``: counts, percent, age, state.
-* ``POST /check-stalled`` (scheduler, every 15 min) and ``POST /cleanup-stuck`` (hourly).
+* ``POST /complete``: Pub/Sub push of a worker's completion; counted once per item the batch
+  published while it is open, anything else acknowledged and recorded as a stray (see
+  :mod:`shared.batch_store`). Only a transient error (Firestore unreachable, a deadline) is
+  answered 503; everything permanent (malformed, too large, too deep) is acknowledged.
+* ``GET /status/{batch_id}``: exact counts, percent, age, state.
+* ``POST /check-stalled`` (scheduler, every 15 min): re-sends the open items of idle batches,
+  closes them once the attempts are spent; ``POST /cleanup-stuck`` (hourly).
 * ``POST /admin/clear-batch`` (``X-API-Key`` first, like ``/start``): complete, fail or
   delete a batch, with a reason.
 * ``GET /healthz``.
@@ -36,22 +40,27 @@ from shared.batch_model import (
     Clock,
     CompletionOutcome,
     InvalidBatchId,
+    InvalidItemId,
     utcnow,
     validate_batch_id,
+    validate_item_id,
 )
 from shared.contract import MissingEnvironment
 from shared.events import EVENT_FIELD, BatchEvent, log_finish
+from shared.limits import FIRESTORE_MAX_WRITES_PER_COMMIT
 from shared.log import configure_logging, get_logger
-from shared.pubsub import JsonPublisher, MalformedEnvelope, parse_push
+from shared.pubsub import JsonPublisher, MalformedEnvelope, UnreadableData, parse_push, read_body
 from shared.request_body import BodyTooLarge, read_limited
 from shared.startup import ConfigError, exit_with_config_error
 
 log = get_logger("coordinator")
 
-#: Messages published per chunk before their items are recorded (one Firestore commit).
-PUBLISH_CHUNK = 499
+#: Items registered (one Firestore commit) and then published per chunk.
+PUBLISH_CHUNK = FIRESTORE_MAX_WRITES_PER_COMMIT
 #: Seconds to wait for one chunk's publish futures.
 PUBLISH_CHUNK_TIMEOUT_S = 120.0
+#: Publishing progress is written to the batch document at most this often.
+PUBLISH_NOTE_INTERVAL_S = 1.0
 _ITEM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 #: The largest /start body read (after the key is checked): a 5,000-item batch of typical items
 #: is about 0.4 MB; 16 MiB is well above any batch started in one call, and under Cloud Run's
@@ -61,6 +70,7 @@ START_MAX_BODY_BYTES = 16 * 1024 * 1024
 ADMIN_MAX_BODY_BYTES = 16 * 1024
 
 if TYPE_CHECKING:  # the Google clients load at start-up, not at import (fast image check)
+    from services.coordinator.progress import ProgressTracker
     from shared.batch_store import BatchStore
 
 
@@ -100,9 +110,10 @@ class ClearRequest(BaseModel):
 class Runtime:
     settings: Settings
     store: BatchStore
-    publisher: Any  # JsonPublisher-like: publish_async(payload, **attrs) -> future
+    publisher: Any  # JsonPublisher-like: publish_async(payload, **attrs), send(topic, msgs)
     executor: ThreadPoolExecutor
     clock: Clock
+    progress: ProgressTracker
 
 
 def create_app(
@@ -129,17 +140,20 @@ def create_app(
             if exit_on_config_error:
                 exit_with_config_error(exc)
             raise
+        from services.coordinator.progress import ProgressTracker
         from shared.batch_store import BatchStore
 
         now = clock or utcnow
         db = (firestore_client or _default_firestore)(settings)
         pub = (publisher or _default_publisher)(settings)
+        store = BatchStore(db, clock=now)
         runtime = Runtime(
             settings=settings,
-            store=BatchStore(db, clock=now),
+            store=store,
             publisher=pub,
             executor=ThreadPoolExecutor(max_workers=4, thread_name_prefix="publish"),
             clock=now,
+            progress=ProgressTracker(store.refresh),
         )
         app.state.runtime = runtime
         started = time.perf_counter()
@@ -155,6 +169,7 @@ def create_app(
             # Cloud Run gives 10 s after SIGTERM; a batch cut short is failed by the stall
             # check (publish_failed), never left pending.
             runtime.executor.shutdown(wait=True, cancel_futures=False)
+            runtime.progress.close()
             pub.close()
 
     app = FastAPI(title=SERVICE, lifespan=lifespan)
@@ -209,7 +224,10 @@ def create_app(
             raise HTTPException(status_code=422, detail=str(exc)) from None
         items = _normalise_items(body.items)
         batch, created = runtime.store.create(
-            batch_id, len(items), metadata={**body.metadata, "source": "api"}
+            batch_id,
+            len(items),
+            metadata={**body.metadata, "source": "api"},
+            request_topic=runtime.publisher.topic,
         )
         now = runtime.clock()
         if not created:
@@ -228,23 +246,38 @@ def create_app(
 
     @app.post("/complete")
     async def complete(request: Request):
-        raw = await request.body()
+        raw = await read_body(request)
+        runtime = rt(request)
+        unreadable: str | None = None
         try:
             message = parse_push(raw)
-            data = message.json()
+            try:
+                data = message.json()
+            except UnreadableData as exc:
+                # The data can never be read; the worker's attributes still name the item,
+                # whose outcome is then this failure (permanent, so acknowledged).
+                unreadable = str(exc)
+                attrs = message.attributes
+                data = {
+                    "batch_id": attrs.get("batch_id"),
+                    "item_id": attrs.get("item_id"),
+                    "status": "failed",
+                    "error": f"completion unreadable: {exc}",
+                }
             batch_id = _str_field(data, "batch_id")
             item_id = _str_field(data, "item_id")
             status = data.get("status")
             if status not in ("ok", "failed"):
                 raise MalformedEnvelope(f"status {status!r} is not 'ok' or 'failed'")
             validate_batch_id(batch_id)
-            if not _ITEM_ID.match(item_id):
-                raise MalformedEnvelope(f"invalid item_id {item_id!r}")
-        except (MalformedEnvelope, InvalidBatchId) as exc:
+            validate_item_id(item_id)
+            error = data.get("error")
+            if error is not None and not isinstance(error, str):
+                error = str(error)
+        except (MalformedEnvelope, InvalidBatchId, InvalidItemId) as exc:
             # Permanent: acknowledge, or Pub/Sub retries it forever.
-            log.warning("complete: malformed message acknowledged", error=str(exc))
-            return {"acknowledged": True, "outcome": "malformed", "error": str(exc)}
-        runtime = rt(request)
+            log.warning("complete: malformed message acknowledged", error=unreadable or str(exc))
+            return {"acknowledged": True, "outcome": "malformed", "error": unreadable or str(exc)}
         try:
             outcome = await _in_thread(
                 runtime.store.record_completion,
@@ -252,7 +285,7 @@ def create_app(
                 item_id,
                 ok=status == "ok",
                 prediction=data.get("prediction"),
-                error=data.get("error"),
+                error=error,
                 message_id=message.message_id,
             )
         except _transient_errors() as exc:
@@ -263,8 +296,15 @@ def create_app(
                 error=str(exc),
             )
             return JSONResponse(status_code=503, content={"retry": True, "error": str(exc)})
-        if outcome == CompletionOutcome.UNKNOWN_BATCH:
-            log.warning("complete: unknown batch acknowledged", batch_id=batch_id, item_id=item_id)
+        if outcome == CompletionOutcome.RECORDED:
+            runtime.progress.note(batch_id)
+        else:
+            log.info(
+                "complete: acknowledged, not counted",
+                outcome=str(outcome),
+                batch_id=batch_id,
+                item_id=item_id,
+            )
         return {
             "acknowledged": True,
             "outcome": str(outcome),
@@ -276,7 +316,7 @@ def create_app(
     def status(request: Request, batch_id: str):
         runtime = rt(request)
         try:
-            batch = runtime.store.get(batch_id)
+            batch = runtime.store.status(batch_id)
         except InvalidBatchId as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
         if batch is None:
@@ -289,7 +329,8 @@ def create_app(
         dry_run = bool(body and body.dry_run)
         now = runtime.clock()
         run = getattr(runtime.store, method)
-        actions = run(runtime.settings.policy, now=now, dry_run=dry_run)
+        kwargs = {"send": runtime.publisher.send} if method == "check_stalled" else {}
+        actions = run(runtime.settings.policy, now=now, dry_run=dry_run, **kwargs)
         for a in actions:
             log.info(event, **a.to_dict(), dry_run=dry_run)
             log_finish(log, a, dry_run=dry_run)  # the alerts' contract: shared/events.py
@@ -333,23 +374,28 @@ def create_app(
 
 
 def _publish_batch(runtime: Runtime, batch_id: str, items: list[tuple[str, dict]]) -> None:
-    """Publish every item, recording each chunk after its messages are accepted."""
+    """Register each chunk of items, then publish it: an item exists before any worker can
+    complete it. Progress reaches the batch document at most once a second."""
+    from shared.batch_store import work_message
+
     store, publisher = runtime.store, runtime.publisher
+    published = 0
+    noted_at = time.monotonic()  # the batch document was just created
     try:
         for start in range(0, len(items), PUBLISH_CHUNK):
             chunk = items[start : start + PUBLISH_CHUNK]
+            store.register_items(batch_id, chunk)
             futures = [
-                publisher.publish_async(
-                    {"batch_id": batch_id, "item_id": item_id, "payload": payload},
-                    batch_id=batch_id,
-                    item_id=item_id,
-                )
+                _publish_one(publisher, work_message(batch_id, item_id, payload, 1))
                 for item_id, payload in chunk
             ]
             for f in futures:
                 f.result(timeout=PUBLISH_CHUNK_TIMEOUT_S)
-            store.add_published(batch_id, [item_id for item_id, _ in chunk])
-        if store.mark_published(batch_id):
+            published += len(chunk)
+            if published < len(items) and time.monotonic() - noted_at >= PUBLISH_NOTE_INTERVAL_S:
+                store.note_published(batch_id, published)
+                noted_at = time.monotonic()
+        if store.mark_published(batch_id, published):
             log.info("batch published", batch_id=batch_id, total_items=len(items))
         else:
             log.warning("batch finished while publishing", batch_id=batch_id)
@@ -365,6 +411,11 @@ def _publish_batch(runtime: Runtime, batch_id: str, items: list[tuple[str, dict]
             log.exception("could not mark publish failure; the stall check will", batch_id=batch_id)
 
 
+def _publish_one(publisher: Any, message: tuple[dict[str, Any], dict[str, str]]):
+    payload, attributes = message
+    return publisher.publish_async(payload, **attributes)
+
+
 def _normalise_items(items: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     width = max(len(str(len(items))), 5)
     seen: set[str] = set()
@@ -377,6 +428,11 @@ def _normalise_items(items: list[dict[str, Any]]) -> list[tuple[str, dict[str, A
             problems.append(f"items[{i}].item_id {item_id!r} is invalid")
         elif item_id in seen:
             problems.append(f"items[{i}].item_id {item_id!r} is a duplicate")
+        else:
+            try:
+                _check_item(item_id, payload)
+            except ValueError as exc:
+                problems.append(f"items[{i}]: {exc}")
         seen.add(item_id)
         result.append((item_id, payload))
         if len(problems) >= 10:
@@ -384,6 +440,12 @@ def _normalise_items(items: list[dict[str, Any]]) -> list[tuple[str, dict[str, A
     if problems:
         raise HTTPException(status_code=422, detail=problems)
     return result
+
+
+def _check_item(item_id: str, payload: dict[str, Any]) -> None:
+    from shared.batch_store import BatchStore
+
+    BatchStore.check_item(item_id, payload)
 
 
 def _str_field(data: Mapping[str, Any], name: str) -> str:

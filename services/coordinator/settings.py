@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from shared.batch_model import (
-    DEFAULT_COMPLETE_THRESHOLD,
     DEFAULT_IDLE_WINDOW,
     DEFAULT_MAX_AGE,
+    DEFAULT_MAX_ATTEMPTS,
     DEFAULT_STUCK_AFTER,
     StallPolicy,
 )
@@ -49,15 +49,15 @@ class Settings:
         idle = seconds("STALL_IDLE_SECONDS", DEFAULT_IDLE_WINDOW)
         max_age = seconds("BATCH_MAX_AGE_SECONDS", DEFAULT_MAX_AGE)
         stuck = seconds("STUCK_AFTER_SECONDS", DEFAULT_STUCK_AFTER)
-        threshold = DEFAULT_COMPLETE_THRESHOLD
-        raw = env.get("STALL_COMPLETE_THRESHOLD")
+        attempts = DEFAULT_MAX_ATTEMPTS
+        raw = env.get("STALL_MAX_ATTEMPTS")
         if raw:
             try:
-                threshold = float(raw)
-                if not 0 < threshold <= 1:
-                    problems.append(f"STALL_COMPLETE_THRESHOLD={raw!r} must be in (0, 1]")
+                attempts = int(raw)
+                if attempts < 1:
+                    problems.append(f"STALL_MAX_ATTEMPTS={raw!r} must be >= 1")
             except ValueError:
-                problems.append(f"STALL_COMPLETE_THRESHOLD={raw!r} is not a number")
+                problems.append(f"STALL_MAX_ATTEMPTS={raw!r} is not a whole number")
         if problems:
             raise ConfigError(SERVICE, problems)
         return cls(
@@ -66,6 +66,6 @@ class Settings:
             api_key=env["COORDINATOR_API_KEY"],
             firestore_database=env.get("FIRESTORE_DATABASE") or None,
             policy=StallPolicy(
-                idle_window=idle, max_age=max_age, complete_threshold=threshold, stuck_after=stuck
+                idle_window=idle, max_attempts=attempts, max_age=max_age, stuck_after=stuck
             ),
         )

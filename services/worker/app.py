@@ -2,8 +2,10 @@
 
 The answer decides the message's fate (see :mod:`shared.pubsub`):
 
-* success, or a **permanent** failure (malformed message, a player who cannot be predicted):
-  200, and a completion (``ok`` or ``failed``) is published to ``READY_TOPIC``. A 500 for a
+* success, or a **permanent** failure (a player who cannot be predicted, a message too large or
+  nested too deep to read, which names its item in its attributes): 200, and a completion
+  (``ok`` or ``failed``) is published to ``READY_TOPIC``. A message naming no item is
+  acknowledged and logged (there is nobody to report to). A 500 for a
   permanent error once made Pub/Sub retry forever and stuck a batch at 87%.
 * a **transient** failure (the completion could not be published, an injected fault): 503, so
   Pub/Sub redelivers with backoff and, after ``max_delivery_attempts``, dead-letters it.
@@ -25,12 +27,26 @@ from starlette.concurrency import run_in_threadpool
 
 from services.worker.predictor import PermanentPredictionError, Predictor, RecencyWeightedMean
 from shared.contract import MissingEnvironment
+from shared.limits import FIRESTORE_MAX_DOCUMENT_BYTES
 from shared.log import configure_logging, get_logger
-from shared.pubsub import SINGLE_MAX_LATENCY_S, JsonPublisher, MalformedEnvelope, parse_push
+from shared.pubsub import (
+    SINGLE_MAX_LATENCY_S,
+    JsonPublisher,
+    MalformedEnvelope,
+    UnreadableData,
+    parse_push,
+    read_body,
+)
 from shared.startup import exit_with_config_error, require_env
 
 SERVICE = "prediction-worker"
 log = get_logger("worker")
+
+#: A work item's message is at most this large: the coordinator stores every item in a
+#: Firestore document (1 MiB as Firestore counts; its JSON can be a few times that, e.g. numbers
+#: are 8 bytes there and up to 24 characters here) before publishing it, so a larger one is
+#: not a work item.
+MAX_WORK_MESSAGE_BYTES = 4 * FIRESTORE_MAX_DOCUMENT_BYTES
 
 
 @dataclass(frozen=True)
@@ -94,17 +110,29 @@ def create_app(
 
     @app.post("/")
     async def handle(request: Request):
-        raw = await request.body()
+        raw = await read_body(request)
         try:
             message = parse_push(raw)
-            data = message.json()
+        except MalformedEnvelope as exc:
+            # Nobody to report to: acknowledge so it is not retried forever, and log it.
+            log.error("malformed message acknowledged", error=str(exc))
+            return {"status": "dropped", "error": str(exc)}
+        try:
+            data = message.json(max_bytes=MAX_WORK_MESSAGE_BYTES)
             batch_id, item_id = data.get("batch_id"), data.get("item_id")
             if not isinstance(batch_id, str) or not batch_id:
                 raise MalformedEnvelope("message has no string 'batch_id'")
             if not isinstance(item_id, str) or not item_id:
                 raise MalformedEnvelope("message has no string 'item_id'")
+        except UnreadableData as exc:
+            batch_id = message.attributes.get("batch_id")
+            item_id = message.attributes.get("item_id")
+            if not batch_id or not item_id:
+                log.error("unreadable message acknowledged", error=str(exc))
+                return {"status": "dropped", "error": str(exc)}
+            # Permanent, and the attributes name the item: report it failed.
+            data = {"batch_id": batch_id, "item_id": item_id, "unreadable": str(exc)}
         except MalformedEnvelope as exc:
-            # Nobody to report to: acknowledge so it is not retried forever, and log it.
             log.error("malformed message acknowledged", error=str(exc))
             return {"status": "dropped", "error": str(exc)}
         try:
@@ -129,6 +157,8 @@ def _process(app: FastAPI, message, data: dict, batch_id: str, item_id: str) -> 
     payload = data.get("payload")
     completion: dict[str, Any] = {"batch_id": batch_id, "item_id": item_id}
     try:
+        if "unreadable" in data:
+            raise PermanentPredictionError(f"work item unreadable: {data['unreadable']}")
         if not isinstance(payload, dict):
             raise PermanentPredictionError("message has no 'payload' object")
         prediction = app.state.predictor.predict(payload)

@@ -178,17 +178,45 @@ class Coordinator:
             time.sleep(0.05)
         raise AssertionError(f"batch {batch_id} still publishing after {timeout} s: {status}")
 
+    def wait_state(self, batch_id: str, state: str, timeout: float = 15.0) -> dict[str, Any]:
+        """Poll /status until the batch is in ``state`` (the progress tracker finishes batches
+        on its own thread, just after the last completion)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status(batch_id)
+            if status["state"] == state:
+                return status
+            if time.monotonic() > deadline:
+                raise AssertionError(f"batch {batch_id} not {state} after {timeout} s: {status}")
+            time.sleep(0.02)
+
     def complete(
-        self, batch_id: str, item_id: str, *, ok: bool = True, message_id: str | None = None
+        self,
+        batch_id: str,
+        item_id: str,
+        *,
+        ok: bool = True,
+        message_id: str | None = None,
+        prediction: Any = None,
     ):
         data = {
             "batch_id": batch_id,
             "item_id": item_id,
             "status": "ok" if ok else "failed",
-            "prediction": {"value": 1.0} if ok else None,
+            "prediction": (prediction or {"value": 1.0}) if ok else None,
             "error": None if ok else "player status OUT: not predictable",
         }
-        return self.client.post("/complete", json=envelope(data, message_id=message_id))
+        attributes = {"batch_id": batch_id, "item_id": item_id}
+        return self.client.post(
+            "/complete", json=envelope(data, message_id=message_id, attributes=attributes)
+        )
+
+
+def register(store, batch_id: str, item_ids: list[str], *, published: bool = True) -> None:
+    """Items of a batch created with ``store.create``, as /start registers them (payload {})."""
+    store.register_items(batch_id, [(i, {"n": k}) for k, i in enumerate(item_ids)])
+    if published:
+        store.mark_published(batch_id, len(item_ids))
 
 
 def items(n: int, **payload: Any) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from scripts.batches_cli import app
 from tests.conftest import EMULATOR_PROJECT
+from tests.services.conftest import register
 
 pytestmark = pytest.mark.emulator
 
@@ -32,20 +33,23 @@ def cli(firestore_env, pubsub_emulator, monkeypatch):
 
 
 @pytest.fixture
-def stuck_batch(store, clock):
+def request_topic(pubsub):
+    return pubsub.topic("req-cli")
+
+
+@pytest.fixture
+def stuck_batch(store, clock, request_topic):
     """102 of 104 items done, the last completion 20 minutes ago (the store's clock)."""
     clock.advance(minutes=-30)
-    store.create("b-stuck", 104)
-    store.add_published("b-stuck", [f"p{i:03d}" for i in range(104)])
-    store.mark_published("b-stuck")
+    store.create("b-stuck", 104, request_topic=request_topic.path)
+    register(store, "b-stuck", [f"p{i:03d}" for i in range(104)])
     clock.advance(minutes=10)
     for i in range(102):
         store.record_completion("b-stuck", f"p{i:03d}", ok=i != 5, error="OUT" if i == 5 else None)
     clock.advance(minutes=20)
     # A fresh batch, progressing now: never stuck.
-    store.create("b-fresh", 3)
-    store.add_published("b-fresh", ["a", "b", "c"])
-    store.mark_published("b-fresh")
+    store.create("b-fresh", 3, request_topic=request_topic.path)
+    register(store, "b-fresh", ["a", "b", "c"])
     store.record_completion("b-fresh", "a", ok=True)
     return "b-stuck"
 
@@ -69,31 +73,67 @@ def test_inspect(cli, stuck_batch):
     batch = data["batch"]
     assert (batch["completed"], batch["failed"], batch["pending"]) == (101, 1, 2)
     assert batch["state"] == "running" and batch["last_completion_at"]
-    assert data["missing_total"] == 2 and data["missing"] == ["p102", "p103"]
-    assert data["failed"] == [{"item_id": "p005", "error": "OUT", "reason": None}]
+    assert data["open_total"] == 2 and data["open"] == ["p102", "p103"]
+    assert data["failed"] == [{"item_id": "p005", "error": "OUT"}]
+    assert data["missing"] == [] and data["strays"]["foreign"] == 0
     human = cli("inspect", "b-stuck").output
-    assert "101 ok, 1 failed, 2 pending" in human and "p102, p103" in human
+    assert "101 ok, 1 failed (0 missing), 2 pending" in human and "p102, p103" in human
 
 
-def test_inspect_unknown_batch_exits_1(cli):
+def test_inspect_shows_strays_and_missing_items(cli, stuck_batch, store):
+    store.record_completion("b-stuck", "invented", ok=True, message_id="m1")
+    store.record_completion("b-stuck", "p000", ok=False, message_id="m2")  # a second result
+    store.finish("b-stuck", "complete", "test")
+    store.record_completion("b-stuck", "p103", ok=True, message_id="m3")  # after the close
+    data = json.loads(cli("inspect", "b-stuck", "--json").output)
+    assert data["batch"]["state"] == "partial"
+    assert [(m["item_id"], m["error"]) for m in data["missing"]] == [
+        ("p102", "test"),
+        ("p103", "test"),
+    ]
+    assert data["strays"] == {"duplicate": 1, "late": 1, "foreign": 1, "unknown_batch": 0}
+    assert sorted((r["kind"], r["item_id"]) for r in data["stray_items"]) == [
+        ("duplicate", "p000"),
+        ("foreign", "invented"),
+        ("late", "p103"),
+    ]
+    human = cli("inspect", "b-stuck").output
+    assert "not counted: 1 duplicate, 1 late, 1 foreign" in human, human
+    assert "missing p102: test" in human
+
+
+def test_inspect_unknown_batch_exits_1_and_shows_its_completions(cli, store):
     assert "no batch" in cli("inspect", "nope", code=1).output
+    store.record_completion("ghost", "i1", ok=True, message_id="m1")
+    out = json.loads(cli("inspect", "ghost", "--json", code=1).output)
+    assert out["strays"]["unknown_batch"] == 1, out
+    assert "1 completion(s) recorded for it" in cli("inspect", "ghost", code=1).output
 
 
-def test_check_stalled_dry_run_exits_2_and_changes_nothing(cli, stuck_batch, store):
+def test_check_stalled_dry_run_exits_2_and_changes_nothing(
+    cli, stuck_batch, store, pubsub, request_topic
+):
     data = json.loads(cli("check-stalled", "--dry-run", "--json", code=2).output)
-    assert [(a["batch_id"], a["action"]) for a in data["actions"]] == [("b-stuck", "complete")]
-    assert store.get("b-stuck").state == "running"
+    assert [(a["batch_id"], a["action"], a["resent"]) for a in data["actions"]] == [
+        ("b-stuck", "resend", 2)
+    ]
+    assert pubsub.drain(request_topic, wait=0.5) == []
     data = json.loads(cli("check-stalled", "--json").output)
-    assert [a["applied"] for a in data["actions"]] == [True]
-    assert store.get("b-stuck").state == "completed"
+    assert [(a["action"], a["applied"]) for a in data["actions"]] == [("resend", True)]
+    sent = pubsub.pull(request_topic, expect=2, timeout=15)
+    assert sorted((m.attributes["item_id"], m.attributes["attempt"]) for m in sent) == [
+        ("p102", "2"),
+        ("p103", "2"),
+    ]
+    assert store.get("b-stuck").state == "running" and store.get("b-stuck").resent_count == 2
     assert store.get("b-fresh").state == "running"
 
 
 def test_force_complete(cli, stuck_batch, store):
     out = cli("force-complete", "b-stuck", "--reason", "upstream feed broken").output
-    assert "2 missing item(s) recorded as failed" in out
+    assert "partial" in out and "2 open item(s) recorded missing" in out
     batch = store.get("b-stuck")
-    assert batch.state == "completed" and (batch.completed_count, batch.failed_count) == (101, 3)
+    assert batch.state == "partial" and (batch.completed_count, batch.failed_count) == (101, 3)
     assert batch.reason == "forced by operator: upstream feed broken"
     again = cli("force-complete", "b-stuck", "--reason", "again", "--json", code=1)
     assert json.loads(again.output)["ok"] is False

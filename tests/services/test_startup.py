@@ -61,7 +61,7 @@ def test_bad_optional_values_are_reported_together():
         "REQUEST_TOPIC": "t",
         "COORDINATOR_API_KEY": "k",
         "STALL_IDLE_SECONDS": "soon",
-        "STALL_COMPLETE_THRESHOLD": "2",
+        "STALL_MAX_ATTEMPTS": "0",
     }
     with pytest.raises(ConfigError) as info:
         Settings.from_env(env)
@@ -77,12 +77,12 @@ def test_optional_windows_shorten_the_stall_policy():
         "COORDINATOR_API_KEY": "k",
         "STALL_IDLE_SECONDS": "2",
         "BATCH_MAX_AGE_SECONDS": "60",
-        "STALL_COMPLETE_THRESHOLD": "0.9",
+        "STALL_MAX_ATTEMPTS": "5",
         "STUCK_AFTER_SECONDS": "30",
     }
     policy = Settings.from_env(env).policy
     assert policy.idle_window.total_seconds() == 2 and policy.max_age.total_seconds() == 60
-    assert policy.complete_threshold == 0.9 and policy.stuck_after.total_seconds() == 30
+    assert policy.max_attempts == 5 and policy.stuck_after.total_seconds() == 30
 
 
 def test_every_variable_the_services_read_is_in_their_contract():
