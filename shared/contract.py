@@ -64,6 +64,9 @@ CONTRACTS: dict[str, EnvContract] = {
                 "STALL_MAX_ATTEMPTS",
                 "BATCH_MAX_AGE_SECONDS",
                 "STUCK_AFTER_SECONDS",
+                # Per-path request timings at /debug/timings (shared/timing.py): the local
+                # benchmark's hop latencies; never set in the cloud.
+                "REQUEST_TIMINGS",
             ),
         ),
         EnvContract(
@@ -72,7 +75,7 @@ CONTRACTS: dict[str, EnvContract] = {
             required=("GCP_PROJECT_ID", "READY_TOPIC"),
             # FAULT_TRANSIENT_ITEMS: fault injection for the local end-to-end tests (item ids
             # answered 503 so Pub/Sub retries and dead-letters them); never set in the cloud.
-            optional=("LOG_LEVEL", "FAULT_TRANSIENT_ITEMS"),
+            optional=("LOG_LEVEL", "FAULT_TRANSIENT_ITEMS", "REQUEST_TIMINGS"),
         ),
     )
 }

@@ -21,6 +21,7 @@ Endpoints (the Pulumi program wires them; see the README's "Services" section):
 from __future__ import annotations
 
 import hmac
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -52,6 +53,8 @@ from shared.log import configure_logging, get_logger
 from shared.pubsub import JsonPublisher, MalformedEnvelope, UnreadableData, parse_push, read_body
 from shared.request_body import BodyTooLarge, read_limited
 from shared.startup import ConfigError, exit_with_config_error
+from shared.timing import RequestTimings
+from shared.timing import enable as enable_timings
 
 log = get_logger("coordinator")
 
@@ -140,6 +143,7 @@ def create_app(
             if exit_on_config_error:
                 exit_with_config_error(exc)
             raise
+        enable_timings(app, os.environ if environ is None else environ)
         from services.coordinator.progress import ProgressTracker
         from shared.batch_store import BatchStore
 
@@ -173,6 +177,7 @@ def create_app(
             pub.close()
 
     app = FastAPI(title=SERVICE, lifespan=lifespan)
+    app.add_middleware(RequestTimings)
 
     def rt(request: Request) -> Runtime:
         return request.app.state.runtime

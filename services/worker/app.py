@@ -16,6 +16,7 @@ coordinator counts it once.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from shared.pubsub import (
     read_body,
 )
 from shared.startup import exit_with_config_error, require_env
+from shared.timing import RequestTimings
+from shared.timing import enable as enable_timings
 
 SERVICE = "prediction-worker"
 log = get_logger("worker")
@@ -90,6 +93,7 @@ def create_app(
             if exit_on_config_error:
                 exit_with_config_error(exc)
             raise
+        enable_timings(app, os.environ if environ is None else environ)
         pub = (publisher or _default_publisher)(settings)
         app.state.settings = settings
         app.state.publisher = pub
@@ -103,6 +107,7 @@ def create_app(
             pub.close()
 
     app = FastAPI(title=SERVICE, lifespan=lifespan)
+    app.add_middleware(RequestTimings)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -353,10 +353,7 @@ def test_foreign_and_late_completions_never_change_the_counts(coordinator, store
     # After the finish: redeliveries and foreign completions change nothing.
     for item in ("p00001", "p00002", "invented-9"):
         assert coordinator.complete("b-member", item).status_code == 200
-    assert coordinator.status("b-member") == status | {
-        "age_seconds": status["age_seconds"],
-        "idle_seconds": coordinator.status("b-member")["idle_seconds"],
-    }
+    assert coordinator.status("b-member") == status  # the test's clock stands still
     kinds = store.stray_counts("b-member")
     assert kinds == {"duplicate": 3, "late": 0, "foreign": 6, "unknown_batch": 0}
 
