@@ -608,7 +608,13 @@ class BatchStore:
         if not batch.active:
             return Refresh(batch)
         counts = self.counts(batch_id)
-        if batch.state == BatchState.RUNNING and counts.done >= batch.total_items:
+        # Missing outcomes mean a close is under way: its closer writes the final state (and
+        # its reason); the stall check finishes it if that closer went away.
+        if (
+            batch.state == BatchState.RUNNING
+            and counts.done >= batch.total_items
+            and counts.missing == 0
+        ):
             finished = self._finish(
                 batch_id, BatchState.COMPLETED, "all items done", only_from=(BatchState.RUNNING,)
             )
@@ -718,6 +724,10 @@ class BatchStore:
             if batch is None or batch.state not in allowed:
                 return False
             counts = self.counts(batch_id)  # final: no open item is left to count
+            if state == BatchState.COMPLETED and counts.missing:
+                # Items were recorded missing (a closer that went away half way): not complete.
+                state = BatchState.PARTIAL
+                reason = f"closed with {counts.missing} item(s) recorded missing"
             now = self.clock()
             transitions = self._transitions(batch_id)
             wb = self.db.batch()

@@ -19,11 +19,12 @@ EVENT_FIELD = "event"
 
 
 class BatchEvent(StrEnum):
-    #: The stall check failed an active batch: no progress for its idle window, or past its
-    #: maximum age, below the completion threshold.
+    #: The stall check failed an active batch: past its maximum age (its open items recorded
+    #: missing).
     STALLED = "batch stalled"
-    #: The stall check completed a batch that stopped short: its missing items were recorded
-    #: as failed (the "batch at 87% for hours" incident, now closed and counted).
+    #: A batch was closed short: its open items' re-sends were spent (or it was stuck, or an
+    #: operator closed it) and each was recorded missing with why (the "batch at 87% for hours"
+    #: incident, now recovered where it can be, and closed and counted where it cannot).
     CLOSED_PARTIAL = "batch closed partial"
     #: Publishing a batch's items failed (in /start's background publish, or found stalled
     #: while publishing by the stall check).
@@ -37,13 +38,14 @@ STUCK_BATCH_EVENTS: tuple[BatchEvent, ...] = tuple(BatchEvent)
 def finish_event(action: str, *, missing_recorded: int = 0) -> BatchEvent | None:
     """The event for a stall-check action (``FinishAction.action``), or None for a normal end.
 
-    ``complete`` with nothing missing is a batch that simply finished: no event.
+    ``complete`` with nothing missing is a batch that simply finished, and ``resend`` (open
+    items published again, the batch still open) is recovery, not an end: no event.
     """
     if action == "fail":
         return BatchEvent.STALLED
     if action == "publish_failed":
         return BatchEvent.PUBLISH_FAILED
-    if action == "complete" and missing_recorded > 0:
+    if action == "partial" or (action == "complete" and missing_recorded > 0):
         return BatchEvent.CLOSED_PARTIAL
     return None
 

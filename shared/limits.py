@@ -1,8 +1,10 @@
 """Service-side limits of Firestore and Pub/Sub, with their source, and the bounded JSON parser.
 
 ``shared`` is the bottom layer (service code): these are the limits the services' code must
-respect at run time. Anything above (``infra``, ``policy``, the operator tools) imports them
-from here rather than restating them.
+respect at run time. ``infra/limits.py`` holds the limits of what the program declares (Cloud
+Run, Pub/Sub subscriptions, Scheduler, Firestore ids); it cannot be imported from here, so the
+run-time ones live here and anything above (``infra``, ``policy``, the operator tools)
+imports them rather than restating them.
 
 Firestore, https://cloud.google.com/firestore/quotas ("Limits"):
 

@@ -32,8 +32,10 @@ def test_the_event_names_are_pinned() -> None:
     [
         ("fail", 0, BatchEvent.STALLED),
         ("publish_failed", 0, BatchEvent.PUBLISH_FAILED),
+        ("partial", 2, BatchEvent.CLOSED_PARTIAL),
         ("complete", 2, BatchEvent.CLOSED_PARTIAL),
         ("complete", 0, None),
+        ("resend", 0, None),
     ],
 )
 def test_each_stall_check_action_maps_to_its_event(action, missing, event) -> None:
@@ -63,25 +65,30 @@ def _events(out: io.StringIO) -> list[dict]:
 def test_the_coordinator_logs_each_abnormal_end_once(
     coordinator, store, clock, coordinator_log
 ) -> None:
+    coordinator.start(items(2), batch_id="b-stuck")
+    coordinator.wait_published("b-stuck")
+    clock.advance(hours=5, minutes=40)  # b-stuck reaches the max age (6 h) on the 2nd check
     coordinator.start(items(20), batch_id="b-partial")
     coordinator.wait_published("b-partial")
     for i in range(19):
         coordinator.complete("b-partial", f"p{i:05d}")
-    coordinator.start(items(2), batch_id="b-stuck")
-    coordinator.wait_published("b-stuck")
     store.create("b-crashed", 10)  # the publisher died: still "publishing"
     coordinator.start(items(2), batch_id="b-normal")
     coordinator.wait_published("b-normal")
     coordinator.complete("b-normal", "p00000")
     coordinator.complete("b-normal", "p00001")
+    coordinator.wait_state("b-normal", "completed")
 
     clock.advance(minutes=11)
     assert coordinator.client.post("/check-stalled", json={"dry_run": True}).status_code == 200
     assert _events(coordinator_log) == [], "a dry run closes nothing, so it logs no event"
 
-    coordinator.client.post("/check-stalled")  # closes b-partial (95%) and b-crashed
-    clock.advance(hours=7)  # past the max age: b-stuck (0% done) is failed
-    coordinator.client.post("/check-stalled")
+    # 1st: b-crashed publish_failed; b-partial and b-stuck re-sent (recovery: no event).
+    # 2nd: b-stuck past its max age (failed); b-partial re-sent again (its last attempt).
+    # 3rd: b-partial's attempts spent: closed partial.
+    for _ in range(3):
+        coordinator.client.post("/check-stalled")
+        clock.advance(minutes=11)
     got = [(e["batch_id"], e[EVENT_FIELD], e["severity"]) for e in _events(coordinator_log)]
     assert set(got) == {
         ("b-partial", "batch closed partial", "WARNING"),
