@@ -159,7 +159,7 @@ class FirestoreEmulator(_Emulator):
     _name = "Firestore emulator"
     _kind = "firestore"
 
-    def wipe(self, *databases: str, timeout: float = 10) -> None:
+    def wipe(self, *databases: str, timeout: float = 30) -> None:
         """Delete every document in these databases (default: ``(default)`` and the deploy
         lock's, the two the project uses) of this emulator's project."""
         from scripts.deploylock import DEFAULT_DATABASE

@@ -12,7 +12,21 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["CONTRACTS", "EnvContract", "MissingEnvironment", "contract_for", "load_env"]
+__all__ = [
+    "API_KEY_HEADER",
+    "CONTRACTS",
+    "START_PATH",
+    "STATUS_PATH",
+    "EnvContract",
+    "MissingEnvironment",
+    "contract_for",
+    "load_env",
+]
+
+#: The coordinator's API as its callers (operators, the post-deploy check) use it.
+START_PATH = "/start"
+STATUS_PATH = "/status"  # GET /status/{batch_id}
+API_KEY_HEADER = "X-API-Key"
 
 
 @dataclass(frozen=True)

@@ -89,9 +89,12 @@ def verify_services(
     expected: Mapping[ServiceRef, str | None],
     *,
     probe: Callable[[ServiceRef, ServiceState], str | None] | None = None,
+    require_traffic: bool = True,
 ) -> list[ServiceCheck]:
     """Check each service against its expected digest (None: any digest, e.g. a local build
-    whose digest only Pulumi knows). ``probe`` returns a problem string or None."""
+    whose digest only Pulumi knows). ``probe`` returns a problem string or None.
+    ``require_traffic=False``: the latest ready revision need not serve traffic yet (before
+    the progressive rollout moves it)."""
     checks = []
     for ref, want in sorted(expected.items(), key=lambda kv: kv[0].service):
         state = inspector.describe(ref)
@@ -108,7 +111,7 @@ def verify_services(
                     f"latest revision {state.latest_created_revision} is not ready "
                     f"(serving {state.latest_ready_revision})"
                 )
-            if state.latest_percent != 100:
+            if require_traffic and state.latest_percent != 100:
                 problems.append(
                     f"latest ready revision {state.latest_ready_revision} serves "
                     f"{state.latest_percent}% of traffic, not 100%"

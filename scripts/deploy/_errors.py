@@ -49,6 +49,14 @@ class VerificationFailed(DeployError):
     """A service does not serve what was deployed (revision, traffic or digest)."""
 
 
+class CheckFailed(VerificationFailed):
+    """The post-deploy synthetic batch did not prove the platform works."""
+
+
+class RolloutFailed(VerificationFailed):
+    """A traffic step breached its error threshold (or could not be taken); traffic returned."""
+
+
 class RollbackRefused(DeployError):
     """The rollback target cannot be redeployed as it was (e.g. a service no longer exists)."""
 

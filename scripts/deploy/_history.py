@@ -20,7 +20,14 @@ from typing import Any
 
 from ._errors import DeployError
 
-__all__ = ["COLLECTION", "Result", "Deployment", "DeploymentHistory", "new_deployment_id"]
+__all__ = [
+    "COLLECTION",
+    "Result",
+    "Deployment",
+    "DeploymentHistory",
+    "last_good",
+    "new_deployment_id",
+]
 
 COLLECTION = "deployments"
 #: How many records ``deploy history`` shows by default.
@@ -57,6 +64,11 @@ class Deployment:
     error: str | None = None
     instructions: str | None = None  # what to do next (interrupted runs)
     verification: list[dict[str, Any]] = field(default_factory=list)
+    check: dict[str, Any] | None = None  # the post-deploy synthetic batch's verdict
+    rollout: list[dict[str, Any]] = field(default_factory=list)  # traffic steps per service
+    warnings: list[str] = field(default_factory=list)  # e.g. notifications not delivered
+    automatic: bool = False  # a rollback the pipeline started itself after a failed check
+    rolled_back_by: str | None = None  # the automatic rollback's record, on a failed deploy
 
     def to_doc(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,6 +83,14 @@ class Deployment:
     def digests(self) -> dict[str, str]:
         """service -> ``sha256:...`` part of each image reference."""
         return {s: ref.rpartition("@")[2] for s, ref in self.images.items() if "@" in ref}
+
+
+def last_good(history: DeploymentHistory, stack: str, *, exclude: str | None = None):
+    """The newest succeeded deployment of ``stack`` (other than ``exclude``), or None."""
+    for d in history.list(stack, limit=50):
+        if d.result == Result.SUCCEEDED and d.id != exclude:
+            return d
+    return None
 
 
 def new_deployment_id(stack: str, now: datetime | None = None) -> str:

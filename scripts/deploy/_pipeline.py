@@ -11,10 +11,20 @@ Steps, in order (each reported to a :class:`Reporter`):
    hands digests to the program (as rollback does with a recorded deployment's digests).
 5. **apply**: ``pulumi up`` (``preview`` for a dry run) with the commit, fencing token and image
    overrides in the environment the program reads.
-6. **verify**: each service serves the expected digest from its latest ready revision at 100%.
-7. **record**: the deployment record is created when the lock is held and finished with the
-   result, the Pulumi summary, the digests and the lock token.
-8. **release**: always; on success, failure, SIGINT and SIGTERM.
+6. **verify**: each service's latest ready revision runs the expected digest.
+7. **check**: a small synthetic batch through the real topology must complete within the
+   bound with a minimum share of items *predicted* and no dead letters (``deploy.check``).
+8. **rollout**: cloud: traffic moves to the new revisions in ``deploy.rollout``'s steps while
+   their 5xx share stays under the threshold, and returns on a breach; local: not applicable.
+   A failed verify, check or rollout triggers the **automatic rollback**: the last succeeded
+   deployment's digests and commit, redeployed under the same lock and recorded as its own
+   ``rollback`` (refused when its digest is gone from the registry).
+9. **record**: the deployment record is created when the lock is held and finished with the
+   result, the Pulumi summary, the digests, the check and rollout figures and the lock token.
+10. **release**: always; on success, failure, SIGINT and SIGTERM.
+
+Each deploy is announced (``started``, then ``succeeded``, ``failed`` or ``rolled_back``) to
+the notifier's channels; an undelivered notification is a warning, never a failure.
 
 A dry run takes no lock and writes no record: a preview changes nothing.
 """
@@ -27,25 +37,30 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from scripts.cli_common import ExitCode
+from scripts.notify import DeployEvent, EventKind
+from scripts.rollout import CheckPolicy, CheckResult, RolloutPolicy
 
 from ._cloudbuild import ImageBuilder, ensure_images
 from ._cloudrun import ServiceCheck
 from ._errors import (
+    CheckFailed,
     DeployError,
     DirtyTree,
     Interrupted,
     LeaseLost,
     PreflightFailed,
     RollbackRefused,
+    RolloutFailed,
     ToolingMissing,
     VerificationFailed,
 )
 from ._git import GitRepo
-from ._history import Deployment, DeploymentHistory, Result, new_deployment_id
+from ._history import Deployment, DeploymentHistory, Result, last_good, new_deployment_id
 from ._pulumi import (
     ENV_COMMIT,
     ENV_IMAGE_OVERRIDES,
@@ -70,7 +85,18 @@ __all__ = [
     "run_deploy",
 ]
 
-STEPS = ("preflight", "tooling", "lock", "build", "apply", "verify", "record", "release")
+STEPS = (
+    "preflight",
+    "tooling",
+    "lock",
+    "build",
+    "apply",
+    "verify",
+    "check",
+    "rollout",
+    "record",
+    "release",
+)
 BUILDERS = ("local", "cloudbuild")
 INTERRUPTED_INSTRUCTIONS = (
     "the apply was interrupted: run `pulumi refresh --stack {stack}` to reconcile the state "
@@ -147,6 +173,11 @@ class DeployOutcome:
     images: dict[str, str] = field(default_factory=dict)
     checks: list[ServiceCheck] = field(default_factory=list)
     dry_run: bool = False
+    check: CheckResult | None = None
+    rollout: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    rolled_back_to: str | None = None  # the good deployment an automatic rollback restored
+    rollback_record: Deployment | None = None
 
     def to_dict(self) -> dict[str, Any]:
         dep = self.deployment
@@ -160,6 +191,11 @@ class DeployOutcome:
             "summary": self.summary,
             "images": self.images,
             "verification": [c.to_dict() for c in self.checks],
+            "check": self.check.to_dict() if self.check else None,
+            "rollout": self.rollout,
+            "warnings": self.warnings,
+            "rolled_back_to": self.rolled_back_to,
+            "rollback": self.rollback_record.to_doc() if self.rollback_record else None,
             "deployment": dep.to_doc() if dep else None,
         }
 
@@ -252,6 +288,7 @@ def run_deploy(
     builder: ImageBuilder | None = None,
     image_tags: Callable[[str], str] | None = None,
     confirm: Callable[[str], bool] | None = None,
+    notifier: Any = None,
 ) -> DeployOutcome:
     """Run the pipeline; never raises for an expected failure: see ``outcome.exit_code``.
 
@@ -361,6 +398,7 @@ def run_deploy(
 
     history = DeploymentHistory(client)
     record: Deployment | None = None
+    announce = _Announcer(notifier, None, out)
     stop_heartbeat: Callable[[], None] | None = None
     current = "lock"
     try:
@@ -383,6 +421,8 @@ def run_deploy(
                     )
                 )
                 out.deployment = record
+                announce.record = record
+                announce(EventKind.STARTED)
 
                 # 4. build
                 current = "build"
@@ -423,6 +463,39 @@ def run_deploy(
                 run.step("verify", "ok", f"{len(checks)} check(s) passed")
                 out.images = _images(overrides, checks, info)
 
+                # 7. check
+                current = "check"
+                run.step("check", "running")
+                deploy_cfg = getattr(info, "deploy", None)
+                policy = CheckPolicy.from_config(deploy_cfg.check) if deploy_cfg else CheckPolicy()
+                out.check = target.check(stack, policy=policy, on_output=reporter.output)
+                if not out.check.ok:
+                    raise CheckFailed(f"post-deploy check failed: {out.check.detail}")
+                if lost.is_set():
+                    raise LeaseLost(_lost_message(stack, lost_why))
+                run.step("check", "ok", out.check.detail)
+
+                # 8. rollout
+                current = "rollout"
+                run.step("rollout", "running")
+                steps = (
+                    RolloutPolicy.from_config(deploy_cfg.rollout) if deploy_cfg else RolloutPolicy()
+                )
+                rollouts = target.promote(
+                    stack,
+                    policy=steps,
+                    fence=_fence(lost, lost_why, stack),
+                    on_output=reporter.output,
+                )
+                if rollouts is None:
+                    run.step("rollout", "ok", "not applicable: one instance per service")
+                else:
+                    out.rollout = [r.to_dict() for r in rollouts]
+                    broken = [r for r in rollouts if not r.ok]
+                    if broken:
+                        raise RolloutFailed("; ".join(str(r.error) for r in broken))
+                    run.step("rollout", "ok", _rollout_text(rollouts))
+
                 # 7. record
                 current = "record"
                 run.step("record", "running")
@@ -433,9 +506,13 @@ def run_deploy(
                     image_tags=tags,
                     summary=out.summary,
                     verification=[c.to_dict() for c in checks],
+                    check=out.check.to_dict() if out.check else None,
+                    rollout=out.rollout,
+                    warnings=out.warnings,
                 )
                 run.step("record", "ok", record.id)
                 out.exit_code = ExitCode.OK
+                announce(EventKind.SUCCEEDED)
             except (Interrupted, LeaseLost) as exc:
                 out.error = str(exc)
                 out.exit_code = ExitCode.LOCK_HELD if isinstance(exc, LeaseLost) else ExitCode.ERROR
@@ -453,13 +530,30 @@ def run_deploy(
                     instructions if current in ("apply", "verify") else None,
                     run,
                 )
+                if record is not None:
+                    announce(EventKind.FAILED)
             except Exception as exc:  # noqa: BLE001 - any failure is recorded, then reported
                 msg = str(exc) if isinstance(exc, DeployError) else f"{type(exc).__name__}: {exc}"
                 out.error = msg
                 out.exit_code = ExitCode.ERROR
                 run.step(current, "failed", msg)
                 run.skip_between(current, "record", f"{current} failed")
+                rollback = None
+                if (
+                    isinstance(exc, VerificationFailed)
+                    and record is not None
+                    and request.rollback_to is None
+                    and not lost.is_set()
+                ):
+                    rollback = _auto_rollback(
+                        history, record, out, target, stack, token, holder, reporter
+                    )
                 _finish(history, record, out, Result.FAILED, msg, None, run)
+                if record is not None:
+                    if rollback is not None and rollback.result == Result.SUCCEEDED:
+                        announce(EventKind.ROLLED_BACK)
+                    else:
+                        announce(EventKind.FAILED)
     finally:
         # 8. release, always
         if stop_heartbeat is not None:
@@ -476,6 +570,8 @@ def run_deploy(
 def _finish(history, record, out, result, error, instructions, run) -> None:
     if record is None:
         return
+    if out.rolled_back_to:
+        error = f"{error}; rolled back automatically to {out.rolled_back_to}"
     try:
         out.deployment = history.finish(
             record.id,
@@ -484,10 +580,134 @@ def _finish(history, record, out, result, error, instructions, run) -> None:
             instructions=instructions,
             summary=out.summary,
             verification=[c.to_dict() for c in out.checks],
+            check=out.check.to_dict() if out.check else None,
+            rollout=out.rollout,
+            warnings=out.warnings,
+            rolled_back_by=out.rollback_record.id if out.rollback_record else None,
         )
         run.step("record", "ok", f"{record.id} ({result})")
     except Exception as exc:  # noqa: BLE001
         run.step("record", "failed", f"could not record {result}: {exc}")
+
+
+class _Announcer:
+    """Announces the run's transitions; an undelivered one becomes a warning of the run."""
+
+    def __init__(self, notifier: Any, record: Deployment | None, out: DeployOutcome) -> None:
+        self.notifier, self.record, self.out = notifier, record, out
+
+    def __call__(self, kind: EventKind) -> None:
+        if self.notifier is None or self.record is None:
+            return
+        out, rec = self.out, self.record
+        event = DeployEvent(
+            kind=kind,
+            stack=rec.stack,
+            commit=rec.commit,
+            who=rec.who,
+            deployment_id=rec.id,
+            lock_token=rec.lock_token,
+            images=dict(out.images or rec.images or {}),
+            check=out.check.to_dict() if out.check else None,
+            error=out.error if kind in (EventKind.FAILED, EventKind.ROLLED_BACK) else None,
+            ci_run_url=rec.ci_run_url,
+            rollback_of=out.rolled_back_to,
+        )
+        try:
+            warnings = self.notifier.send(event)
+        except Exception as exc:  # noqa: BLE001 - a notification never fails a deploy
+            warnings = [f"notification {kind} failed: {type(exc).__name__}"]
+        out.warnings.extend(str(w) for w in warnings)
+
+
+def _fence(lost: threading.Event, why: list[str], stack: str) -> Callable[[], None]:
+    """Raises LeaseLost once the heartbeat has lost the lease (before each traffic change)."""
+
+    def check() -> None:
+        if lost.is_set():
+            raise LeaseLost(_lost_message(stack, why))
+
+    return check
+
+
+def _rollout_text(results: list[Any]) -> str:
+    if not results:
+        return "no revision to move"
+    return ", ".join(
+        f"{r.service} -> {r.candidate} ({'/'.join(str(s.percent) for s in r.steps)}%)"
+        for r in results
+    )
+
+
+def _auto_rollback(
+    history: DeploymentHistory,
+    failed: Deployment,
+    out: DeployOutcome,
+    target: Target,
+    stack: str,
+    token: int,
+    holder: Mapping[str, Any],
+    reporter: Reporter,
+) -> Deployment | None:
+    """Redeploy the last good deployment (its digests and commit) under the lock already held,
+    as rollback does, recorded as its own ``rollback`` record; None when there is none or it
+    is refused (the reason goes into the run's warnings)."""
+    say = reporter.output
+    try:
+        good = last_good(history, stack, exclude=failed.id)
+    except Exception as exc:  # noqa: BLE001 - the history read is best effort here
+        out.warnings.append(f"automatic rollback not attempted: history unreadable ({exc})")
+        return None
+    if good is None:
+        out.warnings.append("automatic rollback not possible: no earlier succeeded deployment")
+        return None
+    gone = [ref for ref in good.images.values() if target.image_exists(ref) is False]
+    if gone:
+        out.warnings.append(
+            f"automatic rollback to {good.id} refused: {', '.join(gone)} no longer in the "
+            "registry (the cleanup policy keeps the 20 newest versions)"
+        )
+        return None
+    say(f"automatic rollback to {good.id} (commit {good.commit[:12]})")
+    record = history.start(
+        Deployment(
+            id=new_deployment_id(stack),
+            stack=stack,
+            commit=good.commit,
+            who=str(holder.get("who") or "?"),
+            kind="rollback",
+            lock_token=token,
+            builder="digests",
+            ci_run_url=holder.get("ci_run_url"),
+            host=holder.get("host"),
+            rollback_of=good.id,
+            automatic=True,
+        )
+    )
+    env = {ENV_COMMIT: good.commit, ENV_LOCK_TOKEN: str(token)}
+    if good.images:
+        env[ENV_IMAGE_OVERRIDES] = json.dumps(dict(good.images), sort_keys=True)
+    try:
+        result = target.apply(stack, env=env, dry_run=False, on_output=say)
+        expected = {s: ref.rpartition("@")[2] for s, ref in good.images.items() if "@" in ref}
+        bad = [c for c in target.verify(stack, expected=expected, on_output=say) if not c.ok]
+        if bad:
+            raise VerificationFailed(
+                "; ".join(f"{c.service}: {', '.join(c.problems)}" for c in bad)
+            )
+        # Straight to 100%: this release was verified when it was deployed.
+        target.promote(stack, policy=RolloutPolicy(steps=(100,), hold=timedelta(0)), on_output=say)
+        finished = history.finish(
+            record.id, Result.SUCCEEDED, images=dict(good.images), summary=dict(result.summary)
+        )
+    except Exception as exc:  # noqa: BLE001 - recorded; the deploy has failed either way
+        finished = history.finish(record.id, Result.FAILED, error=f"{type(exc).__name__}: {exc}")
+        out.warnings.append(f"automatic rollback to {good.id} failed: {exc}")
+    out.rollback_record = finished
+    if finished.result == Result.SUCCEEDED:
+        out.rolled_back_to = good.id
+        say(f"rolled back to {good.id}: {finished.id}")
+    return finished
 
 
 def _lost_message(stack: str, why: list[str]) -> str:

@@ -14,6 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from infra.naming import Kind
+from shared.contract import START_PATH
+
 from ._errors import DeployError
 from ._pipeline import PreflightResult
 from ._pulumi import ENV_IMAGE_OVERRIDES
@@ -33,10 +36,21 @@ def evaluate_plan(stack: str, root: Path, env: Mapping[str, str] | None = None) 
 
 def _info(plan: Any):
     cfg = plan.config
+    platform = getattr(cfg, "platform", None)
+    coordinator = api_key_secret = None
+    for name, svc in (getattr(platform, "services", None) or {}).items():
+        if START_PATH in svc.paths:
+            coordinator = cfg.name(Kind.SERVICE, name)
+            key = next(iter(svc.secret_env.values()), None)
+            api_key_secret = cfg.name(Kind.SECRET, key) if key else None
+            break
     return stack_info(
         plan.stack,
         plan.resources,
         {"gcp:project": getattr(cfg, "project", None), "gcp:region": getattr(cfg, "region", None)},
+        deploy=getattr(platform, "deploy", None),
+        coordinator=coordinator,
+        api_key_secret=api_key_secret,
     )
 
 

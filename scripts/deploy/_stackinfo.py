@@ -20,6 +20,7 @@ __all__ = ["StackService", "StackInfo", "stack_info"]
 
 CLOUD_RUN_TYPE = "gcp:cloudrunv2/service:Service"
 IMAGE_TYPE = "docker-build:index:Image"
+SUBSCRIPTION_TYPE = "gcp:pubsub/subscription:Subscription"
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,14 @@ class StackInfo:
     project: str
     region: str
     services: dict[str, StackService]
+    # The stack config's `deploy` block (check, rollout, notify); None: the defaults.
+    deploy: Any = None
+    # The service that takes `/start`, and the Secret Manager secret id of its API key (the
+    # post-deploy check starts its synthetic batch there).
+    coordinator: str | None = None
+    api_key_secret: str | None = None
+    # Pull subscriptions (the dead-letter ones: every push subscription has a pushConfig).
+    dead_letter_subscriptions: tuple[str, ...] = ()
 
     def refs(self) -> dict[str, ServiceRef]:
         return {name: s.ref for name, s in self.services.items()}
@@ -62,6 +71,10 @@ def stack_info(
     stack: str,
     resources: Iterable[Any],
     config: Mapping[str, Any] | None = None,
+    *,
+    deploy: Any = None,
+    coordinator: str | None = None,
+    api_key_secret: str | None = None,
 ) -> StackInfo:
     """Read services and images from the plan's resources (``type``, ``name``, ``inputs``).
 
@@ -101,5 +114,21 @@ def stack_info(
         )
     if not services:
         raise DeployError(f"stack '{stack}': the plan declares no Cloud Run service")
+    dead_letter_subs = tuple(
+        sorted(
+            str(_get(res.inputs, "name") or res.name)
+            for res in resources
+            if res.type == SUBSCRIPTION_TYPE and not _get(res.inputs, "pushConfig", "push_config")
+        )
+    )
     first = next(iter(services.values())).ref
-    return StackInfo(stack, project or first.project, region or first.region, services)
+    return StackInfo(
+        stack,
+        project or first.project,
+        region or first.region,
+        services,
+        deploy=deploy,
+        coordinator=coordinator,
+        api_key_secret=api_key_secret,
+        dead_letter_subscriptions=dead_letter_subs,
+    )

@@ -7,8 +7,19 @@ emulators), and the verification (Cloud Run revisions and digests, or a syntheti
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, Protocol
+
+from scripts.rollout import (
+    CANDIDATE_TAG,
+    CheckPolicy,
+    CheckResult,
+    RolloutPolicy,
+    RolloutResult,
+    judge_check,
+    progressive_rollout,
+)
 
 from ._cloudrun import RunInspector, ServiceCheck, ServiceRef, verify_services
 from ._pulumi import INTERRUPT_GRACE_S, EngineResult, OnOutput, PulumiEngine
@@ -45,7 +56,29 @@ class Target(Protocol):
     def verify(
         self, stack: str, *, expected: Mapping[str, str | None], on_output: OnOutput | None = None
     ) -> list[ServiceCheck]:
-        """``expected``: service -> digest it must serve (None: any)."""
+        """``expected``: service -> digest its latest ready revision runs (None: any)."""
+        ...
+
+    def check(
+        self, stack: str, *, policy: CheckPolicy, on_output: OnOutput | None = None
+    ) -> CheckResult:
+        """The post-deploy synthetic batch through the real topology, judged by ``policy``."""
+        ...
+
+    def promote(
+        self,
+        stack: str,
+        *,
+        policy: RolloutPolicy,
+        fence: Callable[[], None] | None = None,
+        on_output: OnOutput | None = None,
+    ) -> list[RolloutResult] | None:
+        """Move traffic to the new revisions in ``policy``'s steps (restoring on a breach);
+        ``None`` where traffic steps do not apply (the local platform)."""
+        ...
+
+    def image_exists(self, ref: str) -> bool | None:
+        """Whether the registry still holds ``ref`` (repo/path@sha256:...); None: unknown."""
         ...
 
 
@@ -62,9 +95,21 @@ class CloudTarget:
         firestore_factory: Any,
         services: Mapping[str, ServiceRef] | None = None,
         tooling: ToolingCheck | None = None,
+        traffic: Any = None,
+        metrics: Any = None,
+        synthetic: Callable[..., CheckResult] | None = None,
+        registry: Any = None,
     ) -> None:
         self.engine = engine
         self.inspector = inspector
+        # Progressive rollout: a scripts.rollout.CloudRunTraffic and MonitoringErrorRate;
+        # ``synthetic(url, policy, info, on_output)`` runs the check against a coordinator URL;
+        # ``registry.digest_exists(ref)`` answers image_exists. Built by the CLI.
+        self.traffic = traffic
+        self.metrics = metrics
+        self.synthetic = synthetic
+        self.registry = registry
+        self.moves: dict[str, tuple[str, str | None]] = {}  # service -> (candidate, previous)
         self.services = dict(services or {})
         self.info: StackInfo | None = None
         self._firestore_factory = firestore_factory
@@ -91,7 +136,75 @@ class CloudTarget:
 
     def verify(self, stack, *, expected, on_output=None):
         refs = {self.services[s]: digest for s, digest in expected.items() if s in self.services}
-        return verify_services(self.inspector, refs)
+        # Before the rollout the new revision serves 0% (traffic is pinned to the previous
+        # one): ready and running the expected digest is what verify can ask here.
+        return verify_services(self.inspector, refs, require_traffic=self.traffic is None)
+
+    def _stage(self, on_output) -> None:
+        """Tag each service's new revision `candidate` at 0%, the previous one keeping 100%."""
+        self.moves = {}
+        for name, ref in sorted(self.services.items()):
+            state = self.traffic.state(ref.resource)
+            candidate, previous = state.latest_ready, state.serving
+            if candidate is None:
+                continue
+            if previous and previous != candidate:
+                self.traffic.split(ref.resource, {previous: 100}, tag=(CANDIDATE_TAG, candidate))
+                if on_output:
+                    on_output(f"{name}: {candidate} tagged {CANDIDATE_TAG} at 0%")
+            self.moves[name] = (candidate, previous if previous != candidate else None)
+
+    def check(self, stack, *, policy, on_output=None):
+        if self.synthetic is None or self.info is None or not self.info.coordinator:
+            return CheckResult(
+                ok=False,
+                batch_id=None,
+                state="not-run",
+                items=policy.items,
+                predicted=0,
+                failed=0,
+                dead_lettered=0,
+                elapsed_s=0.0,
+                problems=("no post-deploy check for this target: no coordinator or runner",),
+            )
+        if self.traffic is not None:
+            self._stage(on_output)
+        coordinator = self.info.coordinator
+        url = None
+        if self.traffic is not None and self.moves.get(coordinator, (None, None))[1]:
+            url = self.traffic.state(self.services[coordinator].resource).tag_urls.get(
+                CANDIDATE_TAG
+            )
+        if url is None:
+            url = self.inspector.describe(self.services[coordinator]).uri
+        return self.synthetic(url, policy, self.info, on_output)
+
+    def promote(self, stack, *, policy, fence=None, on_output=None):
+        if self.traffic is None or self.metrics is None:
+            return None
+        results = []
+        for name, (candidate, previous) in sorted(self.moves.items()):
+            results.append(
+                progressive_rollout(
+                    service=name,
+                    resource=self.services[name].resource,
+                    candidate=candidate,
+                    previous=previous,
+                    traffic=self.traffic,
+                    metrics=self.metrics,
+                    policy=policy if previous else RolloutPolicy(steps=(100,), hold=policy.hold),
+                    check=fence,
+                    on_output=on_output,
+                )
+            )
+            if not results[-1].ok:
+                break
+        return results
+
+    def image_exists(self, ref):
+        if self.registry is None:
+            return None
+        return self.registry.digest_exists(ref)
 
 
 class LocalPlatform(Protocol):
@@ -119,6 +232,7 @@ class LocalPlatform(Protocol):
         env: Mapping[str, str],
         dry_run: bool,
         on_output: OnOutput | None = None,
+        code_root: Path | None = None,
     ) -> Mapping[str, int]:
         """Apply the stack's plan to the emulators and (re)start the services with ``env``
         added (``PLATFORM_GIT_COMMIT``, ``PLATFORM_LOCK_TOKEN``); idempotent. With ``dry_run``
@@ -147,8 +261,13 @@ class LocalTarget:
     SYNTHETIC_ITEMS = 20
     SYNTHETIC_TIMEOUT_S = 120.0
 
-    def __init__(self, platform: LocalPlatform) -> None:
+    def __init__(
+        self, platform: LocalPlatform, *, releases: Callable[[str], Path] | None = None
+    ) -> None:
         self.platform = platform
+        # commit -> the unpacked tree the services run from (scripts.deploy._releases); None:
+        # the work tree (`deploy --allow-dirty`, and callers that want it).
+        self.releases = releases
 
     def bind(self, info: StackInfo) -> None:
         pass
@@ -178,7 +297,13 @@ class LocalTarget:
         return self.platform.firestore_client(DEFAULT_DATABASE)
 
     def apply(self, stack, *, env, dry_run, on_output=None):
-        counts = self.platform.apply(stack, env=env, dry_run=dry_run, on_output=on_output)
+        from ._pulumi import ENV_COMMIT
+
+        kwargs: dict[str, Any] = {}
+        commit = env.get(ENV_COMMIT)
+        if self.releases is not None and commit and not dry_run:
+            kwargs["code_root"] = self.releases(commit)
+        counts = self.platform.apply(stack, env=env, dry_run=dry_run, on_output=on_output, **kwargs)
         return EngineResult(summary={k: int(v) for k, v in counts.items()})
 
     def interrupt(self, *, grace: float = INTERRUPT_GRACE_S) -> bool:
@@ -186,17 +311,29 @@ class LocalTarget:
         return True
 
     def verify(self, stack, *, expected, on_output=None):
+        # No digests locally (the services run from source); the check proves they work.
+        return []
+
+    def check(self, stack, *, policy, on_output=None):
         outcome = self.platform.run_synthetic_batch(
-            items=self.SYNTHETIC_ITEMS, timeout=self.SYNTHETIC_TIMEOUT_S, on_output=on_output
+            items=policy.items, timeout=policy.timeout.total_seconds(), on_output=on_output
         )
-        ok = bool(outcome.get("ok"))
-        detail = str(outcome.get("detail", ""))
-        return [
-            ServiceCheck(
-                "synthetic-batch",
-                ok,
-                None,
-                None,
-                () if ok else (detail or f"synthetic batch did not complete: {dict(outcome)}",),
-            )
-        ]
+        status = dict(outcome.get("status") or {}) or {
+            "state": outcome.get("state"),
+            "completed": outcome.get("completed"),
+            "failed": outcome.get("failed"),
+        }
+        return judge_check(
+            policy,
+            batch_id=outcome.get("batch_id"),
+            status=status,
+            dead_lettered=int(outcome.get("dead_lettered") or 0),
+            elapsed_s=float(outcome.get("elapsed_s") or 0.0),
+            target="local",
+        )
+
+    def promote(self, stack, *, policy, fence=None, on_output=None):
+        return None  # one instance per service: no traffic to split
+
+    def image_exists(self, ref):
+        return None

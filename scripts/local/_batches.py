@@ -23,6 +23,7 @@ from scripts import processes
 from scripts.local._apply import PubSubAdmin
 from scripts.local._errors import PlatformError
 from scripts.local._topology import Topology
+from shared.contract import API_KEY_HEADER, START_PATH
 
 __all__ = [
     "API_KEY_HEADER",
@@ -34,9 +35,7 @@ __all__ = [
 ]
 
 #: The header the coordinator reads the API key from (services/coordinator/app.py).
-API_KEY_HEADER = "X-API-Key"
 #: The coordinator's path that takes a batch.
-START_PATH = "/start"
 HTTP_TIMEOUT_S = 30.0
 #: Poll interval while waiting for a batch.
 POLL_S = 0.25

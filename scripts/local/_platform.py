@@ -195,8 +195,12 @@ class LocalPlatform:
         env: Mapping[str, str] | None = None,
         dry_run: bool = False,
         on_output: OnOutput | None = None,
+        code_root: Path | None = None,
     ) -> dict[str, int]:
         """Evaluate, preflight, and make the local platform match the graph. Idempotent.
+
+        ``code_root``: where the services' code comes from (a release's unpacked commit, see
+        ``scripts.deploy._releases``); default the work tree.
 
         ``stack``: ``None``/``"local"`` keeps this platform's stack; another name switches to
         that stack's topology. ``env``: deploy variables (``PLATFORM_GIT_COMMIT``,
@@ -216,7 +220,8 @@ class LocalPlatform:
         say(f"evaluating stack {self.stack} (offline plan, preflight)")
         plan = self.evaluate(env=env)
         project = plan.config.project
-        raw = topology_from_resources(plan.resources, project=project, root=self.root)
+        code = Path(code_root) if code_root is not None else self.root
+        raw = topology_from_resources(plan.resources, project=project, root=code)
         # Before anything starts: a malformed secrets file stops here, with nothing to stop.
         secrets = load_secrets(
             self.secrets_file, {s for svc in raw.services for s in svc.secret_env.values()}
@@ -228,7 +233,7 @@ class LocalPlatform:
         topo = raw.localise({n: f"http://127.0.0.1:{p}" for n, p in ports.items()})
 
         run = ServiceRun(
-            root=self.root,
+            root=code,
             log_dir=self.log_dir,
             secrets=secrets,
             emulator_env=self.emulator_env(),

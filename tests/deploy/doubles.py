@@ -226,3 +226,39 @@ def digest(ch: str) -> str:
 
 def by_name(mapping: Mapping[str, ServiceRef]) -> dict[str, ServiceRef]:
     return dict(mapping)
+
+
+class FakeSyntheticCheck:
+    """The synthetic batch's runner (the HTTP client is tested in tests/rollout); answers
+    what the test sets: ``predicted`` of ``policy.items``."""
+
+    def __init__(self) -> None:
+        self.predicted: int | None = None  # None: all
+        self.calls: list[str] = []
+
+    def __call__(self, url, policy, info, on_output=None):
+        from scripts.rollout import judge_check
+
+        self.calls.append(url)
+        predicted = policy.items if self.predicted is None else self.predicted
+        return judge_check(
+            policy,
+            batch_id="synthetic-test",
+            status={
+                "state": "completed",
+                "completed": predicted,
+                "failed": policy.items - predicted,
+            },
+            dead_lettered=0,
+            elapsed_s=1.0,
+            target=url,
+        )
+
+
+class FakeNotifier:
+    def __init__(self) -> None:
+        self.events: list = []
+
+    def send(self, event):
+        self.events.append(event)
+        return []

@@ -26,7 +26,7 @@ from scripts.deploy import (
     stack_info,
 )
 from scripts.offline_plan import REPO_ROOT, Plan, evaluate_stack
-from tests.deploy.doubles import FakeInspector, FakeTooling, RecordingReporter
+from tests.deploy.doubles import FakeInspector, FakeSyntheticCheck, FakeTooling, RecordingReporter
 from tests.deploy.gitrepo import TempRepo
 
 FAKE_PULUMI = Path(__file__).with_name("fake_pulumi.py")
@@ -113,12 +113,18 @@ def test_deploy_hands_the_policy_pack_to_the_real_engines_up_and_preview(fake_pu
 def _deploy(firestore_db, tmp_path, prod_plan: Plan, inspector: FakeInspector):
     repo = TempRepo(tmp_path / "repo")
     repo.commit("initial")
-    info = stack_info("prod", prod_plan.resources, {"gcp:project": "nba-props-platform"})
+    info = stack_info(
+        "prod",
+        prod_plan.resources,
+        {"gcp:project": "nba-props-platform"},
+        coordinator="prediction-coordinator",
+    )
     target = CloudTarget(
         engine=deploy_engine(REPO_ROOT),
         inspector=inspector,
         firestore_factory=lambda info: firestore_db,
         tooling=FakeTooling(),
+        synthetic=FakeSyntheticCheck(),
     )
     reporter = RecordingReporter()
     out = run_deploy(

@@ -56,7 +56,7 @@ def test_a_full_local_deploy_verifies_with_a_batch_records_and_releases(tmp_path
         raw = [d.to_dict() for d in client.collection("deployments").stream()]
         assert len(records) == 1, (out.deployment.id, raw, client.project)
         (record,) = records
-        assert record.result == Result.SUCCEEDED and record.verification[0]["ok"]
+        assert record.result == Result.SUCCEEDED and record.check["ok"], record.check
         assert record.commit == GitRepo(ROOT).head() and record.lock_token == 1
         lock = DeployLock(client, stack="local")
         assert not lock.status().held

@@ -35,6 +35,8 @@ from tests.deploy.doubles import (
     FakeBuilder,
     FakeEngine,
     FakeInspector,
+    FakeNotifier,
+    FakeSyntheticCheck,
     FakeTooling,
     RecordingReporter,
     digest,
@@ -60,6 +62,7 @@ def _info(root, services=SERVICES) -> StackInfo:
             )
             for s in services
         },
+        coordinator="prediction-coordinator" if "prediction-coordinator" in services else None,
     )
 
 
@@ -78,6 +81,8 @@ class World:
         self.builder = FakeBuilder()
         self.tooling = FakeTooling()
         self.reporter = RecordingReporter()
+        self.synthetic = FakeSyntheticCheck()
+        self.notifier = FakeNotifier()
         self.served = {s: digest(c) for s, c in zip(SERVICES, "cw", strict=True)}
 
         def cloud_run_updated():
@@ -90,6 +95,7 @@ class World:
             inspector=self.inspector,
             firestore_factory=lambda info: db,
             tooling=self.tooling,
+            synthetic=self.synthetic,
         )
 
     def preflight(self, stack):
@@ -113,6 +119,7 @@ class World:
             reporter=self.reporter,
             builder=self.builder,
             image_tags=default_image_tags(self.repo.root),
+            notifier=self.notifier,
         )
 
     def records(self):
@@ -139,6 +146,8 @@ def test_a_deploy_locks_applies_verifies_records_and_releases(world):
         "build",
         "apply",
         "verify",
+        "check",
+        "rollout",
         "record",
         "release",
     ]
@@ -154,6 +163,67 @@ def test_a_deploy_locks_applies_verifies_records_and_releases(world):
     assert record.summary == {"update": 2, "same": 10}
     assert record.started_at <= record.ended_at
     _assert_released(world)
+
+
+def test_the_check_and_announcements_are_in_the_record(world):
+    out = world.deploy()
+    assert out.exit_code == ExitCode.OK, out.error
+    (record,) = world.records()
+    assert record.check["ok"] and record.check["predicted"] == 20
+    assert [e.kind for e in world.notifier.events] == ["started", "succeeded"]
+    assert world.notifier.events[-1].lock_token == record.lock_token
+    assert out.to_dict()["check"]["predicted_share"] == 1.0
+
+
+def test_a_check_that_predicts_nothing_rolls_back_to_the_last_good_release(world):
+    assert world.deploy().exit_code == ExitCode.OK
+    (good,) = world.records()
+    world.synthetic.predicted = 0  # the new release fails every item permanently
+    world.head = world.repo.commit("broken worker", services__worker__main__py="broken = 1\n")
+    out = world.deploy()
+    assert out.exit_code == ExitCode.ERROR
+    assert "0 of 20 items predicted" in out.error, out.error
+    assert out.rolled_back_to == good.id
+    records = {r.id: r for r in world.records()}
+    failed = records[out.deployment.id]
+    rollback = records[out.rollback_record.id]
+    assert failed.result == Result.FAILED and failed.rolled_back_by == rollback.id
+    assert f"rolled back automatically to {good.id}" in failed.error
+    assert rollback.kind == "rollback" and rollback.automatic and rollback.rollback_of == good.id
+    assert rollback.result == Result.SUCCEEDED and rollback.commit == good.commit
+    # The rollback redeployed the good release's digests, under the same lock token.
+    up_envs = [c[2] for c in world.engine.calls if c[0] == "up"]
+    assert json.loads(up_envs[-1]["PLATFORM_IMAGE_OVERRIDES"]) == good.images
+    assert up_envs[-1]["PLATFORM_LOCK_TOKEN"] == up_envs[-2]["PLATFORM_LOCK_TOKEN"]
+    kinds = [e.kind for e in world.notifier.events]
+    assert kinds == ["started", "succeeded", "started", "rolled_back"], kinds
+    assert world.notifier.events[-1].rollback_of == good.id
+    _assert_released(world)
+
+
+def test_a_failed_check_without_an_earlier_release_fails_and_says_why(world):
+    world.synthetic.predicted = 0
+    out = world.deploy()
+    assert out.exit_code == ExitCode.ERROR and out.rolled_back_to is None
+    assert any("no earlier succeeded deployment" in w for w in out.warnings), out.warnings
+    assert [e.kind for e in world.notifier.events] == ["started", "failed"]
+    (record,) = world.records()
+    assert record.result == Result.FAILED and record.check["predicted"] == 0
+
+
+def test_automatic_rollback_refuses_a_digest_gone_from_the_registry(world):
+    assert world.deploy().exit_code == ExitCode.OK
+
+    class GoneRegistry:
+        def digest_exists(self, ref):
+            return False
+
+    world.target.registry = GoneRegistry()
+    world.synthetic.predicted = 0
+    out = world.deploy()
+    assert out.exit_code == ExitCode.ERROR and out.rolled_back_to is None
+    assert any("no longer in the registry" in w for w in out.warnings), out.warnings
+    assert [e.kind for e in world.notifier.events][-1] == "failed"
 
 
 def test_a_failing_up_records_a_failed_deployment_and_releases(world):
