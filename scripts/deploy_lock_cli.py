@@ -27,6 +27,7 @@ from scripts.deploylock import (
     DEFAULT_DATABASE,
     DEFAULT_GRACE,
     DEFAULT_TTL,
+    HOLDER_SECRET_ENV,
     CommandNotStarted,
     DeployLock,
     DeployLockError,
@@ -35,7 +36,9 @@ from scripts.deploylock import (
     LeaseLost,
     LockHeld,
     LockStatus,
+    NotHolder,
     run_locked,
+    validate_grace,
     validate_stack,
 )
 from scripts.local import LOCAL_STACK, NotRunning
@@ -46,8 +49,10 @@ app = make_app(
         "The per-stack deploy lock in Firestore: one deploy of a stack at a time.\n\n"
         "A lease expires after [b]--ttl[/b] unless renewed (by [b]run[/b]'s heartbeat, or "
         "[b]renew[/b]), judged by Firestore's clock; every grant has a fencing token greater "
-        "than all earlier ones. Every acquire, renewal, release, takeover of an expired lease "
-        "and force-release is kept as history ([b]status[/b]).\n\n"
+        "than all earlier ones, and a holder secret that only its acquirer knows ([b]renew[/b] "
+        "and [b]release[/b] need it). [b]run[/b] stops its command before the lease could "
+        "pass to anyone else. Every acquire, renewal, release, takeover of an expired lease, "
+        "force-release and refused attempt is kept as history ([b]status[/b]).\n\n"
         "Talks to the emulator when FIRESTORE_EMULATOR_HOST is set, else to Firestore with "
         "Application Default Credentials."
     ),
@@ -132,6 +137,17 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON object instea
 Token = Annotated[
     int, typer.Option(min=1, help="Fencing token printed by acquire.", show_default=False)
 ]
+HolderSecret = Annotated[
+    str | None,
+    typer.Option(
+        "--holder-secret",
+        envvar=HOLDER_SECRET_ENV,
+        help=f"The holder secret printed by acquire (or ${HOLDER_SECRET_ENV}). Without it the "
+        "attempt is refused (exit 3) and recorded.",
+        show_default=False,
+        show_envvar=False,
+    ),
+]
 _DEFAULT_TTL_TEXT = f"{int(DEFAULT_TTL.total_seconds())}s"
 
 
@@ -182,7 +198,7 @@ def _domain_error(exc: DeployLockError, as_json: bool) -> typer.Exit:
         return fail(
             str(exc), ExitCode.LOCK_HELD, as_json=as_json, data={"status": exc.status.to_dict()}
         )
-    if isinstance(exc, LeaseLost):
+    if isinstance(exc, (LeaseLost, NotHolder)):
         return fail(str(exc), ExitCode.LOCK_HELD, as_json=as_json)
     if isinstance(exc, InvalidLockConfig):
         return fail(str(exc), ExitCode.USAGE, as_json=as_json)
@@ -191,11 +207,11 @@ def _domain_error(exc: DeployLockError, as_json: bool) -> typer.Exit:
 
 @app.command(
     help=(
-        "Acquire the lock and print its fencing token.\n\n"
-        "Keep the lease with [b]renew[/b] and end it with [b]release --token[/b]. Exits 3, naming "
-        "the holder, if someone else holds it (after --wait)."
+        "Acquire the lock; print its fencing token and holder secret.\n\n"
+        "Keep the secret: [b]renew[/b] and [b]release[/b] need it (nothing else shows it). "
+        "Exits 3, naming the holder, if someone else holds it (after --wait)."
     ),
-    short_help="Acquire the lock and print its fencing token.",
+    short_help="Acquire the lock; print its fencing token and holder secret.",
     epilog=EXIT_CODES_HELP,
 )
 def acquire(
@@ -215,10 +231,12 @@ def acquire(
     except DeployLockError as exc:
         raise _domain_error(exc, json_out) from None
     emit(
-        {"lease": lease.to_dict()},
+        {"lease": lease.to_dict(), "holder_secret": lease.holder_secret},
         as_json=json_out,
         human=f"acquired the lock of stack [b]{stack}[/b]: token [b]{lease.token}[/b], "
         f"expires {lease.expires_at:%Y-%m-%d %H:%M:%S} UTC unless renewed.\n"
+        f"holder secret (keep it; renew and release need it):\n"
+        f"  export {HOLDER_SECRET_ENV}={lease.holder_secret}\n"
         f"renew:   deploy-lock renew --stack {stack} --token {lease.token}\n"
         f"release: deploy-lock release --stack {stack} --token {lease.token}",
     )
@@ -226,23 +244,32 @@ def acquire(
 
 @app.command(
     help=(
-        "Release the lease with this fencing token.\n\n"
-        "Exits 3 if it is no longer the current lease (taken over after expiring, or force-"
-        "released); releasing twice is harmless."
+        "Release the lease with this fencing token, proving it with its holder secret.\n\n"
+        "Exits 3 without the right secret (refused and recorded), or if it is no longer the "
+        "current lease (taken over after expiring, or force-released); releasing twice is "
+        "harmless."
     ),
-    short_help="Release the lease with this fencing token.",
+    short_help="Release the lease with this fencing token and holder secret.",
     epilog=EXIT_CODES_HELP,
 )
 def release(
     stack: Stack,
     token: Token,
+    holder_secret: HolderSecret = None,
     project: Project = None,
     database: Database = DEFAULT_DATABASE,
     json_out: Json = False,
 ) -> None:
     lock = _lock(project, database, stack, _DEFAULT_TTL_TEXT, json_out)
     try:
-        released = lock.release(token)
+        try:
+            lease = lock.lease_for(token, holder_secret, action="release")
+        except LeaseLost as exc:
+            if exc.why != "it was already released":
+                raise
+            released = False
+        else:
+            released = lock.release(lease)
     except DeployLockError as exc:
         raise _domain_error(exc, json_out) from None
     note = "released" if released else "was already released"
@@ -255,8 +282,9 @@ def release(
 
 @app.command(
     help=(
-        "Extend the lease with this fencing token by its TTL.\n\n"
-        "Exits 3 if it is no longer the current lease."
+        "Extend the lease with this fencing token by its TTL (needs its holder secret).\n\n"
+        "Exits 3 without the right secret (refused and recorded), or if it is no longer the "
+        "current lease."
     ),
     short_help="Extend the lease with this fencing token by its TTL.",
     epilog=EXIT_CODES_HELP,
@@ -264,13 +292,14 @@ def release(
 def renew(
     stack: Stack,
     token: Token,
+    holder_secret: HolderSecret = None,
     project: Project = None,
     database: Database = DEFAULT_DATABASE,
     json_out: Json = False,
 ) -> None:
     lock = _lock(project, database, stack, _DEFAULT_TTL_TEXT, json_out)
     try:
-        lease = lock.renew(lock.lease_for_token(token))
+        lease = lock.renew(lock.lease_for(token, holder_secret, action="renew"))
     except DeployLockError as exc:
         raise _domain_error(exc, json_out) from None
     emit(
@@ -312,6 +341,8 @@ def status(
             details = f"by {ev.by}: {ev.reason}"
         elif ev.event == "takeover" and ev.previous_holder:
             details = f"expired lease {ev.previous_token} of {ev.previous_holder.who}"
+        elif ev.event.endswith("-refused"):
+            details = f"by {ev.by}: {ev.reason}"
         table.add_row(
             str(ev.seq),
             f"{ev.at:%Y-%m-%d %H:%M:%S}" if ev.at else "?",
@@ -326,10 +357,13 @@ def status(
 @app.command(
     "force-release",
     help=(
-        "Release the lock whoever holds it; --reason is required and recorded.\n\n"
-        "Prints who is displaced; the displaced holder's next renew or release fails with exit 3."
+        "Take the lock from whoever holds it; --reason is required and recorded.\n\n"
+        "Prints who is displaced. A live lease is revoked: its holder is told within seconds "
+        "and stops its command (its renew or release exits 3); the lock is free once it has "
+        "stopped, or when its lease expires if it is gone, so the next acquire never overlaps "
+        "the old command (use acquire --wait). An expired lease is removed at once."
     ),
-    short_help="Release the lock whoever holds it; --reason is required and recorded.",
+    short_help="Take the lock from whoever holds it; --reason is required and recorded.",
     epilog=EXIT_CODES_HELP,
 )
 def force_release(
@@ -354,23 +388,31 @@ def force_release(
         )
         return
     assert displaced.holder is not None
-    state = "expired lease" if displaced.expired else "lease"
-    emit(
-        {"stack": stack, "displaced": displaced.to_dict()},
-        as_json=json_out,
-        human=f"force-released stack [b]{stack}[/b]: displaced {state} {displaced.token} of "
-        f"{displaced.holder.describe()}",
-    )
+    if displaced.expired:
+        human = (
+            f"force-released stack [b]{stack}[/b]: removed the expired lease "
+            f"{displaced.token} of {displaced.holder.describe()}; the lock is free"
+        )
+    else:
+        human = (
+            f"force-released stack [b]{stack}[/b]: revoked lease {displaced.token} of "
+            f"{displaced.holder.describe()}; the lock is free once it has stopped, at the "
+            f"latest {displaced.expires_at:%Y-%m-%d %H:%M:%S} UTC"
+        )
+    emit({"stack": stack, "displaced": displaced.to_dict()}, as_json=json_out, human=human)
 
 
 @app.command(
     context_settings={"allow_interspersed_args": False},
     help=(
         "Acquire, run the command after -- with a heartbeat, release when it ends.\n\n"
-        "Releases also on an exception, SIGINT and SIGTERM (forwarded to the command, SIGKILL "
-        "after --grace). Once the command runs, exits with its own code (128+N if killed by signal"
-        " N). Exits 3 if the lock is held, or if the lease was lost while the command ran: the "
-        "command then gets SIGINT, and SIGKILL after --grace."
+        "A watchdog process keeps the command within the lease: it gets SIGINT --grace before "
+        "the lease's safe time and SIGKILL at it unless a renewal confirms the lease first, and "
+        "at once when the lease is lost or force-released or this process dies (also SIGKILL "
+        "or SIGSTOP). Releases on every way out; SIGINT, SIGTERM and SIGHUP are forwarded to the "
+        "command (SIGKILL after --grace). Once the command runs, exits with its own code (128+N "
+        "if killed by signal N), or 3 if it was stopped to stay within the lease, or the lease "
+        "was lost. Exits 3 if the lock is held."
     ),
     short_help="Acquire, run the command after -- with a heartbeat, release when it ends.",
     epilog=EXIT_CODES_HELP,
@@ -384,13 +426,21 @@ def run(
     wait: Wait = 0,
     reason: Reason = None,
     grace: Annotated[
-        float,
+        float | None,
         typer.Option(
-            min=0, help="Seconds the command gets to exit after SIGINT/SIGTERM before SIGKILL."
+            min=0,
+            help="Seconds the command gets to exit after SIGINT/SIGTERM before SIGKILL; spent "
+            f"inside the lease, so at most TTL/2 - margin. Default {DEFAULT_GRACE.seconds} s, "
+            "or less if the TTL cannot hold it.",
+            show_default=False,
         ),
-    ] = DEFAULT_GRACE.total_seconds(),
+    ] = None,
     json_out: Json = False,
 ) -> None:
+    try:
+        grace_td = validate_grace(grace, _parse_ttl(ttl))
+    except InvalidLockConfig as exc:
+        raise typer.BadParameter(str(exc), param_hint="--grace") from None
     lock = _lock(project, database, stack, ttl, json_out)
 
     def log(msg: str) -> None:
@@ -402,7 +452,7 @@ def run(
             command,
             holder=HolderInfo.detect(reason=reason, command=" ".join(command)),
             wait=wait,
-            grace=timedelta(seconds=grace),
+            grace=grace_td,
             on_wait=_on_wait(json_out),
             log=log,
         )

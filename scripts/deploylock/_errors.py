@@ -43,3 +43,19 @@ class LeaseLost(DeployLockError):
         self.status = status
         self.why = why
         super().__init__(f"lease {lease.token} on stack {lease.stack!r} lost: {why}")
+
+
+class NotHolder(DeployLockError):
+    """A renew or release without proof of holding: no holder secret, or the wrong one.
+
+    The attempt is recorded in the lock's history (``release-refused``/``renew-refused``, with
+    who tried). The token that ``status`` prints identifies a lease; only the secret that
+    ``acquire`` returned to its holder can end or extend it. To take a lock from its holder,
+    use ``force_release`` with a reason.
+    """
+
+    def __init__(self, stack: str, token: int, why: str) -> None:
+        self.stack = stack
+        self.token = token
+        self.why = why
+        super().__init__(f"not the holder of lease {token} on stack {stack!r}: {why}")

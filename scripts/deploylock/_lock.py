@@ -1,56 +1,73 @@
-"""The lock itself: one Firestore document per stack, written only under preconditions.
+"""The lock itself: a lease document that exists only while held, and a token counter.
 
 Layout (collection ``deploy_locks`` by default)::
 
-    deploy_locks/{stack}                 the lease: token, seq, state, holder, ttl_seconds, ...
-    deploy_locks/{stack}/events/{seq}    append-only history, one document per write
+    deploy_locks/{stack}                      the lease, only while held: lease_id (the holder
+                                              secret's SHA-256), holder, ttl_seconds, seq, ...
+    deploy_locks/{stack}/meta/tokens          the counter: last fencing token and its lease_id
+    deploy_locks/{stack}/events/{token}-{seq} append-only history, ordered by document id
 
-Every write is a *batched write* (one atomic Commit, not a transaction) of the lease document,
-conditioned on it being absent (``create``) or unchanged since it was read
-(``last_update_time``), together with the ``create`` of the next history document. So two
-writers can never both succeed from the same version, and history cannot miss or duplicate a
-change. Transactions are not used: Google's emulator stalls on concurrent ones, while
-preconditions behave the same there and in production.
+**A free lock costs one round trip**, from any process: acquire is one batched commit that
+``create``\\ s the lease document (fails with ``AlreadyExists`` if someone holds it) and
+``Increment``\\ s the counter, setting its ``lease_id``; the new token is read from the commit's
+``transform_results``. Both writes land or neither does, so while a lease document exists the
+counter's ``lease_id`` names it and its ``token`` is that lease's token. No read, no history
+write in that commit: the grant *is* the lease document (its ``create_time``), and every later
+event of that lease carries the grant's holder and time, from which :meth:`DeployLock.history`
+shows its ``acquire``. Taking over an expired lease reads first (its expiry must be judged by
+Firestore's ``read_time``) and then commits: two round trips.
 
-Time is always Firestore's: a lease expires ``ttl`` after the lease document's ``update_time``
-(its last acquire or renewal), judged against the ``read_time`` of the read that observed it.
-Acquire, release and renewal times are the document's ``update_time``, an event's time its
-``create_time``: no server-timestamp transforms, which made every commit slower. (The grant's
-time is the acquire commit's ``update_time``; the first renewal copies it into ``acquired_at``,
-which is empty until then.) The caller's clock is used only for local durations (waiting,
-heartbeat deadlines).
+**Every other write is conditioned** on the lease document being unchanged since it was read
+or last written (``last_update_time``), in one batched commit (not a transaction: Google's
+emulator stalls on concurrent ones) with the ``create`` of its history event. Two writers can
+never both succeed from the same version, and history can neither miss nor duplicate a change.
 
-Fast path: each :class:`DeployLock` remembers the last version of the lease document it wrote
-or read. When that version is *released*, acquire writes at once, conditioned on that
-``update_time``, without reading first: one round trip instead of two. It is safe for the same
-reason every other write is: if anything changed since (someone acquired, took over, deleted
-the document), the precondition fails, nothing is written, and acquire falls back to reading.
-A released lease never expires, so no time judgement is skipped; a lease last seen *held* is
-always read again (its expiry must be judged by the server's ``read_time``).
+**Time is always Firestore's** for expiry: a lease expires ``ttl`` after its document's
+``update_time`` (last grant or renewal), judged against the ``read_time`` of the read that
+observed it. The caller's clock is used only for durations: the *safe time* of a lease
+(:attr:`Lease.safe_until`: the send time of its last confirmed write + TTL - margin, on the
+holder's own clock, never compared with another machine's), waiting, heartbeat periods.
+
+**Proof of holding**: the holder secret (random, returned only to the acquirer) is stored as
+its SHA-256, which is also the lease's public id; renew, release and
+:meth:`DeployLock.lease_for` compare it. A release or renew without it is refused and recorded
+(``release-refused``). **Force-release revokes** a live
+lease rather than deleting it: the lock becomes free when the holder, told at its next read
+(every few seconds), has stopped its command and released, or when the lease expires,
+whichever comes first; so a force-release never lets a second holder in while the first one's
+command can still run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
+import secrets
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 from google.cloud import firestore
 
-from ._errors import DeployLockError, InvalidLockConfig, LeaseLost, LockHeld, LockUnavailable
+from ._errors import (
+    DeployLockError,
+    InvalidLockConfig,
+    LeaseLost,
+    LockHeld,
+    LockUnavailable,
+    NotHolder,
+)
 from ._model import (
     DEFAULT_COLLECTION,
     DEFAULT_TTL,
     EVENTS_SUBCOLLECTION,
     HEARTBEAT_FRACTION,
     RETRY_DEADLINE,
+    REVOCATION_POLL,
     RPC_TIMEOUT,
     WAIT_BACKOFF_INITIAL,
     WAIT_BACKOFF_MAX,
@@ -58,33 +75,69 @@ from ._model import (
     Lease,
     LockEvent,
     LockStatus,
+    digest_matches,
+    holder_digest,
+    new_holder_secret,
+    safety_margin,
     validate_stack,
     validate_ttl,
 )
+from ._watchdog import clock
 
-_SCHEMA = 1
+_SCHEMA = 2
+#: The layout before this one: a lease document that always existed (state held/released)
+#: with its token inside. Read, and migrated by the first acquire that finds it free.
+_LEGACY_SCHEMA = 1
+META_SUBCOLLECTION = "meta"
+COUNTER_ID = "tokens"
 #: A write that loses a race re-reads and tries again at most this many times; each retry
 #: means another writer made progress, so this only bounds pathological churn.
 _MAX_CONFLICTS = 16
+#: Reads that saw the counter name another lease than the lease document (the emulator's
+#: batch get is not one snapshot) are repeated this often before the documents are declared
+#: inconsistent (edited by hand).
+_SKEW_RETRIES = 5
 # Another writer got in between our read and our write (or our own retried write landed).
 _CONFLICTS = (gexc.AlreadyExists, gexc.FailedPrecondition, gexc.NotFound, gexc.Aborted)
 
 WaitCallback = Callable[[LockStatus], None]
 LostCallback = Callable[[LeaseLost], None]
+RenewedCallback = Callable[[Lease], None]
 
 
-def _event_id(seq: int) -> str:
-    return f"{seq:012d}"
+def _event_id(token: int, seq: int) -> str:
+    return f"{token:012d}-{seq:06d}"
 
 
-class _Version(NamedTuple):
-    """A version of the lease document this process wrote or read (for the acquire fast path)."""
+class _Read:
+    """One read of the lease document and the counter.
 
-    update_time: Any
-    token: int
-    seq: int
-    state: str
-    ttl_seconds: float
+    Firestore reads both at one ``read_time``; Google's emulator does not always (measured:
+    a few reads in a hundred under concurrent commits saw the two documents from different
+    commits). Nothing here depends on it: the counter is only trusted for a lease whose id it
+    names, and every counter write sets token and lease id together, so a counter that names
+    this lease holds this lease's token whenever it was read.
+    """
+
+    def __init__(self, lock: DeployLock, lease_snap: Any, counter_snap: Any) -> None:
+        self.snap = lease_snap
+        self.counter = counter_snap.to_dict() if counter_snap.exists else {}
+        self.data: dict[str, Any] = lease_snap.to_dict() if lease_snap.exists else {}
+        self.skewed = (
+            lease_snap.exists
+            and self.data.get("schema") == _SCHEMA
+            and not self.data.get("token")
+            and self.counter.get("lease_id") != self.data.get("lease_id")
+        )
+        self.status = None if self.skewed else lock._status_of(self)
+
+    @property
+    def exists(self) -> bool:
+        return bool(self.snap.exists)
+
+    @property
+    def update_time(self) -> Any:
+        return self.snap.update_time
 
 
 class DeployLock:
@@ -117,13 +170,17 @@ class DeployLock:
     ) -> None:
         self.stack = validate_stack(stack)
         self.ttl = validate_ttl(ttl)
+        #: Subtracted from the TTL for a lease's safe time (:func:`safety_margin`).
+        self.margin = safety_margin(self.ttl)
         self._client = client
         self._ref = client.collection(collection).document(stack)
+        self._counter = self._ref.collection(META_SUBCOLLECTION).document(COUNTER_ID)
         self._events = self._ref.collection(EVENTS_SUBCOLLECTION)
-        # Last version of the lease document seen by this object (None: unknown or absent).
-        # Only a hint: every write is still conditioned on it, so a stale one costs a retry.
-        self._known: _Version | None = None
         self._timeout = rpc_timeout.total_seconds()
+        # This object's last read found a lease document: its next acquire attempt reads first
+        # (a waiter polls with one read, and takes over an expired lease in two round trips)
+        # instead of trying a create that would fail. Only a hint: every write is conditioned.
+        self._seen_taken = False
         # Only "unavailable" is retried, briefly: it is what a dead or restarting server gives.
         self._retry = gretry.Retry(
             initial=0.1,
@@ -161,88 +218,116 @@ class DeployLock:
             f"database {self._client._database!r}, at {target}): {message}"
         )
 
-    def _get(self) -> Any:
-        return self._rpc(f"reading the lock of stack {self.stack!r}", self._ref.get)
+    def _read(self) -> _Read:
+        """The lease document and the counter in one ``BatchGetDocuments`` (one round trip)."""
+
+        def get_both(*, retry: Any, timeout: float) -> list[Any]:
+            refs = [self._ref, self._counter]
+            return list(self._client.get_all(refs, retry=retry, timeout=timeout))
+
+        for _ in range(_SKEW_RETRIES):
+            snaps = self._rpc(f"reading the lock of stack {self.stack!r}", get_both)
+            by_path = {s.reference.path: s for s in snaps}
+            read = _Read(self, by_path[self._ref.path], by_path[self._counter.path])
+            if not read.skewed:
+                return read
+            time.sleep(0.01)
+        read.status = self._status_of(read)  # raises: the counter names another lease
+        return read
 
     def _commit(self, what: str, batch: Any) -> list[Any]:
         return self._rpc(f"{what} the lock of stack {self.stack!r}", batch.commit)
 
-    def _status(self, snap: Any) -> LockStatus:
+    def _status_of(self, read: _Read) -> LockStatus:
+        snap, data, counter = read.snap, read.data, read.counter
         read_at = snap.read_time
+        counter_token = int(counter.get("token") or 0)
         if not snap.exists:
-            self._known = None
             return LockStatus(
-                stack=self.stack, exists=False, held=False, expired=False, token=0, holder=None,
-                lease_id=None, ttl=None, acquired_at=None, renewed_at=None, expires_at=None,
-                read_at=read_at,
+                stack=self.stack, exists=False, held=False, expired=False, token=counter_token,
+                holder=None, lease_id=None, ttl=None, acquired_at=None, renewed_at=None,
+                expires_at=None, read_at=read_at,
             )  # fmt: skip
-        data = snap.to_dict()
-        if data.get("schema") != _SCHEMA:
-            raise DeployLockError(
-                f"lock document {self._ref.path} has unknown schema {data.get('schema')!r}"
-            )
+        schema = data.get("schema")
+        if schema == _LEGACY_SCHEMA:
+            return self._legacy_status(snap, data)
+        if schema != _SCHEMA:
+            raise DeployLockError(f"lock document {self._ref.path} has unknown schema {schema!r}")
         ttl = timedelta(seconds=float(data["ttl_seconds"]))
-        is_held = data["state"] == "held"
-        expires_at = snap.update_time + ttl if is_held else None
-        live = is_held and read_at < expires_at
-        self._known = _Version(
-            snap.update_time,
-            int(data["token"]),
-            int(data["seq"]),
-            data["state"],
-            ttl.total_seconds(),
-        )
-        # Empty until the first renewal copies the grant's time in: until then the document's
-        # update_time is the grant's commit time.
-        acquired_at = data.get("acquired_at") or (snap.update_time if is_held else None)
+        revoked = data.get("state") == "revoked"
+        # A revoked lease keeps the validity it had: it expires TTL after its last renewal.
+        renewed_at = data.get("lease_renewed_at") if revoked else snap.update_time
+        expires_at = renewed_at + ttl
+        expired = read_at >= expires_at
         return LockStatus(
             stack=self.stack,
             exists=True,
-            held=live,
-            expired=is_held and not live,
-            token=int(data["token"]),
+            held=not expired and not revoked,
+            expired=expired,
+            token=self._token_of(data, counter),
             holder=HolderInfo.from_dict(data.get("holder")),
             lease_id=data.get("lease_id"),
             ttl=ttl,
-            acquired_at=acquired_at,
-            renewed_at=snap.update_time if is_held else None,
+            acquired_at=data.get("acquired_at") or snap.create_time,
+            renewed_at=renewed_at,
             expires_at=expires_at,
             read_at=read_at,
-            released_at=None if is_held else snap.update_time,
-            # A new lease leaves the previous release's record in place (one field less to
-            # write): it describes the document only while it is released.
-            released_by=None if is_held else data.get("released_by"),
-            seq=int(data["seq"]),
+            revoked=revoked,
+            revoked_by=data.get("revoked_by") if revoked else None,
+            seq=int(data.get("seq") or 0),
         )
 
-    def _last_recorded(self) -> tuple[int, int]:
-        """(token, seq) of the newest history event: numbering survives a deleted lock doc."""
-        query = self._events.order_by("seq", direction=firestore.Query.DESCENDING).limit(1)
-        docs = self._rpc(f"reading the history of stack {self.stack!r}", query.get)
-        if not docs:
-            return 0, 0
-        data = docs[0].to_dict()
-        return int(data.get("token", 0)), int(data.get("seq", 0))
+    def _token_of(self, data: dict[str, Any], counter: dict[str, Any]) -> int:
+        if counter.get("lease_id") == data.get("lease_id") and counter.get("token"):
+            return int(counter["token"])
+        if data.get("token"):  # written by every write after the grant
+            return int(data["token"])
+        raise DeployLockError(
+            f"lock document {self._ref.path} (lease {data.get('lease_id')!r}) has no token and "
+            f"the counter {self._counter.path} names another lease "
+            f"({counter.get('lease_id')!r}): was a document edited by hand?"
+        )
 
-    def _event(self, seq: int, event: str, token: int, holder: HolderInfo | None,
-               **extra: Any) -> dict[str, Any]:  # fmt: skip
+    def _legacy_status(self, snap: Any, data: dict[str, Any]) -> LockStatus:
+        ttl = timedelta(seconds=float(data["ttl_seconds"]))
+        is_held = data.get("state") == "held"
+        expires_at = snap.update_time + ttl if is_held else None
+        live = is_held and snap.read_time < expires_at
+        return LockStatus(
+            stack=self.stack, exists=is_held, held=live, expired=is_held and not live,
+            token=int(data.get("token") or 0), holder=HolderInfo.from_dict(data.get("holder")),
+            lease_id=data.get("lease_id"), ttl=ttl,
+            acquired_at=data.get("acquired_at") or snap.update_time if is_held else None,
+            renewed_at=snap.update_time if is_held else None, expires_at=expires_at,
+            read_at=snap.read_time, seq=-1,
+        )  # fmt: skip
+
+    def _event(self, event: str, token: int, holder: HolderInfo | None, *,
+               lease_id: str | None, acquired_at: Any, **extra: Any) -> dict[str, Any]:  # fmt: skip
         return {
-            "seq": seq,
             "event": event,
             "stack": self.stack,
             "token": token,
             "holder": holder.to_dict() if holder else None,
+            # The grant, so history can show the acquire this lease's create-commit did not write.
+            "lease_id": lease_id,
+            "acquired_at": acquired_at,
             **extra,
         }
+
+    def _add_event(self, batch: Any, key: str, event: dict[str, Any]) -> None:
+        event["key"] = key  # what history orders by
+        batch.create(self._events.document(key), event)
 
     # -- acquire ------------------------------------------------------------------------------
 
     def try_acquire(self, holder: HolderInfo | None = None) -> Lease | None:
         """Acquire the lock if no live lease exists; return the lease, or ``None`` if it is held.
 
-        An expired lease (its holder stopped renewing) is taken over; that is recorded as a
-        ``takeover`` event naming the previous holder. The new lease's token is greater than
-        every token granted before for this stack.
+        One round trip when the lock is free. An expired lease (its holder stopped renewing) is
+        taken over (two round trips), recorded as a ``takeover`` event naming the previous
+        holder. A revoked lease (force-released) is free only once its holder released it or it
+        expired. The new lease's token is greater than every token granted before.
 
         :raises LockUnavailable: Firestore unreachable (the lock may or may not have been
             granted; if it was, it expires after the TTL).
@@ -293,262 +378,360 @@ class DeployLock:
 
     def _attempt(self, holder: HolderInfo) -> tuple[Lease | None, LockStatus | None]:
         """One acquire attempt: ``(lease, None)`` when granted, ``(None, status)`` when held."""
-        lease_id = uuid.uuid4().hex
-        holder_dict = holder.to_dict()
-        known = self._known
-        if known is not None and known.state == "released":
-            # Fast path: released when we last saw it. Write without reading, conditioned on
-            # that version; any change since makes the commit fail and we read below.
-            event = self._event(known.seq + 1, "acquire", known.token + 1, None)
-            event["holder"] = holder_dict
-            lease = self._grant(
-                known, known.token + 1, known.seq + 1, lease_id, holder, holder_dict, event
-            )
-            if lease is not None:
-                return lease, None
+        secret = new_holder_secret()
+        # The lease's public id is the secret's SHA-256: what verifies the secret, and unique
+        # (256 random bits), in one field less per commit. Showing it reveals nothing.
+        lease_id = holder_digest(secret)
+        fields = {
+            "schema": _SCHEMA,
+            "lease_id": lease_id,
+            # Empty fields left out: the emulator's commit time grows with the fields written.
+            "holder": {k: v for k, v in holder.to_dict().items() if v is not None},
+            "ttl_seconds": self.ttl.total_seconds(),
+        }
         status: LockStatus | None = None
+        sent = clock()
         for _ in range(_MAX_CONFLICTS):
-            snap = self._get()
-            status = self._status(snap)
-            if status.exists and status.lease_id == lease_id:
-                # Our previous commit landed although its reply was lost (a retried RPC).
-                return self._lease(status, holder, snap.update_time), None
-            if status.held:
+            if not self._seen_taken:
+                # Free (the usual case): create-if-absent + counter increment, one commit.
+                batch = self._client.batch()
+                batch.create(self._ref, fields)
+                batch.set(self._counter, {"token": firestore.Increment(1),
+                                          "lease_id": lease_id}, merge=True)  # fmt: skip
+                sent = clock()
+                try:
+                    results = self._commit("acquiring", batch)
+                except _CONFLICTS:
+                    pass  # held, expired or revoked: read and judge
+                else:
+                    token = int(results[1].transform_results[0].integer_value)
+                    update_time = results[0].update_time
+                    return self._new_lease(token, lease_id, secret, holder, update_time,
+                                           update_time, sent, seq=0), None  # fmt: skip
+            read = self._read()
+            status = read.status
+            self._seen_taken = read.exists
+            if read.exists and read.data.get("lease_id") == lease_id:
+                # Our commit landed although its reply was lost (a retried RPC); the safe time
+                # counts from before that commit was sent.
+                return self._new_lease(status.token, lease_id, secret, holder, status.acquired_at,
+                                       read.update_time, sent, seq=status.seq), None  # fmt: skip
+            if not read.exists:
+                continue  # released between our commit and our read: create again
+            if status.held or status.revoked and not status.expired:
                 return None, status
-            if status.exists:
-                token, seq = status.token, status.seq
-            else:
-                token, seq = self._last_recorded()
-            token, seq = token + 1, seq + 1
-            if status.expired:
-                event = self._event(
-                    seq, "takeover", token, None, previous_holder=status.holder.to_dict()
-                    if status.holder else None, previous_token=status.token,
-                )  # fmt: skip
-            else:
-                event = self._event(seq, "acquire", token, None)
-            event["holder"] = holder_dict
-            # The version just judged (not self._known, which another thread may change).
-            version = None
-            if status.exists:
-                assert status.ttl is not None
-                version = _Version(
-                    snap.update_time, status.token, status.seq, "", status.ttl.total_seconds()
-                )
-            lease = self._grant(version, token, seq, lease_id, holder, holder_dict, event)
+            lease = self._take_over(read, lease_id, secret, holder, fields)
             if lease is not None:
                 return lease, None
         assert status is not None
-        if status.held:
+        if status.held or status.revoked:
             return None, status
         raise DeployLockError(
             f"gave up acquiring the lock of stack {self.stack!r} after {_MAX_CONFLICTS} "
             "conflicting writes"
         )
 
-    def _grant(
-        self,
-        version: _Version | None,
-        token: int,
-        seq: int,
-        lease_id: str,
-        holder: HolderInfo,
-        holder_dict: dict[str, Any],
-        event: dict[str, Any],
-    ) -> Lease | None:
-        """Write the lease ``token`` and its event in one commit, conditioned on the lease
-        document being at ``version`` (absent if None). None if that precondition failed.
-
-        An update writes only the fields a new lease changes: the emulator's commit time grows
-        with the fields written (measured: with 10 fields about 2.0x a raw create, with 3 1.4x).
-        """
-        ttl_s = self.ttl.total_seconds()
-        data: dict[str, Any] = {
+    def _take_over(self, read: _Read, lease_id: str, secret: str, holder: HolderInfo,
+                   fields: dict[str, Any]) -> Lease | None:  # fmt: skip
+        """Replace an expired lease (or a legacy document that is not held) with ours, in one
+        commit conditioned on the version just read. None if someone else wrote first."""
+        old = read.status
+        token = old.token + 1
+        data = {
+            **fields,
+            "seq": 0,
+            "acquired_at": firestore.SERVER_TIMESTAMP,
             "token": token,
-            "seq": seq,
-            "state": "held",
-            "lease_id": lease_id,
-            "holder": holder_dict,
-            # The grant's time is this commit's update_time; the first renewal records it.
-            "acquired_at": None,
+            "state": firestore.DELETE_FIELD,
+            "revoked_by": firestore.DELETE_FIELD,
+            "lease_renewed_at": firestore.DELETE_FIELD,
         }
+        if read.data.get("schema") == _LEGACY_SCHEMA:
+            for legacy in ("stack", "released_by"):
+                data[legacy] = firestore.DELETE_FIELD
         batch = self._client.batch()
-        if version is None:
-            data.update(schema=_SCHEMA, stack=self.stack, ttl_seconds=ttl_s, released_by=None)
-            batch.create(self._ref, data)
+        option = self._client.write_option(last_update_time=read.update_time)
+        batch.update(self._ref, data, option=option)
+        # The counter already names the old lease: no other grant can happen without changing
+        # the lease document, which the precondition forbids, so it goes from old to old + 1.
+        batch.set(self._counter, {"token": token, "lease_id": lease_id}, merge=True)
+        if old.exists:  # an expired lease, not a released legacy document
+            event = self._event(
+                "takeover", token, holder, lease_id=lease_id,
+                acquired_at=firestore.SERVER_TIMESTAMP,
+                previous_holder=old.holder.to_dict() if old.holder else None,
+                previous_token=old.token, previous_lease_id=old.lease_id,
+                # The grant it ends, for history: with no write of its own (seq 0) this event
+                # is the only record of that acquire.
+                previous_acquired_at=old.acquired_at, previous_seq=old.seq,
+            )  # fmt: skip
         else:
-            # schema and stack never change; released_by is ignored while held.
-            if version.ttl_seconds != ttl_s:
-                data["ttl_seconds"] = ttl_s
-            option = self._client.write_option(last_update_time=version.update_time)
-            batch.update(self._ref, data, option=option)
-        batch.create(self._events.document(_event_id(seq)), event)
+            event = self._event(
+                "acquire", token, holder, lease_id=lease_id, acquired_at=firestore.SERVER_TIMESTAMP
+            )
+        self._add_event(batch, _event_id(token, 0), event)
+        sent = clock()
         try:
-            results = self._commit("acquiring", batch)
+            results = self._commit("taking over", batch)
         except _CONFLICTS:
-            self._known = None  # someone else wrote first (or the document is gone): read
             return None
         update_time = results[0].update_time
-        self._known = _Version(update_time, token, seq, "held", ttl_s)
+        return self._new_lease(token, lease_id, secret, holder, update_time, update_time, sent,
+                               seq=0)  # fmt: skip
+
+    def _new_lease(
+        self, token: int, lease_id: str, secret: str, holder: HolderInfo, acquired_at: Any,
+        update_time: Any, sent: float, *, seq: int,
+    ) -> Lease:  # fmt: skip
         return Lease(
             stack=self.stack,
             token=token,
             lease_id=lease_id,
             holder=holder,
             ttl=self.ttl,
-            acquired_at=update_time,
+            acquired_at=acquired_at,
             expires_at=update_time + self.ttl,
+            holder_secret=secret,
+            safe_until=sent + (self.ttl - self.margin).total_seconds(),
             _update_time=update_time,
             _seq=seq,
         )
 
-    def _lease(self, status: LockStatus, holder: HolderInfo, update_time: Any) -> Lease:
-        assert status.lease_id is not None and status.ttl is not None
-        return Lease(
-            stack=self.stack,
-            token=status.token,
-            lease_id=status.lease_id,
-            holder=holder,
-            ttl=status.ttl,
-            acquired_at=status.acquired_at or update_time,
-            expires_at=update_time + status.ttl,
-            _update_time=update_time,
-            _seq=status.seq,
-        )
+    # -- verify, renew, release -----------------------------------------------------------------
 
-    # -- renew, release ------------------------------------------------------------------------
-
-    def _check_owner(self, lease: Lease, status: LockStatus) -> bool:
-        """True if ``lease`` is still the current one; False if this same lease was already
-        released by its holder; raise :class:`LeaseLost` otherwise."""
-        if not status.exists:
-            raise LeaseLost(lease, status, "the lock document no longer exists")
+    def _check_holder(self, lease: Lease, read: _Read) -> None:
+        """Raise :class:`LeaseLost` unless ``read`` shows ``lease`` as the current lease, live
+        or expired but not taken over, and not revoked."""
+        status = read.status
+        if not read.exists or read.data.get("lease_id") != lease.lease_id:
+            if status.exists and status.holder is not None:
+                why = (f"superseded by token {status.token}, granted to "
+                       f"{status.holder.describe()}")  # fmt: skip
+            elif status.token > lease.token:
+                why = f"superseded by token {status.token} (since released)"
+            else:
+                why = "it was already released"
+            raise LeaseLost(lease, status, why)
+        if not digest_matches(lease.holder_secret, read.data.get("lease_id")):
+            raise LeaseLost(lease, status, "the holder secret does not match")
         if status.token != lease.token:
-            holder = status.holder.describe() if status.holder else "?"
+            raise LeaseLost(lease, status, f"the lock shows token {status.token}, not ours")
+        if status.revoked:
+            by = status.revoked_by or {}
             raise LeaseLost(
                 lease, status,
-                f"superseded by token {status.token}, granted to {holder}",
+                f"force-released by {by.get('who', '?')}: {by.get('reason', '')}",
             )  # fmt: skip
-        released_by = status.released_by or {}
-        if status.exists and not (status.held or status.expired):
-            if released_by.get("kind") == "force":
-                raise LeaseLost(
-                    lease, status,
-                    f"force-released by {released_by.get('who', '?')}: "
-                    f"{released_by.get('reason', '')}",
-                )  # fmt: skip
-            return False
-        return True
 
-    def _write_as_holder(
-        self,
-        lease: Lease,
-        what: str,
-        make: Callable[[int], tuple[dict[str, Any], dict[str, Any]]],
-        state: str,
-    ) -> Any | None:
-        """Write ``make(seq)`` = (lock fields, event) as ``lease``'s holder, in one round trip
-        when nothing changed since this holder's last write. Returns the commit's update time,
-        or ``None`` if the lease had already been released by its holder."""
+    def verify(self, lease: Lease) -> LockStatus:
+        """Re-verify ``lease`` before a step that changes the world (fencing at the mutation).
+
+        One read: the lease document must still be this lease (its id, the holder secret's
+        digest and the token match), not revoked, and not expired by Firestore's clock; and
+        this process's clock must still be before the lease's safe time. Returns the status
+        read; the caller should then act at once (a lease can be lost the moment after).
+
+        :raises LeaseLost: superseded, force-released, released, expired, or past its safe
+            time: stop before mutating anything.
+        :raises LockUnavailable: Firestore unreachable (the lease cannot be confirmed: do not
+            mutate).
+        """
+        self._check_safe_time(lease)
+        read = self._read()
+        self._check_holder(lease, read)
+        if read.status.expired:
+            raise LeaseLost(lease, read.status, "it expired (not renewed within its TTL)")
+        self._check_safe_time(lease)
+        return read.status
+
+    def _check_safe_time(self, lease: Lease) -> None:
+        late = clock() - lease.safe_until
+        if lease.safe_until and late >= 0:
+            raise LeaseLost(
+                lease, None,
+                f"its safe time passed {late:.1f} s ago (no renewal confirmed within TTL - "
+                f"{self.margin.total_seconds():g} s): another client may take it over",
+            )  # fmt: skip
+
+    def _write_as_holder(self, lease: Lease, what: str, event_name: str,
+                         make: Callable[[int], dict[str, Any] | None],
+                         *, allow_revoked: bool = False) -> tuple[Any, float]:  # fmt: skip
+        """Write ``make(seq)`` (the lease fields, or None to delete it) and its history event
+        as ``lease``'s holder, in one round trip when nothing changed since this holder's last
+        write. Returns the commit's update time and the local send time."""
         update_time, seq = lease._update_time, lease._seq
         for _ in range(_MAX_CONFLICTS):
             if update_time is None:
-                snap = self._get()
-                if not self._check_owner(lease, self._status(snap)):
-                    return None
-                update_time, seq = snap.update_time, int(snap.get("seq"))
-            fields, event = make(seq + 1)
+                read = self._read()
+                try:
+                    self._check_holder(lease, read)
+                except LeaseLost:
+                    if not (allow_revoked and read.exists and read.status.revoked
+                            and read.data.get("lease_id") == lease.lease_id
+                            and digest_matches(lease.holder_secret,
+                                               read.data.get("lease_id"))):  # fmt: skip
+                        raise
+                update_time, seq = read.update_time, read.status.seq
+            fields = make(seq + 1)
             batch = self._client.batch()
-            batch.update(
-                self._ref, fields, option=self._client.write_option(last_update_time=update_time)
-            )
-            batch.create(self._events.document(_event_id(seq + 1)), event)
+            option = self._client.write_option(last_update_time=update_time)
+            if fields is None:
+                batch.delete(self._ref, option=option)
+            else:
+                batch.update(self._ref, fields, option=option)
+            event = self._event(event_name, lease.token, lease.holder, lease_id=lease.lease_id,
+                                acquired_at=lease.acquired_at)  # fmt: skip
+            self._add_event(batch, _event_id(lease.token, seq + 1), event)
+            sent = clock()
             try:
                 results = self._commit(what, batch)
             except _CONFLICTS:
                 update_time = None  # changed since: re-read and check we still hold it
                 continue
             lease._update_time, lease._seq = results[0].update_time, seq + 1
-            self._known = _Version(
-                results[0].update_time, lease.token, seq + 1, state, lease.ttl.total_seconds()
-            )
-            return results[0].update_time
+            return results[0].update_time, sent
         raise DeployLockError(
             f"gave up {what} the lock of stack {self.stack!r} after {_MAX_CONFLICTS} "
             "conflicting writes"
         )
 
     def renew(self, lease: Lease) -> Lease:
-        """Extend ``lease`` by the TTL from now (Firestore time); updates and returns it.
+        """Extend ``lease`` by the TTL from now (Firestore time); updates and returns it, with
+        its ``safe_until`` moved to this renewal's send time + TTL - margin.
 
         Succeeds while the lease is the current one, including after it expired if nobody took
         it over meanwhile (no one else held the lock, so exclusivity was never broken).
 
-        :raises LeaseLost: taken over, force-released or already released: stop at once.
+        :raises LeaseLost: taken over, force-released or released: stop at once.
         :raises LockUnavailable: Firestore unreachable (the lease may still expire: retry
-            before ``lease.expires_at``).
+            before ``lease.safe_until``).
         """
-        ttl_s = lease.ttl.total_seconds()
-
-        def make(seq: int) -> tuple[dict[str, Any], dict[str, Any]]:
-            # The write moves update_time; acquired_at is empty until the first renewal.
-            fields = {"seq": seq, "ttl_seconds": ttl_s, "acquired_at": lease.acquired_at}
-            return fields, self._event(seq, "renew", lease.token, lease.holder)
-
-        update_time = self._write_as_holder(lease, "renewing", make, "held")
-        if update_time is None:
+        if lease._released:
             raise LeaseLost(lease, None, "it was already released by its holder")
+
+        def make(seq: int) -> dict[str, Any]:
+            # The write moves update_time (the expiry); the token is kept in the document too.
+            return {"seq": seq, "token": lease.token, "acquired_at": lease.acquired_at}
+
+        update_time, sent = self._write_as_holder(lease, "renewing", "renew", make)
         lease.expires_at = update_time + lease.ttl
+        lease.safe_until = sent + (lease.ttl - self.margin).total_seconds()
         return lease
 
-    def release(self, lease: Lease | int) -> bool:
-        """Release the lock held by ``lease`` (or by the lease with this fencing token).
+    def release(self, lease: Lease) -> bool:
+        """Release the lock held by ``lease`` (delete the lease document): the lock is free.
 
-        :returns: True if released now; False if this lease had already been released by its
-            holder (releasing twice is harmless).
-        :raises LeaseLost: the lease is not the current one (taken over after expiring, or
-            force-released): its holder must not assume it held the lock until now.
+        A lease force-released while its holder ran is released too (acknowledging that the
+        holder stopped, which frees the lock before the lease expires), then reported lost.
+
+        :returns: True if released now; False if this lease had already been released
+            (releasing twice is harmless).
+        :raises LeaseLost: the lease is not the current one (taken over after expiring), or was
+            force-released: its holder must not assume it held the lock until now.
         :raises LockUnavailable: Firestore unreachable; the lease expires after its TTL.
         """
-        if isinstance(lease, int) and not isinstance(lease, bool):
-            lease = self.lease_for_token(lease)
+        if lease._released:
+            return False
+        revoked: list[LockStatus] = []
 
-        def make(seq: int) -> tuple[dict[str, Any], dict[str, Any]]:
-            fields = {
-                "state": "released",
-                "seq": seq,
-                "released_by": {"kind": "release", "who": lease.holder.who, "token": lease.token},
-            }
-            return fields, self._event(seq, "release", lease.token, lease.holder)
+        def make(seq: int) -> None:
+            return None
 
-        released = self._write_as_holder(lease, "releasing", make, "released") is not None
-        # Forget the version: a second release (or a renew) must read and find it released.
+        try:
+            self._write_as_holder(lease, "releasing", "release", make)
+        except LeaseLost as exc:
+            if exc.status is not None and exc.status.revoked and self._ack_revoked(lease, exc):
+                revoked.append(exc.status)
+            elif exc.why == "it was already released":
+                lease._released = True
+                return False
+            if not revoked:
+                raise
+        lease._released = True
         lease._update_time = None
-        return released
+        self._seen_taken = False
+        if revoked:
+            by = revoked[0].revoked_by or {}
+            raise LeaseLost(
+                lease, revoked[0],
+                f"force-released by {by.get('who', '?')}: {by.get('reason', '')} (released now "
+                "that the command stopped: the lock is free)",
+            )  # fmt: skip
+        return True
 
-    def lease_for_token(self, token: int) -> Lease:
+    def _ack_revoked(self, lease: Lease, exc: LeaseLost) -> bool:
+        """Delete our own revoked lease document (the holder confirms it stopped)."""
+        try:
+            self._write_as_holder(lease, "releasing", "release", lambda seq: None,
+                                  allow_revoked=True)  # fmt: skip
+        except LeaseLost:
+            return False
+        return True
+
+    def lease_for(self, token: int, holder_secret: str | None, *,
+                  by: HolderInfo | None = None, action: str = "release") -> Lease:  # fmt: skip
         """The lease with fencing token ``token``, to renew or release it from another process
-        than the one that acquired it (the CLI's ``renew``/``release --token``).
+        than the one that acquired it (the CLI's ``renew``/``release``), given its holder
+        secret (what ``acquire`` printed).
 
-        :raises LeaseLost: ``token`` is not the current lease's (superseded, force-released).
+        :raises NotHolder: no secret, or the wrong one: refused, and the attempt is recorded
+            in the history as ``{action}-refused`` with who tried (``by``).
+        :raises LeaseLost: ``token`` is not the current lease (superseded, released).
         """
-        status = self._status(self._get())
-        holder = status.holder or HolderInfo(who="?", host="?", pid=0)
-        stub = Lease(
-            stack=self.stack, token=token, lease_id=status.lease_id or "", holder=holder,
-            ttl=status.ttl or self.ttl, acquired_at=status.acquired_at or status.read_at,
-            expires_at=status.read_at,
+        read = self._read()
+        status = read.status
+        if not read.exists or status.token != token:
+            stub = Lease(
+                stack=self.stack, token=token, lease_id="", holder=HolderInfo(who="?", host="?",
+                pid=0), ttl=self.ttl, acquired_at=status.read_at, expires_at=status.read_at,
+                holder_secret="",
+            )  # fmt: skip
+            if not read.exists and status.token == token:
+                raise LeaseLost(stub, status, "it was already released")
+            self._check_holder(stub, read)  # raises LeaseLost naming the current holder
+        if not digest_matches(holder_secret, read.data.get("lease_id")):
+            why = "no holder secret given" if not holder_secret else "the holder secret is wrong"
+            self._record_refused(read, action, why, by or HolderInfo.detect())
+            raise NotHolder(
+                self.stack, token,
+                f"{why}; only the process that acquired the lease knows it (acquire printed "
+                "it); to take the lock from its holder use force-release with a reason",
+            )  # fmt: skip
+        assert status.holder is not None and status.ttl is not None
+        return Lease(
+            stack=self.stack, token=token, lease_id=str(read.data["lease_id"]),
+            holder=status.holder, ttl=status.ttl, acquired_at=status.acquired_at,
+            expires_at=status.expires_at, holder_secret=str(holder_secret),
+            # Another process: no safe time of its own (it never timed a write of this lease).
+            # A revoked lease is written only after a read that reports the revocation.
+            safe_until=0.0, _update_time=None if status.revoked else read.update_time,
+            _seq=status.seq,
         )  # fmt: skip
-        self._check_owner(stub, status)  # raises LeaseLost for a stale token
-        return stub
+
+    def _record_refused(self, read: _Read, action: str, why: str, by: HolderInfo) -> None:
+        status = read.status
+        event = self._event(
+            f"{action}-refused", status.token, status.holder, lease_id=status.lease_id,
+            acquired_at=status.acquired_at, by=f"{by.who}@{by.host}", reason=why,
+            attempted_by=by.to_dict(),
+        )  # fmt: skip
+        key = f"{_event_id(status.token, status.seq)}-{secrets.token_hex(4)}"
+        event["key"] = key
+        self._rpc("recording a refused attempt on", self._events.document(key).create, event)
 
     # -- force release, status, history ----------------------------------------------------------
 
     def force_release(self, *, reason: str, by: HolderInfo | None = None) -> LockStatus | None:
-        """Release the lock whoever holds it, recording who did it and why.
+        """Take the lock from whoever holds it, recording who did it and why.
+
+        A live lease is *revoked*: its holder learns it at its next read (a few seconds, see
+        :data:`~scripts.deploylock.REVOCATION_POLL`), stops its command and releases; the lock
+        is free then, or when the lease expires if the holder is gone. So no one can acquire
+        while the displaced holder's command may still run. An expired lease is removed at
+        once (its holder's safe time is over).
 
         :param reason: required, non-empty: recorded in history and shown to the displaced
-            holder (whose next renew/release raises :class:`LeaseLost` naming it).
+            holder (whose renew/release raises :class:`LeaseLost` naming it).
         :returns: the displaced lease's status (live or expired), or ``None`` if the lock was
             not held (nothing is written then).
         :raises InvalidLockConfig: empty reason.
@@ -557,73 +740,113 @@ class DeployLock:
             raise InvalidLockConfig("force-release needs a reason (who asked, and why)")
         by = by or HolderInfo.detect(reason=reason)
         for _ in range(_MAX_CONFLICTS):
-            snap = self._get()
-            status = self._status(snap)
-            if not status.exists or not (status.held or status.expired):
+            read = self._read()
+            status = read.status
+            if not status.exists:
                 return None
             seq = status.seq + 1
-            fields = {
-                "state": "released",
-                "seq": seq,
-                "released_by": {
-                    "kind": "force",
-                    "who": by.who,
-                    "host": by.host,
-                    "reason": reason,
-                    "token": status.token,
-                },
-            }
+            batch = self._client.batch()
+            option = self._client.write_option(last_update_time=read.update_time)
+            revoked_by = {"who": by.who, "host": by.host, "reason": reason}
+            if read.data.get("schema") == _LEGACY_SCHEMA:
+                # Tokens must go on from the legacy document's, which held the only count.
+                batch.delete(self._ref, option=option)
+                batch.set(self._counter, {"token": status.token, "lease_id": None}, merge=True)
+            elif status.expired:
+                batch.delete(self._ref, option=option)
+            elif status.revoked:
+                return status  # already told to stop; it frees itself or expires
+            else:
+                batch.update(self._ref, {
+                    "state": "revoked", "revoked_by": revoked_by, "seq": seq,
+                    "token": status.token, "lease_renewed_at": read.update_time,
+                }, option=option)  # fmt: skip
             event = self._event(
-                seq, "force-release", status.token, status.holder, by=by.who, reason=reason,
+                "force-release", status.token, status.holder, lease_id=status.lease_id,
+                acquired_at=status.acquired_at, by=by.who, reason=reason,
                 previous_holder=status.holder.to_dict() if status.holder else None,
                 previous_token=status.token,
             )  # fmt: skip
-            batch = self._client.batch()
-            option = self._client.write_option(last_update_time=snap.update_time)
-            batch.update(self._ref, fields, option=option)
-            batch.create(self._events.document(_event_id(seq)), event)
+            self._add_event(batch, _event_id(status.token, max(seq, 1)), event)
             try:
-                results = self._commit("force-releasing", batch)
+                self._commit("force-releasing", batch)
             except _CONFLICTS:
                 continue
-            assert status.ttl is not None
-            self._known = _Version(
-                results[0].update_time, status.token, seq, "released", status.ttl.total_seconds()
-            )
             return status
         raise DeployLockError(f"gave up force-releasing stack {self.stack!r}: too many conflicts")
 
     def status(self) -> LockStatus:
         """The lock as Firestore has it now (holder, token, expiry), without acquiring it."""
-        return self._status(self._get())
+        return self._read().status
 
     def history(self, limit: int = 20) -> list[LockEvent]:
-        """The last ``limit`` events (acquire, takeover, renew, release, force-release), newest
-        first."""
+        """The last ``limit`` events, newest first: ``acquire`` (or ``takeover``), ``renew``,
+        ``release``, ``force-release`` and refused attempts.
+
+        A lease granted by a plain create wrote no event (one round trip); its ``acquire`` is
+        shown from the lease document while it has no later event, then from the holder and
+        grant time every later event of that lease carries.
+        """
         if not isinstance(limit, int) or limit < 1:
             raise InvalidLockConfig(f"history limit must be a positive integer, got {limit!r}")
-        query = self._events.order_by("seq", direction=firestore.Query.DESCENDING).limit(limit)
+        # By the ``key`` field (the document id): the emulator cannot scan ``__name__``
+        # descending, and a single-field index is automatic in Firestore.
+        query = self._events.order_by("key", direction=firestore.Query.DESCENDING).limit(limit)
         docs = self._rpc(f"reading the history of stack {self.stack!r}", query.get)
-        events = []
+        events: list[LockEvent] = []
+        firsts: dict[int, dict[str, Any]] = {}  # token -> its seq-1 event: shows the acquire
+        stored: set[tuple[int, int]] = set()  # (token, seq) of the lease's own writes
         for doc in docs:
             d = doc.to_dict()
-            events.append(
-                LockEvent(
-                    seq=int(d["seq"]),
-                    event=d["event"],
-                    stack=d.get("stack", self.stack),
-                    token=int(d.get("token", 0)),
-                    at=doc.create_time,
-                    holder=HolderInfo.from_dict(d["holder"]) if d.get("holder") else None,
-                    by=d.get("by"),
-                    reason=d.get("reason"),
-                    previous_holder=HolderInfo.from_dict(d["previous_holder"])
-                    if d.get("previous_holder")
-                    else None,
-                    previous_token=d.get("previous_token"),
-                )
-            )
-        return events
+            token, _, rest = doc.id.partition("-")
+            seq = int(rest.split("-")[0])
+            events.append(self._to_event(d, int(token), seq, doc.create_time))
+            if "-" not in rest:  # not a refused attempt (those add a random suffix)
+                stored.add((int(token), seq))
+                if seq == 1:
+                    firsts[int(token)] = d
+                if d.get("event") == "takeover" and d.get("previous_seq") == 0:
+                    firsts.setdefault(int(d["previous_token"]), {
+                        "holder": d.get("previous_holder"),
+                        "acquired_at": d.get("previous_acquired_at"),
+                        "lease_id": d.get("previous_lease_id"),
+                    })  # fmt: skip
+        for token, d in firsts.items():
+            if (token, 0) not in stored:
+                events.append(self._acquire_event(token, d.get("holder"), d.get("acquired_at"),
+                                                  d.get("lease_id")))  # fmt: skip
+        read = self._read()
+        if read.exists and read.data.get("schema") == _SCHEMA:
+            st = read.status
+            if st.seq == 0 and (st.token, 0) not in stored:
+                events.append(self._acquire_event(st.token, read.data.get("holder"),
+                                                  st.acquired_at, st.lease_id))  # fmt: skip
+        events.sort(key=lambda e: (e.token, e.seq, e.at or read.status.read_at), reverse=True)
+        return events[:limit]
+
+    def _acquire_event(self, token: int, holder: Any, at: Any, lease_id: Any) -> LockEvent:
+        return LockEvent(
+            seq=0, event="acquire", stack=self.stack, token=token, at=at,
+            holder=HolderInfo.from_dict(holder) if holder else None, lease_id=lease_id,
+        )  # fmt: skip
+
+    def _to_event(self, d: dict[str, Any], token: int, seq: int, at: Any) -> LockEvent:
+        def who(value: Any) -> HolderInfo | None:
+            return HolderInfo.from_dict(value) if value else None
+
+        return LockEvent(
+            seq=seq,
+            event=d["event"],
+            stack=d.get("stack", self.stack),
+            token=token,
+            at=at,
+            holder=who(d.get("holder")),
+            by=d.get("by"),
+            reason=d.get("reason"),
+            previous_holder=who(d.get("previous_holder")),
+            previous_token=d.get("previous_token"),
+            lease_id=d.get("lease_id"),
+        )
 
     # -- heartbeat and context manager ----------------------------------------------------------
 
@@ -632,15 +855,22 @@ class DeployLock:
         lease: Lease,
         *,
         interval: timedelta | None = None,
+        stop_before: timedelta = timedelta(0),
         on_lost: LostCallback | None = None,
+        on_renewed: RenewedCallback | None = None,
     ) -> Heartbeat:
         """A background renewer for ``lease`` (start it with ``with`` or :meth:`Heartbeat.start`).
 
-        Renews every ``interval`` (default TTL/3). When a renewal finds the lease lost, or no
-        renewal has succeeded for a whole TTL (Firestore unreachable), it stops, sets
-        :attr:`Heartbeat.lost` and calls ``on_lost(error)`` from its thread.
+        Renews every ``interval`` (default TTL/3) and reads the lease in between (every
+        :data:`~scripts.deploylock.REVOCATION_POLL`) to learn of a force-release. It calls
+        ``on_renewed(lease)`` after each confirmed renewal (``lease.safe_until`` moved), and,
+        once, ``on_lost(error)`` when a renewal or read finds the lease lost, or when
+        ``stop_before`` remains before the safe time with no renewal confirmed (Firestore
+        unreachable): the caller's cue to stop its work so that it has ended by the safe time.
+        Then :attr:`Heartbeat.lost` is set and renewals stop. Callbacks run in its threads.
         """
-        return Heartbeat(self, lease, interval=interval, on_lost=on_lost)
+        return Heartbeat(self, lease, interval=interval, stop_before=stop_before,
+                         on_lost=on_lost, on_renewed=on_renewed)  # fmt: skip
 
     @contextlib.contextmanager
     def hold(
@@ -654,7 +884,8 @@ class DeployLock:
         """Acquire, heartbeat while the block runs, release on exit (also on exceptions).
 
         Yields the :class:`Heartbeat`: ``hb.lease.token`` is the fencing token; call
-        ``hb.check()`` before each fenced write to stop as soon as the lease is lost.
+        ``hb.verify()`` before each step that changes the world (a read: raises
+        :class:`LeaseLost` if superseded), ``hb.check()`` for the local state alone.
 
         :raises LockHeld: as :meth:`acquire`.
         :raises LeaseLost: on exit, if the lease was lost while the block ran (unless the block
@@ -671,12 +902,16 @@ class DeployLock:
             if failed:
                 with contextlib.suppress(DeployLockError):
                     self.release(hb.lease)
-        hb.check()
+        if hb.error is not None:
+            with contextlib.suppress(DeployLockError):
+                self.release(hb.lease)
+            raise hb.error
         self.release(hb.lease)
 
 
 class Heartbeat:
-    """Renews a lease in a daemon thread until stopped or the lease is lost."""
+    """Renews a lease in a daemon thread, and watches its safe time in another, until stopped
+    or the lease is lost."""
 
     def __init__(
         self,
@@ -684,7 +919,9 @@ class Heartbeat:
         lease: Lease,
         *,
         interval: timedelta | None = None,
+        stop_before: timedelta = timedelta(0),
         on_lost: LostCallback | None = None,
+        on_renewed: RenewedCallback | None = None,
     ) -> None:
         self.lock = lock
         self.lease = lease
@@ -694,31 +931,48 @@ class Heartbeat:
                 f"heartbeat interval must be positive and shorter than the TTL ({lease.ttl}), "
                 f"got {self.interval}"
             )
+        self.stop_before = stop_before.total_seconds()
         self.lost = threading.Event()
         self.error: LeaseLost | None = None
         self.renewals = 0
         self._on_lost = on_lost
+        self._on_renewed = on_renewed
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._changed = threading.Condition()
+        self._lose_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> Heartbeat:
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name=f"deploy-lock-heartbeat-{self.lease.stack}", daemon=True
-            )
-            self._thread.start()
+        if not self._threads:
+            name = f"deploy-lock-{self.lease.stack}"
+            self._threads = [
+                threading.Thread(target=self._renew_loop, name=f"{name}-renew", daemon=True),
+                threading.Thread(target=self._deadline_loop, name=f"{name}-safe", daemon=True),
+            ]
+            for t in self._threads:
+                t.start()
         return self
 
     def stop(self) -> None:
         """Stop renewing (waits for an in-flight renewal). Does not release the lease."""
         self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
+        with self._changed:
+            self._changed.notify_all()
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join()
 
     def check(self) -> None:
-        """Raise the :class:`LeaseLost` error if the heartbeat found the lease lost."""
+        """Raise :class:`LeaseLost` if the lease was found lost, or its safe time has passed
+        (no read: this process's own knowledge)."""
         if self.error is not None:
             raise self.error
+        self.lock._check_safe_time(self.lease)
+
+    def verify(self) -> LockStatus:
+        """:meth:`check`, then :meth:`DeployLock.verify` (a read): call before each mutation."""
+        self.check()
+        return self.lock.verify(self.lease)
 
     def __enter__(self) -> Heartbeat:
         return self.start()
@@ -726,32 +980,70 @@ class Heartbeat:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def _run(self) -> None:
+    def _renew_loop(self) -> None:
         interval = self.interval.total_seconds()
-        ttl = self.lease.ttl.total_seconds()
-        # Local monotonic time when the last successful renewal was *sent*: the server's
-        # update_time is later, so the lease lives at least until this + TTL.
-        renewed_from = time.monotonic()
-        delay = interval
-        while not self._stop.wait(delay):
-            sent = time.monotonic()
-            try:
-                self.lock.renew(self.lease)
-            except LeaseLost as exc:
-                self._lose(exc)
+        poll = REVOCATION_POLL.total_seconds()
+        margin_ttl = (self.lease.ttl - self.lock.margin).total_seconds()
+        next_renew = self.lease.safe_until - margin_ttl + interval
+        next_poll = clock() + poll
+        while not self.lost.is_set():
+            wake = min(next_renew, next_poll)
+            if self._stop.wait(max(0.0, wake - clock())):
                 return
-            except Exception as exc:  # LockUnavailable and anything unexpected: retry soon
-                if time.monotonic() - renewed_from >= ttl:
-                    self._lose(LeaseLost(self.lease, None, f"not renewed for a whole TTL: {exc}"))
+            now = clock()
+            if now >= next_renew:
+                try:
+                    self.lock.renew(self.lease)
+                except LeaseLost as exc:
+                    self._lose(exc)
                     return
-                delay = max(min(interval / 3, ttl - (time.monotonic() - renewed_from)), 0.05)
-                continue
-            renewed_from = sent
-            self.renewals += 1
-            delay = interval
+                except Exception:  # LockUnavailable and the like: retry soon
+                    next_renew = clock() + max(0.05, interval / 4)
+                    continue
+                self.renewals += 1
+                next_renew = self.lease.safe_until - margin_ttl + interval
+                next_poll = clock() + poll
+                with self._changed:
+                    self._changed.notify_all()
+                if self._on_renewed is not None and not self._stop.is_set():
+                    self._on_renewed(self.lease)
+            else:
+                try:
+                    self.lock._check_holder(self.lease, self.lock._read())
+                except LeaseLost as exc:
+                    self._lose(exc)
+                    return
+                except Exception:  # unreachable: the safe-time watch covers it
+                    pass
+                next_poll = clock() + poll
+
+    def _deadline_loop(self) -> None:
+        with self._changed:
+            while not self._stop.is_set() and not self.lost.is_set():
+                left = self.lease.safe_until - self.stop_before - clock()
+                if left <= 0:
+                    break
+                # Re-checked at least every 0.5 s: a Condition waits on CLOCK_MONOTONIC,
+                # which does not count a suspended machine's sleep; clock() does.
+                self._changed.wait(min(left, 0.5))
+            else:
+                return
+        self._lose(
+            LeaseLost(
+                self.lease,
+                None,
+                f"no renewal confirmed in time: its safe time ends in "
+                f"{max(0.0, self.lease.safe_until - clock()):.1f} s (Firestore unreachable?)",
+            )  # fmt: skip
+        )
 
     def _lose(self, exc: LeaseLost) -> None:
-        self.error = exc
-        self.lost.set()
+        with self._lose_lock:
+            if self.error is not None:
+                return
+            self.error = exc
+            self.lost.set()
+        with self._changed:
+            self._changed.notify_all()
         if self._on_lost is not None:
             self._on_lost(exc)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import getpass
+import hashlib
+import hmac
 import os
 import re
+import secrets
 import socket
 import subprocess
 from dataclasses import dataclass, field
@@ -21,6 +24,24 @@ MIN_TTL = timedelta(seconds=1)
 CLI_MIN_TTL = timedelta(seconds=10)
 #: Heartbeat period as a fraction of the TTL: two renewals may fail before the lease expires.
 HEARTBEAT_FRACTION = 3
+#: Safe time (the DynamoDB lock client's ``safeTimeWithoutHeartbeat``): the holder counts its
+#: lease as certainly valid until the *send* time of its last confirmed renewal + TTL - this
+#: margin, by its own clock. The margin absorbs clock-rate differences between this machine
+#: and Firestore (NTP slews at most 500 ppm, 0.3 s over 10 min), a late wake-up of the
+#: watchdog on a loaded machine and a SIGKILL taking effect: the larger of the minimum and a
+#: fraction of the TTL.
+SAFETY_MARGIN_MIN = timedelta(milliseconds=500)
+SAFETY_MARGIN_FRACTION = 0.05
+#: A holder also reads its lease this often between renewals, so a force-release (which
+#: revokes the lease) reaches it within seconds, not at the next renewal (TTL/3).
+REVOCATION_POLL = timedelta(seconds=5)
+#: After SIGINT, the command gets this long to exit before SIGKILL; never more than
+#: :func:`max_grace` allows, since the grace is spent *inside* the lease.
+DEFAULT_GRACE = timedelta(seconds=10)
+#: Where a holder's secret is read from by ``deploy-lock renew``/``release``.
+HOLDER_SECRET_ENV = "DEPLOY_LOCK_HOLDER_SECRET"
+#: Bytes of randomness in a holder secret (``secrets.token_urlsafe``).
+_SECRET_BYTES = 32
 #: The Firestore database holding the lock (and the deployment records): created by the
 #: bootstrap program (infra/bootstrap), not the platform's own ``(default)`` database, since a
 #: lock cannot live in the stack it protects. Every CLI reads this one default; the
@@ -64,6 +85,71 @@ def validate_ttl(ttl: timedelta | float | int, *, minimum: timedelta = MIN_TTL) 
             f"TTL must be at least {minimum.total_seconds():g} s, got {td.total_seconds():g} s"
         )
     return td
+
+
+def safety_margin(ttl: timedelta) -> timedelta:
+    """The margin subtracted from the TTL to get a lease's safe time (see
+    :data:`SAFETY_MARGIN_MIN`)."""
+    return max(SAFETY_MARGIN_MIN, ttl * SAFETY_MARGIN_FRACTION)
+
+
+def max_grace(ttl: timedelta) -> timedelta:
+    """The longest grace period a lease of ``ttl`` can hold inside it.
+
+    The command is told to stop (SIGINT) at safe time - grace and killed at the safe time. The
+    stop must not begin before the next renewal (sent TTL/3 after the last) has had time to
+    land and push the safe time out: it may begin from TTL/2 after the last confirmed renewal,
+    so the grace is at most TTL/2 - margin.
+    """
+    return max(timedelta(0), ttl / 2 - safety_margin(ttl))
+
+
+def default_grace(ttl: timedelta) -> timedelta:
+    """:data:`DEFAULT_GRACE`, or less when the TTL cannot hold it."""
+    return min(DEFAULT_GRACE, max_grace(ttl))
+
+
+def validate_grace(grace: timedelta | float | int | None, ttl: timedelta) -> timedelta:
+    """``grace`` as a timedelta (None: :func:`default_grace`), or raise
+    :class:`InvalidLockConfig` when it is negative or larger than the TTL allows."""
+    if grace is None:
+        return default_grace(ttl)
+    if isinstance(grace, bool) or not isinstance(grace, (timedelta, int, float)):
+        raise InvalidLockConfig(f"grace must be a timedelta or seconds, not {grace!r}")
+    td = grace if isinstance(grace, timedelta) else timedelta(seconds=grace)
+    if not td >= timedelta(0):
+        raise InvalidLockConfig(f"grace must be zero or positive, got {td.total_seconds():g} s")
+    limit = max_grace(ttl)
+    if td > limit:
+        raise InvalidLockConfig(
+            f"grace {td.total_seconds():g} s does not fit in a {ttl.total_seconds():g} s lease: "
+            f"the command must have exited before the lease can expire, so the grace is at "
+            f"most TTL/2 - safety margin = {limit.total_seconds():g} s; lower --grace or raise "
+            "--ttl"
+        )
+    return td
+
+
+def new_holder_secret() -> str:
+    """A fresh random holder secret: proof of holding a lease, known only to its acquirer."""
+    return secrets.token_urlsafe(_SECRET_BYTES)
+
+
+def holder_digest(secret: str) -> str:
+    """What Firestore stores of a holder secret: its SHA-256, hex.
+
+    The secret has 256 random bits, so a plain hash cannot be brute-forced (no salt or slow
+    hash needed, unlike passwords). Storing only the hash means that reading the lock (every
+    ``status`` user, a log of the document) never yields what ``release`` requires.
+    """
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def digest_matches(secret: str | None, digest: str | None) -> bool:
+    """Constant-time comparison of ``secret``'s digest with a stored one."""
+    if not secret or not digest:
+        return False
+    return hmac.compare_digest(holder_digest(secret), digest)
 
 
 def _clip(value: Any) -> str | None:
@@ -189,8 +275,14 @@ class Lease:
 
     ``token`` is the fencing token: strictly greater than every token granted earlier for this
     stack, so anything the holder writes can carry it and a store can refuse writes with a
-    smaller one. ``acquired_at`` and ``expires_at`` are Firestore server times; ``expires_at``
-    moves forward on every renewal. A lease object is updated in place by ``renew``.
+    smaller one. ``holder_secret`` is the proof of holding: random, known only to the process
+    that acquired the lease (Firestore keeps its SHA-256); ``release`` and ``renew`` from
+    another process need it (``DeployLock.lease_for``). It is never shown by ``repr``, ``status``
+    or ``to_dict``. ``acquired_at`` and ``expires_at`` are Firestore server times; ``expires_at``
+    moves forward on every renewal. ``safe_until`` is the holder's own clock
+    (:func:`scripts.deploylock.clock`) reading until which the lease is certainly still valid:
+    the send time of the last confirmed write + TTL - :func:`safety_margin`. A lease object is
+    updated in place by ``renew``.
     """
 
     stack: str
@@ -200,12 +292,16 @@ class Lease:
     ttl: timedelta
     acquired_at: datetime
     expires_at: datetime
-    # Version of the lock document after this holder's last write: lets renew/release write in
+    holder_secret: str = field(repr=False)
+    safe_until: float = 0.0
+    # Version of the lease document after this holder's last write: renew/release write in
     # one round trip, conditioned on nothing having changed since.
     _update_time: datetime | None = field(default=None, repr=False)
     _seq: int = field(default=0, repr=False)
+    _released: bool = field(default=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
+        """Everyone may see this: no holder secret."""
         return {
             "stack": self.stack,
             "token": self.token,
@@ -219,11 +315,14 @@ class Lease:
 
 @dataclass(frozen=True, kw_only=True)
 class LockStatus:
-    """The lock document as read at ``read_at`` (Firestore server time).
+    """The lock as read at ``read_at`` (Firestore server time).
 
-    ``held`` is true only for a live lease: state held and not expired at ``read_at``.
-    ``expired`` marks a lease whose holder stopped renewing (crashed): the next acquire takes
-    it over. ``holder`` and ``token`` describe the last holder even after release.
+    ``exists``: a lease document exists (the lock is free when it does not). ``held`` is true
+    only for a live lease: not expired at ``read_at`` and not revoked. ``revoked``: a
+    force-release told the holder to stop; the lock becomes free when the holder confirms its
+    command stopped, or when the lease expires (``expires_at``), whichever comes first.
+    ``expired``: the holder stopped renewing (crashed, partitioned); the next acquire takes it
+    over. ``token`` is the current lease's, or the last one granted when free.
     """
 
     stack: str
@@ -238,33 +337,39 @@ class LockStatus:
     renewed_at: datetime | None
     expires_at: datetime | None
     read_at: datetime
-    released_at: datetime | None = None
-    released_by: dict[str, Any] | None = None
+    revoked: bool = False
+    revoked_by: dict[str, Any] | None = None
     seq: int = 0
 
     def describe(self) -> str:
         if not self.exists:
-            return f"stack {self.stack!r}: free (never locked)"
-        if self.held:
-            assert self.holder is not None
-            return (
-                f"stack {self.stack!r}: held by {self.holder.describe()} since "
-                f"{_fmt(self.acquired_at)}, expires {_fmt(self.expires_at)} unless renewed "
-                f"(token {self.token})"
-            )
+            last = f" (last token {self.token})" if self.token else " (never locked)"
+            return f"stack {self.stack!r}: free{last}"
+        assert self.holder is not None
         if self.expired:
-            assert self.holder is not None
             return (
                 f"stack {self.stack!r}: free (lease of {self.holder.describe()} expired at "
                 f"{_fmt(self.expires_at)}; token {self.token})"
             )
-        return f"stack {self.stack!r}: free (released {_fmt(self.released_at)}; token {self.token})"
+        if self.revoked:
+            by = self.revoked_by or {}
+            return (
+                f"stack {self.stack!r}: force-released by {by.get('who', '?')} "
+                f"({by.get('reason', '')}); waiting for {self.holder.describe()} to stop, "
+                f"free at the latest {_fmt(self.expires_at)} (token {self.token})"
+            )
+        return (
+            f"stack {self.stack!r}: held by {self.holder.describe()} since "
+            f"{_fmt(self.acquired_at)}, expires {_fmt(self.expires_at)} unless renewed "
+            f"(token {self.token})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "stack": self.stack,
             "held": self.held,
             "expired": self.expired,
+            "revoked": self.revoked,
             "token": self.token,
             "holder": self.holder.to_dict() if self.holder else None,
             "lease_id": self.lease_id,
@@ -272,16 +377,17 @@ class LockStatus:
             "acquired_at": _iso(self.acquired_at),
             "renewed_at": _iso(self.renewed_at),
             "expires_at": _iso(self.expires_at),
-            "released_at": _iso(self.released_at),
-            "released_by": self.released_by,
+            "revoked_by": self.revoked_by,
             "read_at": _iso(self.read_at),
         }
 
 
 @dataclass(frozen=True, kw_only=True)
 class LockEvent:
-    """One history record: ``acquire``, ``takeover`` (of an expired lease), ``renew``,
-    ``release`` or ``force-release``. ``at`` is Firestore server time; ``seq`` orders events."""
+    """One history record, ordered by ``(token, seq)``: ``acquire``, ``takeover`` (of an
+    expired lease), ``renew``, ``release``, ``force-release``, ``release-refused`` and
+    ``renew-refused`` (an attempt without the holder secret, by ``by``). ``seq`` counts the
+    writes of one lease (0: its grant). ``at`` is Firestore server time."""
 
     seq: int
     event: str
@@ -293,6 +399,7 @@ class LockEvent:
     reason: str | None = None
     previous_holder: HolderInfo | None = None
     previous_token: int | None = None
+    lease_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -306,6 +413,7 @@ class LockEvent:
             "reason": self.reason,
             "previous_holder": self.previous_holder.to_dict() if self.previous_holder else None,
             "previous_token": self.previous_token,
+            "lease_id": self.lease_id,
         }
 
 

@@ -48,10 +48,10 @@ def contender(host: str, project: str, stack: str, rounds: int, barrier, marker_
         barrier.wait()
 
 
-def holder_main() -> None:
+def holder_main(args: list[str]) -> None:
     """``python -m tests.lock._workers HOST PROJECT STACK TTL``: acquire, heartbeat, wait to
     be killed. Prints the token once acquired."""
-    host, project, stack, ttl = sys.argv[1:5]
+    host, project, stack, ttl = args[:4]
     from scripts.deploylock import DEFAULT_DATABASE, DeployLock
     from scripts.emulators import firestore_client
 
@@ -66,5 +66,72 @@ def holder_main() -> None:
         time.sleep(3600)
 
 
+def runner_main(args: list[str]) -> int:
+    """``python -m tests.lock._workers run HOST PROJECT STACK TTL GRACE -- CMD...``:
+    :func:`run_locked` with a TTL below the CLI's 10 s minimum (the library allows 1 s), so
+    the supervisor tests wait seconds, not tens of seconds. Short RPC timeouts, as a TTL of a
+    few seconds needs."""
+    host, project, stack, ttl, grace, dashes, *cmd = args
+    assert dashes == "--", args
+    from scripts.deploylock import DEFAULT_DATABASE, DeployLock, run_locked
+    from scripts.emulators import firestore_client
+
+    lock = DeployLock(
+        firestore_client(host, project, database=DEFAULT_DATABASE, rpc_timeout=2),
+        stack=stack,
+        ttl=timedelta(seconds=float(ttl)),
+        rpc_timeout=timedelta(seconds=2),
+        retry_deadline=timedelta(seconds=2),
+    )
+
+    def log(msg: str) -> None:
+        print(f"runner: {msg}", file=sys.stderr, flush=True)
+
+    return run_locked(lock, cmd, grace=float(grace), log=log)
+
+
+#: The command of the supervisor tests: appends ``clock()`` readings (the lock's clock,
+#: CLOCK_BOOTTIME, shared by every process here) to a file every 10 ms, one write(2) each,
+#: so a reading in the file proves the process ran at that moment. ``ignore``: ignores SIGINT
+#: (only SIGKILL stops it). ``escape``: also starts a grandchild that leaves the process group
+#: and session (setsid) and ticks too: killing the group alone would miss it.
+TICKER = r"""
+import os, signal, subprocess, sys, time
+path, mode = sys.argv[1], sys.argv[2]
+if "ignore" in mode:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+if "escape" in mode and "child" not in mode:
+    subprocess.Popen([sys.executable, "-c", sys.argv[3], path, mode + ",child", sys.argv[3]],
+                     start_new_session=True)
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+os.write(fd, f"pid {os.getpid()}\n".encode())
+while True:
+    os.write(fd, f"{time.clock_gettime(time.CLOCK_BOOTTIME)!r}\n".encode())
+    time.sleep(0.01)
+"""
+
+
+def ticker_argv(path: str, *, ignore_sigint: bool, escape: bool = False) -> list[str]:
+    mode = ",".join(m for m, on in (("ignore", ignore_sigint), ("escape", escape)) if on)
+    return [sys.executable, "-c", TICKER, path, mode or "plain", TICKER]
+
+
+def read_ticks(path: str) -> tuple[list[int], list[float]]:
+    """(pids, readings) written by :data:`TICKER` processes into ``path``."""
+    pids, ticks = [], []
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("pid "):
+                    pids.append(int(line.split()[1]))
+                elif line.strip():
+                    ticks.append(float(line))
+    except FileNotFoundError:
+        pass
+    return pids, ticks
+
+
 if __name__ == "__main__":
-    holder_main()
+    if sys.argv[1] == "run":
+        sys.exit(runner_main(sys.argv[2:]))
+    holder_main(sys.argv[1:])

@@ -80,3 +80,51 @@ def test_ordered_query_with_limit(firestore_db):
         events.document(f"{seq:012d}").create({"seq": seq})
     docs = events.order_by("seq", direction=firestore.Query.DESCENDING).limit(2).get()
     assert [d.get("seq") for d in docs] == [3, 2]
+
+
+def test_increment_result_comes_back_in_the_commit_and_a_failed_create_rolls_it_back(
+    firestore_db,
+):
+    """The lock's one-round-trip acquire: create-if-absent + Increment in one commit, the new
+    value read from the commit's ``transform_results``; if the create fails, the counter is
+    untouched (the commit is atomic)."""
+    lease = firestore_db.collection("contract").document("lease")
+    counter = firestore_db.collection("contract").document("counter")
+    batch = firestore_db.batch()
+    batch.create(lease, {"holder": "a"})
+    batch.set(counter, {"token": firestore.Increment(1), "lease_id": "a"}, merge=True)
+    results = batch.commit()
+    assert results[1].transform_results[0].integer_value == 1
+    batch = firestore_db.batch()
+    batch.create(lease, {"holder": "b"})
+    batch.set(counter, {"token": firestore.Increment(1), "lease_id": "b"}, merge=True)
+    with pytest.raises(gexc.AlreadyExists):
+        batch.commit()
+    assert counter.get().to_dict() == {"token": 1, "lease_id": "a"}
+    lease.delete()
+    batch = firestore_db.batch()
+    batch.create(lease, {"holder": "c"})
+    batch.set(counter, {"token": firestore.Increment(1), "lease_id": "c"}, merge=True)
+    assert batch.commit()[1].transform_results[0].integer_value == 2
+
+
+def test_get_all_reads_both_documents_at_one_read_time(firestore_db):
+    a = firestore_db.collection("contract").document("a")
+    b = firestore_db.collection("contract").document("b")
+    a.create({"x": 1})
+    snaps = list(firestore_db.get_all([a, b]))
+    assert {s.reference.path: s.exists for s in snaps} == {a.path: True, b.path: False}
+    assert len({s.read_time for s in snaps}) == 1
+
+
+def test_descending_order_by_a_field_not_by_document_id(firestore_db):
+    """History is ordered by a ``key`` field: the emulator refuses ``__name__`` descending."""
+    events = firestore_db.collection("contract").document("h").collection("events")
+    for key in ("000000000001-000000", "000000000001-000000-ab12", "000000000002-000000"):
+        events.document(key).create({"key": key})
+    docs = events.order_by("key", direction=firestore.Query.DESCENDING).get()
+    assert [d.id for d in docs] == [
+        "000000000002-000000", "000000000001-000000-ab12", "000000000001-000000",
+    ]  # fmt: skip
+    with pytest.raises(gexc.FailedPrecondition, match="descending"):
+        events.order_by("__name__", direction=firestore.Query.DESCENDING).get()

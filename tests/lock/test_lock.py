@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 import time
@@ -16,6 +17,10 @@ from scripts.deploylock import (
     LeaseLost,
     LockHeld,
     LockUnavailable,
+    NotHolder,
+    clock,
+    max_grace,
+    validate_grace,
 )
 from scripts.emulators import firestore_client
 
@@ -84,24 +89,56 @@ def test_stale_holder_release_and_renew_are_refused(make_lock):
     assert takeover.previous_token == 1
 
 
-def test_force_release_is_recorded_and_displaces_holder(make_lock):
-    lock = make_lock(ttl=30)
+def test_force_release_revokes_and_frees_when_the_holder_releases(make_lock):
+    lock, ops = make_lock(ttl=30), make_lock(ttl=30)
     lease = lock.acquire(holder("alice", command="pulumi up"))
     with pytest.raises(InvalidLockConfig, match="reason"):
-        lock.force_release(reason="  ")
-    displaced = lock.force_release(reason="deploy hung", by=holder("oncall"))
+        ops.force_release(reason="  ")
+    displaced = ops.force_release(reason="deploy hung", by=holder("oncall"))
     assert displaced.holder.who == "alice" and displaced.token == lease.token
-    assert not lock.status().held
+    status = ops.status()
+    assert status.revoked and not status.held and not status.expired
+    assert status.expires_at == lease.expires_at, "revoking keeps the lease's validity"
+    assert "force-released by oncall" in status.describe()
+    # Not free while alice may still be running: she has not confirmed she stopped.
+    with pytest.raises(LockHeld, match="waiting for alice"):
+        ops.acquire(holder("bob"))
     with pytest.raises(LeaseLost, match="force-released by oncall: deploy hung"):
-        lock.release(lease)
-    with pytest.raises(LeaseLost, match="force-released"):
+        lock.verify(lease)
+    with pytest.raises(LeaseLost, match="force-released by oncall: deploy hung"):
         lock.renew(lease)
-    assert lock.force_release(reason="again", by=holder("oncall")) is None  # nothing held
-    last = lock.history(1)[0]
-    assert (last.event, last.by, last.reason, last.previous_holder.who) == (
-        "force-release", "oncall", "deploy hung", "alice",
+    assert ops.force_release(reason="again", by=holder("oncall")).revoked  # no second write
+    # Her release acknowledges it: the lock is free at once, and she is told she lost it.
+    with pytest.raises(LeaseLost, match="force-released by oncall.*the lock is free"):
+        lock.release(lease)
+    assert not ops.status().exists
+    assert ops.force_release(reason="again", by=holder("oncall")) is None  # nothing held
+    assert ops.acquire(holder("bob")).token == lease.token + 1
+    force = next(e for e in lock.history(10) if e.event == "force-release")
+    assert (force.by, force.reason, force.previous_holder.who, force.token) == (
+        "oncall", "deploy hung", "alice", lease.token,
     )  # fmt: skip
-    assert lock.acquire(holder("bob")).token == lease.token + 1
+    assert events(lock) == [("acquire", 1), ("force-release", 1), ("release", 1), ("acquire", 2)]
+
+
+def test_force_release_of_a_gone_holder_frees_the_lock_at_its_expiry(make_lock):
+    lock, ops = make_lock(ttl=1.5), make_lock(ttl=1.5)
+    lease = lock.acquire(holder("alice"))
+    assert ops.force_release(reason="alice's laptop died", by=holder("oncall")) is not None
+    started = time.monotonic()
+    taken = ops.acquire(holder("bob"), wait=10)
+    assert time.monotonic() - started > 0.5  # waited for the revoked lease to expire
+    assert taken.token == lease.token + 1
+    assert events(lock)[-2:] == [("force-release", 1), ("takeover", 2)]
+
+
+def test_force_release_of_an_expired_lease_frees_it_at_once(make_lock):
+    lock = make_lock(ttl=1)
+    lock.acquire(holder("alice"))
+    time.sleep(1.2)
+    assert lock.force_release(reason="stale", by=holder("oncall")).expired
+    assert not lock.status().exists
+    assert lock.acquire(holder("bob")).token == 2
 
 
 def test_history_is_complete(make_lock):
@@ -117,10 +154,15 @@ def test_history_is_complete(make_lock):
         ("acquire", 1), ("renew", 1), ("release", 1), ("acquire", 2), ("takeover", 3),
         ("force-release", 3),
     ]  # fmt: skip
-    seqs = [e.seq for e in lock.history(100)]
-    assert seqs == sorted(seqs, reverse=True) == list(range(len(seqs), 0, -1))
+    keys = [(e.token, e.seq) for e in lock.history(100)]
+    assert keys == sorted(keys, reverse=True) == [(3, 1), (3, 0), (2, 0), (1, 2), (1, 1), (1, 0)]
     assert b.token < c.token
-    assert all(e.at is not None for e in lock.history(100))
+    history = lock.history(100)
+    assert all(e.at is not None for e in history)
+    assert [e.holder.who for e in reversed(history)] == ["a", "a", "a", "b", "c", "c"]
+    assert history[-1].at == a.acquired_at
+    # A window that cuts a lease's events shows none of that lease's acquire out of order.
+    assert [(e.event, e.token) for e in lock.history(2)] == [("force-release", 3), ("takeover", 3)]
 
 
 def test_renew_extends_expiry_by_firestore_time(make_lock):
@@ -172,11 +214,112 @@ def test_acquire_waits_for_release_and_reports_holder(make_lock):
         lock.acquire(holder("carol"), wait=0.5)
 
 
-def test_tokens_continue_after_lock_document_deleted(make_lock, lock_db):
+def test_the_lease_document_exists_only_while_held(make_lock, lock_db):
     lock = make_lock()
-    lock.release(lock.acquire(holder("a")))
-    lock_db.collection("deploy_locks").document("prod").delete()
+    ref = lock_db.collection("deploy_locks").document("prod")
+    lease = lock.acquire(holder("a"))
+    doc = ref.get().to_dict()
+    assert doc["lease_id"] == lease.lease_id
+    assert lease.holder_secret not in str(doc), "Firestore must not hold the secret itself"
+    lock.release(lease)
+    assert not ref.get().exists
+    assert lock.status().token == 1 and "last token 1" in lock.status().describe()
+
+
+def test_tokens_continue_after_the_lease_document_is_deleted_by_hand(make_lock, lock_db):
+    lock = make_lock()
+    lock.acquire(holder("a"))
+    lock_db.collection("deploy_locks").document("prod").delete()  # "unlocked" in the console
     assert lock.acquire(holder("b")).token == 2
+
+
+def test_release_and_renew_need_the_holder_secret(make_lock):
+    lock, other = make_lock(ttl=30), make_lock(ttl=30)
+    lease = lock.acquire(holder("alice"))
+    assert "holder_secret" not in repr(lease) and lease.holder_secret not in repr(lease)
+    assert lease.holder_secret not in str(lease.to_dict()) + str(lock.status().to_dict())
+    for secret in (None, "", "guessed"):
+        with pytest.raises(NotHolder, match="force-release"):
+            other.lease_for(lease.token, secret, by=holder("mallory"))
+    with pytest.raises(NotHolder):
+        other.lease_for(lease.token, None, by=holder("mallory"), action="renew")
+    assert other.status().held and other.status().token == lease.token
+    refused = [e for e in other.history(10) if e.event.endswith("-refused")]
+    assert [(e.event, e.by, e.token) for e in reversed(refused)] == [
+        ("release-refused", "mallory@test-host", 1)] * 3 + [
+        ("renew-refused", "mallory@test-host", 1)]  # fmt: skip
+    assert [e.reason for e in reversed(refused)] == [
+        "no holder secret given", "no holder secret given", "the holder secret is wrong",
+        "no holder secret given"]  # fmt: skip
+    # With the secret, another process (the CLI) renews and releases.
+    stub = other.lease_for(lease.token, lease.holder_secret)
+    other.renew(stub)
+    assert other.release(stub) is True
+    assert not other.status().exists
+    events_ = events(lock)
+    assert events_[0] == ("acquire", 1) and events_[-2:] == [("renew", 1), ("release", 1)]
+
+
+def test_verify_before_each_mutation(make_lock):
+    lock, other = make_lock(ttl=1.5), make_lock(ttl=1.5)
+    lease = lock.acquire(holder("alice"))
+    assert lock.verify(lease).token == lease.token
+    forged = dataclasses.replace(lease, holder_secret="not-it")
+    with pytest.raises(LeaseLost, match="secret"):
+        lock.verify(forged)
+    time.sleep(1.6)  # expired by Firestore's clock, not yet taken over
+    with pytest.raises(LeaseLost, match="safe time passed"):
+        lock.verify(lease)
+    taken = other.acquire(holder("bob"))
+    lease.safe_until = clock() + 60  # even a holder whose clock says "safe" is refused
+    with pytest.raises(LeaseLost, match="superseded by token 2.*bob"):
+        lock.verify(lease)
+    assert other.verify(taken).holder.who == "bob"
+
+
+def test_safe_time_is_ttl_minus_margin_from_the_send(make_lock):
+    lock = make_lock(ttl=10)
+    before = clock()
+    lease = lock.acquire(holder("a"))
+    after = clock()
+    assert lock.margin == timedelta(milliseconds=500)
+    assert before + 9.5 <= lease.safe_until <= after + 9.5
+    before = clock()
+    lock.renew(lease)
+    assert before + 9.5 <= lease.safe_until <= clock() + 9.5
+
+
+@pytest.mark.parametrize(
+    ("ttl", "grace", "ok"),
+    [(600, 10, True), (600, 270, True), (600, 271, False), (10, 4.5, True), (10, 10, False),
+     (4, 1.5, True), (4, 1.6, False), (10, -1, False)],
+)  # fmt: skip
+def test_grace_must_fit_inside_the_lease(ttl, grace, ok):
+    ttl_td = timedelta(seconds=ttl)
+    if ok:
+        assert validate_grace(grace, ttl_td) == timedelta(seconds=grace)
+    else:
+        with pytest.raises(InvalidLockConfig, match="grace"):
+            validate_grace(grace, ttl_td)
+    assert validate_grace(None, ttl_td) == min(timedelta(seconds=10), max_grace(ttl_td))
+
+
+def test_a_legacy_lock_document_is_migrated_keeping_its_tokens(make_lock, lock_db):
+    """The layout before (schema 1: the document always existed) keeps working: a live legacy
+    lease is respected, a released one is taken over with the next token."""
+    ref = lock_db.collection("deploy_locks").document("prod")
+    legacy = {"schema": 1, "stack": "prod", "token": 41, "seq": 90, "state": "held",
+              "lease_id": "old", "holder": holder("old-client").to_dict(), "ttl_seconds": 30.0,
+              "acquired_at": None, "released_by": None}  # fmt: skip
+    ref.create(legacy)
+    lock = make_lock()
+    with pytest.raises(LockHeld, match="old-client"):
+        lock.acquire(holder("new"))
+    ref.update({"state": "released"})
+    lease = lock.acquire(holder("new"))
+    assert lease.token == 42 and "released_by" not in ref.get().to_dict()
+    lock.release(lease)
+    assert lock.acquire(holder("new")).token == 43
 
 
 @pytest.mark.parametrize("ttl", [0, -5, 0.5, timedelta(seconds=-1)])
@@ -209,7 +352,7 @@ def test_unreachable_firestore_fails_fast_and_clearly():
     host = _dead_host()
     lock = DeployLock(firestore_client(host, "demo-test"), stack="prod")  # default timeouts
     started = time.monotonic()
-    with pytest.raises(LockUnavailable, match=f"Firestore unavailable while reading .*{host}"):
+    with pytest.raises(LockUnavailable, match=f"Firestore unavailable while acquiring .*{host}"):
         lock.acquire(holder("a"), wait=30)  # waiting is for a holder, not for a dead server
     assert time.monotonic() - started < 10
 
@@ -220,7 +363,7 @@ def test_unreachable_firestore_every_operation_raises():
         stack="prod",
         retry_deadline=timedelta(seconds=0.5),
     )
-    for call in (lock.status, lambda: lock.release(1), lambda: lock.history(5),
+    for call in (lock.status, lambda: lock.lease_for(1, "secret"), lambda: lock.history(5),
                  lambda: lock.force_release(reason="x", by=holder("ops"))):  # fmt: skip
         with pytest.raises(LockUnavailable, match="Firestore unavailable"):
             call()
