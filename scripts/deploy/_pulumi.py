@@ -8,15 +8,18 @@ per-resource changes collected from the engine's event stream, and :meth:`interr
 the running ``pulumi`` process SIGINT, waits a grace period, then kills it (the lease was lost:
 stop writing now).
 
-The orchestration talks to :class:`PulumiEngine`; tests use a double of it.
+The orchestration talks to :class:`PulumiEngine`; the pipeline tests use a double of it, and
+``tests/deploy/test_adapters.py`` runs this adapter through the Automation API against a
+stand-in ``pulumi`` that behaves as Pulumi documents (engine events, exit codes, stderr).
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
+import re
 import signal
-import subprocess
-import threading
+import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,83 +114,56 @@ class PulumiEngine(Protocol):
         ...
 
 
-def _interruptible_command_class() -> type:
-    from pulumi.automation import PulumiCommand
-    from pulumi.automation._cmd import CommandResult
-    from pulumi.automation.errors import create_command_error
+#: Set in the environment of every ``pulumi`` process one :class:`AutomationPulumi` starts, so
+#: :meth:`AutomationPulumi.interrupt` finds exactly its own (the Automation API's
+#: ``PulumiCommand`` keeps its ``Popen`` to itself, and copying its private runner to reach
+#: the process is what this replaces).
+ENGINE_RUN_ENV = "DEPLOY_ENGINE_RUN"
 
-    class InterruptiblePulumiCommand(PulumiCommand):
-        """``PulumiCommand`` whose running process can be interrupted from another thread.
+#: Pulumi's documented exit codes (CLI 3.226.1 and later): what each failing one means.
+#: https://www.pulumi.com/docs/iac/cli/exit-codes/
+EXIT_CODE_MEANING = {
+    1: "generic error",
+    2: "configuration or validation error (arguments, config, schema)",
+    3: "authentication or authorization error (login, credentials, access)",
+    4: "resource or deployment error (a resource operation failed)",
+}
+_EXIT_CODE_RE = re.compile(r"\bcode: (-?\d+)")
 
-        Mirrors ``PulumiCommand.run`` (which keeps its ``Popen`` to itself) and records the
-        process, so :meth:`interrupt` can signal it.
-        """
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._proc_lock = threading.Lock()
-            self._procs: set[subprocess.Popen] = set()
+def _exit_code(exc: BaseException) -> int | None:
+    """The CLI's exit code in an Automation API ``CommandError`` (its text carries it)."""
+    m = _EXIT_CODE_RE.search(str(exc))
+    return int(m[1]) if m else None
 
-        def run(self, args, cwd, additional_env, on_output=None, on_error=None):  # noqa: D401
-            sep = args.index("--") if "--" in args else len(args)
-            if "--non-interactive" not in args[:sep]:
-                args.insert(0, "--non-interactive")
-            env = {**os.environ, **additional_env, "PULUMI_AUTOMATION_API": "true"}
-            out_chunks: list[str] = []
-            err_chunks: list[str] = []
 
-            def consume(stream, callback, chunks):
-                for line in iter(stream.readline, ""):
-                    line = line.rstrip()
-                    if callback:
-                        callback(line)
-                    chunks.append(line)
-                stream.close()
+def _failed(what: str, exc: BaseException) -> DeployError:
+    code = _exit_code(exc)
+    meaning = f" (exit {code}: {EXIT_CODE_MEANING[code]})" if code in EXIT_CODE_MEANING else ""
+    return DeployError(f"{what}{meaning}: {exc}")
 
-            with subprocess.Popen(
-                [self.command, *args],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=cwd,
-                env=env,
-                encoding="utf-8",
-            ) as proc:
-                with self._proc_lock:
-                    self._procs.add(proc)
-                try:
-                    threads = [
-                        threading.Thread(target=consume, args=(proc.stdout, on_output, out_chunks)),
-                        threading.Thread(target=consume, args=(proc.stderr, on_error, err_chunks)),
-                    ]
-                    for t in threads:
-                        t.start()
-                    for t in threads:
-                        t.join()
-                    proc.wait()
-                finally:
-                    with self._proc_lock:
-                        self._procs.discard(proc)
-            result = CommandResult(
-                stdout="\n".join(out_chunks), stderr="\n".join(err_chunks), code=proc.returncode
-            )
-            if proc.returncode != 0:
-                raise create_command_error(result)
-            return result
 
-        def interrupt(self, grace: float) -> bool:
-            with self._proc_lock:
-                procs = list(self._procs)
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGINT)
-            for proc in procs:
-                try:
-                    proc.wait(timeout=grace)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-            return bool(procs)
+def _running(proc: Any) -> bool:
+    import psutil
 
-    return InterruptiblePulumiCommand
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _own_processes(marker: str) -> list[Any]:
+    """This process's ``pulumi`` children started with ``marker`` (psutil processes)."""
+    import psutil
+
+    found = []
+    for child in psutil.Process().children(recursive=False):
+        try:
+            if child.environ().get(ENGINE_RUN_ENV) == marker:
+                found.append(child)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
 
 
 class AutomationPulumi:
@@ -209,17 +185,19 @@ class AutomationPulumi:
         self.pulumi_home = pulumi_home
         self.policy_packs = [str(Path(p).resolve()) for p in policy_packs]
         self._command: Any = None
+        self._marker = uuid.uuid4().hex
 
     def _stack(self, stack: str, env: Mapping[str, str]):
         from pulumi import automation as auto
 
         try:
             if self._command is None:
-                self._command = _interruptible_command_class()()
+                # Pulumi's own runner (public API); it checks the CLI's version once.
+                self._command = auto.PulumiCommand()
             opts = auto.LocalWorkspaceOptions(
                 work_dir=self.work_dir,
                 pulumi_home=self.pulumi_home,
-                env_vars=dict(env),
+                env_vars={**env, ENGINE_RUN_ENV: self._marker},
                 pulumi_command=self._command,
             )
             return auto.select_stack(stack_name=stack, work_dir=self.work_dir, opts=opts)
@@ -231,7 +209,7 @@ class AutomationPulumi:
                 f"Pulumi.yaml; create it once with `pulumi stack init {stack}`"
             ) from None
         except auto.errors.CommandError as exc:
-            raise DeployError(f"pulumi could not select stack '{stack}': {exc}") from None
+            raise _failed(f"pulumi could not select stack '{stack}'", exc) from None
 
     @staticmethod
     def _collector() -> tuple[list[ResourceChange], Callable[[Any], None]]:
@@ -273,7 +251,7 @@ class AutomationPulumi:
             if expect_no_changes and changes:
                 # "no changes were expected but changes were proposed": the changes are drift.
                 return EngineResult(summary=_count(changes), changes=changes)
-            raise DeployError(f"pulumi preview failed for stack '{stack}': {exc}") from None
+            raise _failed(f"pulumi preview failed for stack '{stack}'", exc) from None
         return EngineResult(summary=self._summary(res.change_summary), changes=changes)
 
     def up(self, stack, *, env, on_output=None):
@@ -296,16 +274,36 @@ class AutomationPulumi:
                 f"crash): see docs/runbooks.md 'Recover an interrupted deploy'. {exc}"
             ) from None
         except auto.errors.CommandError as exc:
-            raise DeployError(f"pulumi up failed for stack '{stack}': {exc}") from None
+            raise _failed(f"pulumi up failed for stack '{stack}'", exc) from None
         outputs = {k: v.value for k, v in (res.outputs or {}).items()}
         return EngineResult(
             summary=self._summary(res.summary.resource_changes), changes=changes, outputs=outputs
         )
 
     def interrupt(self, *, grace: float = INTERRUPT_GRACE_S) -> bool:
-        if self._command is None:
-            return False
-        return self._command.interrupt(grace)
+        """SIGINT to this engine's running ``pulumi`` (it finishes in-flight operations and
+        writes its checkpoint), ``grace`` seconds, then SIGKILL to it and its plugins."""
+        import psutil
+
+        procs = _own_processes(self._marker)
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(signal.SIGINT)
+        # Never psutil.wait(): that would reap the child, and the Automation API's Popen would
+        # then read exit status 0 (ECHILD) for an update that was cancelled. Watch instead
+        # until each has exited (a zombie, left for Popen to reap) or the grace is over.
+        deadline = time.monotonic() + grace
+        alive = procs
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+            alive = [p for p in alive if _running(p)]
+        for proc in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                tree = [*proc.children(recursive=True), proc]
+                for p in tree:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        p.kill()
+        return bool(procs)
 
 
 def deploy_engine(root: Path | str) -> AutomationPulumi:

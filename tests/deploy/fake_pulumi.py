@@ -6,19 +6,39 @@ It records every invocation (argv and the deploy variables it was given) as a JS
 ``preview``: ``version``, ``stack select``, ``stack output``, ``stack history``; for ``preview``
 and ``up`` it writes the engine events (one planned create, then the summary) to the
 ``--event-log`` file, as the real CLI does. ``$FAKE_PULUMI_OUTPUTS`` holds the stack outputs.
+
+``$FAKE_PULUMI_MODE`` makes it fail as Pulumi documents (stderr texts the Automation API
+matches, exit codes from https://www.pulumi.com/docs/iac/cli/exit-codes/): ``not-found``
+(``stack select``: "no stack named ... found", exit 2), ``locked`` (``up``: the DIY backend's
+"the stack is currently locked by", exit 1), ``fail`` (``up``: a resource error, exit 4),
+``changes`` (``preview --expect-no-changes`` with a change proposed, exit 1), ``hang``
+(``up`` waits for SIGINT, then cancels, exit 1; with ``$FAKE_PULUMI_IGNORE_SIGINT`` it
+ignores SIGINT and must be killed).
 """
 
 import json
 import os
+import signal
 import sys
+import time
 
 args = sys.argv[1:]
 with open(os.environ["FAKE_PULUMI_LOG"], "a") as log:
     seen = {k: v for k, v in os.environ.items() if k.startswith("PLATFORM_")}
     log.write(json.dumps({"args": args, "env": seen}) + "\n")
 words = [a for a in args if not a.startswith("--")]
+mode = os.environ.get("FAKE_PULUMI_MODE", "")
+
+
+def fail(message: str, code: int) -> None:
+    sys.stderr.write(message + "\n")
+    sys.exit(code)
+
+
 if words[:1] == ["version"]:
     print("v3.150.0")
+elif words[:2] == ["stack", "select"] and mode == "not-found":
+    fail(f"error: no stack named '{args[args.index('--stack') + 1]}' found", 2)
 elif words[:2] == ["stack", "output"]:
     print(os.environ.get("FAKE_PULUMI_OUTPUTS", "{}"))
 elif words[:2] == ["stack", "history"]:
@@ -35,6 +55,12 @@ elif words[:2] == ["stack", "history"]:
     }
     print(json.dumps([update]))
 elif words[:1] in (["preview"], ["up"]):
+    if words[0] == "up" and mode == "locked":
+        fail(
+            "error: the stack is currently locked by 1 lock(s). Either wait for the other "
+            "process(es) to end or delete the lock file with `pulumi cancel`.",
+            1,
+        )
     event_log = args[args.index("--event-log") + 1]
     urn = "urn:pulumi:prod::prediction-platform::gcp:pubsub/topic:Topic::t"
     events = [
@@ -63,7 +89,26 @@ elif words[:1] in (["preview"], ["up"]):
         },
         {"sequence": 3, "timestamp": 0, "cancelEvent": {}},
     ]
+    if words[0] == "up" and mode == "hang":
+        with open(event_log, "a") as f:
+            f.write(json.dumps(events[0]) + "\n")
+        print("Updating (fake)", flush=True)
+        if os.environ.get("FAKE_PULUMI_IGNORE_SIGINT"):
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            while True:
+                time.sleep(0.05)
+        except KeyboardInterrupt:
+            with open(os.environ["FAKE_PULUMI_LOG"], "a") as log:
+                log.write(json.dumps({"args": ["<SIGINT>"], "env": {}}) + "\n")
+            fail("error: update canceled", 1)
     with open(event_log, "a") as f:
         for event in events:
             f.write(json.dumps(event) + "\n")
     print("Previewing update (fake)" if words[0] == "preview" else "Updating (fake)")
+    if words[0] == "up" and mode == "fail":
+        fail(
+            "error: update failed: googleapi: Error 403: Permission 'run.services.create' denied", 4
+        )
+    if words[0] == "preview" and mode == "changes" and "--expect-no-changes" in args:
+        fail("error: no changes were expected but changes were proposed", 1)

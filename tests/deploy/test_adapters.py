@@ -3,6 +3,7 @@ skip-if-present, Cloud Run verification (over the real run_v2 message types)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -319,3 +320,93 @@ def test_ensure_images_over_grpc_skips_what_the_registry_has():
     assert out["prediction-worker"].ref == f"{WORKER.repository}@{digest('a')}"
     [request] = builder.cloud_build.requests("CreateBuild")
     assert list(request.build.images) == [coord.tagged]
+
+
+# -- Pulumi through the Automation API (a stand-in CLI behaving as Pulumi documents) -----------
+
+
+def _engine(tmp_path) -> AutomationPulumi:
+    # A workspace of its own: the Automation API runs the CLI there.
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "Pulumi.yaml").write_text("name: prediction-platform\nruntime: python\n")
+    return AutomationPulumi(work, pulumi_home=str(tmp_path / "home"))
+
+
+def test_preview_reads_the_engine_events_and_the_summary(fake_pulumi, tmp_path):
+    engine = _engine(tmp_path)
+    lines: list[str] = []
+    result = engine.preview("prod", env={"PLATFORM_GIT_COMMIT": "abc1234"}, on_output=lines.append)
+    assert result.summary == {"create": 1, "same": 3} and result.changed
+    assert [(c.op, c.name, c.type) for c in result.changes] == [
+        ("create", "t", "gcp:pubsub/topic:Topic")
+    ]
+    preview = next(c for c in fake_pulumi() if "preview" in c["args"])
+    assert preview["env"] == {"PLATFORM_GIT_COMMIT": "abc1234"}
+    assert "--non-interactive" in preview["args"] and "--event-log" in preview["args"]
+    assert "Previewing update (fake)" in lines
+
+
+def test_up_returns_the_summary_and_the_outputs(fake_pulumi, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_PULUMI_OUTPUTS", json.dumps({"repository_url": "r"}))
+    result = _engine(tmp_path).up("prod", env={})
+    assert result.summary == {"create": 1, "same": 3}
+    assert result.outputs == {"repository_url": "r"}
+
+
+@pytest.mark.parametrize(
+    ("mode", "call", "fragment"),
+    [
+        ("not-found", "preview", "stack 'prod' does not exist"),
+        ("locked", "up", "another update on 'prod'"),
+        ("fail", "up", "(exit 4: resource or deployment error"),
+    ],
+)
+def test_documented_cli_failures_become_deploy_errors(
+    fake_pulumi, tmp_path, monkeypatch, mode, call, fragment
+):
+    monkeypatch.setenv("FAKE_PULUMI_MODE", mode)
+    engine = _engine(tmp_path)
+    with pytest.raises(DeployError) as info:
+        getattr(engine, call)("prod", env={})
+    assert fragment in str(info.value), str(info.value)
+
+
+def test_expected_no_changes_returns_the_proposed_changes_as_drift(
+    fake_pulumi, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("FAKE_PULUMI_MODE", "changes")
+    result = _engine(tmp_path).preview("prod", env={}, expect_no_changes=True)
+    assert [c.op for c in result.changes] == ["create"] and result.summary == {"create": 1}
+
+
+@pytest.mark.parametrize("ignores_sigint", [False, True])
+def test_interrupt_stops_only_this_engines_running_up(
+    fake_pulumi, tmp_path, monkeypatch, ignores_sigint
+):
+    import threading
+
+    monkeypatch.setenv("FAKE_PULUMI_MODE", "hang")
+    if ignores_sigint:
+        monkeypatch.setenv("FAKE_PULUMI_IGNORE_SIGINT", "1")
+    engine, other = _engine(tmp_path), AutomationPulumi(tmp_path / "work")
+    errors: list[Exception] = []
+    started = threading.Event()
+
+    def run() -> None:
+        try:
+            engine.up("prod", env={}, on_output=lambda line: started.set())
+        except Exception as exc:  # noqa: BLE001 - asserted below: a DeployError
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert started.wait(60), "the stand-in never started"
+    assert other.interrupt(grace=0.1) is False  # another engine's process is not its own
+    assert engine.interrupt(grace=1.0) is True
+    thread.join(30)
+    assert not thread.is_alive() and errors, "up returned or hung after the interrupt"
+    assert isinstance(errors[0], DeployError), repr(errors[0])
+    sigint_seen = any(c["args"] == ["<SIGINT>"] for c in fake_pulumi())
+    assert sigint_seen is not ignores_sigint  # graceful cancel, or killed after the grace
+    assert engine.interrupt(grace=0.1) is False  # nothing left running

@@ -5,10 +5,6 @@ the policy pack handed to the real engine (the Automation API driving a stand-in
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import stat
-from pathlib import Path
 
 import pytest
 
@@ -29,7 +25,6 @@ from scripts.offline_plan import REPO_ROOT, Plan, evaluate_stack
 from tests.deploy.doubles import FakeInspector, FakeSyntheticCheck, FakeTooling, RecordingReporter
 from tests.deploy.gitrepo import TempRepo
 
-FAKE_PULUMI = Path(__file__).with_name("fake_pulumi.py")
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 
 
@@ -75,25 +70,6 @@ def test_the_program_exports_the_image_ref_each_service_runs(prod_plan: Plan):
     for name, svc in services.items():
         assert refs[name] == svc.get("template.containers[0].image"), svc.urn
         assert "@sha256:" in refs[name], refs[name]
-
-
-@pytest.fixture
-def fake_pulumi(tmp_path, monkeypatch):
-    """The stand-in CLI first on PATH; returns the list of its recorded invocations."""
-    bin_dir = tmp_path / "pulumi-bin"
-    bin_dir.mkdir()
-    exe = bin_dir / "pulumi"
-    shutil.copy(FAKE_PULUMI, exe)
-    exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
-    log = tmp_path / "pulumi-calls.jsonl"
-    log.touch()
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_PULUMI_LOG", str(log))
-
-    def calls() -> list[dict]:
-        return [json.loads(line) for line in log.read_text().splitlines()]
-
-    return calls
 
 
 def test_deploy_hands_the_policy_pack_to_the_real_engines_up_and_preview(fake_pulumi):
