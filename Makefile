@@ -29,7 +29,7 @@ setup: $(VENV)/.synced ## install the project and its tools into .venv
 
 plan: setup ## evaluate the stack offline (STACK=prod): inventory and preflight; then the bootstrap program
 	$(VENV)/bin/platform plan --stack $(STACK)
-	$(PY) -m infra.bootstrap.plan
+	$(VENV)/bin/platform bootstrap-plan
 
 test: setup ## run the whole test suite
 	$(PY) -m pytest
@@ -41,9 +41,10 @@ local: plan ## the main job: plan and preflight, then the stack on Google's emul
 image-smoke: ## build both images for real with buildah (as root; apt-installs it) and start each
 	scripts/image_smoke.sh
 
-lint: setup ## ruff: lint rules and formatting (CI runs it)
+lint: setup ## ruff (lint rules, formatting) and lint-imports (the layers, pyproject.toml); CI runs it
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 clean: ## remove the venv and caches
 	rm -rf $(VENV) .tools .pytest_cache .ruff_cache .hypothesis

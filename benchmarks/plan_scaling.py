@@ -3,7 +3,7 @@
 For generated topologies of N services (default 2, 50, 200), each with a topic pushed to
 the next service, a schedule, and a secret on every tenth service, this measures:
 
-* **program**: ``scripts.offline_plan.evaluate_stack`` (config parsing and validation,
+* **program**: ``scripts.plan.evaluate_stack`` (config parsing and validation,
   components, the image content hash, the real ``infra/__main__.py``);
 * **bare**: a flat program registering the same resource types and counts with the same
   output wiring (URLs into push endpoints, emails into IAM members), and nothing else: no
@@ -348,7 +348,7 @@ def warm_imports() -> None:
 
 def measure_one(kind: str, n: int) -> dict[str, Any]:
     """One measurement in this (fresh) process: seconds, peak RSS, custom resources by type."""
-    from scripts.offline_plan import PlanMocks, evaluate_stack, run_program
+    from scripts.plan import PlanMocks, evaluate_stack, run_program
 
     warm_imports()
     with tempfile.TemporaryDirectory() as tmp:

@@ -30,7 +30,9 @@ from pathlib import Path
 from docker.utils.build import exclude_paths
 from dockerfile_parse import DockerfileParser
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from infra.naming import short_service
+from infra.paths import REPO_ROOT
+
 IMAGES_DIR = "images"
 TAG_LENGTH = 16  # hex digits of sha256 kept in the tag: 64 bits, ample for one repo's builds
 
@@ -44,8 +46,7 @@ def dockerfile_for(service: str) -> str:
 
     ``prediction-worker`` and ``worker`` both map to ``images/worker.Dockerfile``.
     """
-    short = service.removeprefix("prediction-")
-    return f"{IMAGES_DIR}/{short}.Dockerfile"
+    return f"{IMAGES_DIR}/{short_service(service)}.Dockerfile"
 
 
 @dataclass(frozen=True)

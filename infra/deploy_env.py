@@ -26,6 +26,7 @@ from types import MappingProxyType
 from infra import limits
 from infra.build_context import ContextSnapshot
 from infra.config import DIGEST_REF_RE, ConfigError, ConfigIssue
+from infra.paths import REPO_ROOT
 
 __all__ = ["DeployEnv", "ENV_GIT_COMMIT", "ENV_LOCK_TOKEN", "ENV_IMAGE_OVERRIDES", "label_value"]
 
@@ -34,7 +35,6 @@ ENV_LOCK_TOKEN = "PLATFORM_LOCK_TOKEN"
 ENV_IMAGE_OVERRIDES = "PLATFORM_IMAGE_OVERRIDES"
 ENV_REPO_ROOT = "PLATFORM_REPO_ROOT"
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 GIT_COMMIT_RE = re.compile(r"^[0-9a-f]{7,40}$")
 LABEL_VALUE_MAX = limits.LABEL_VALUE_MAX
 

@@ -14,10 +14,10 @@ from infra.config import ServiceConfig, StackConfig
 from infra.deploy_env import DeployEnv
 from infra.naming import Kind
 from infra.options import child_options
+from infra.paths import PROGRAM_DIR
 
 __all__ = ["Image", "ImageArgs", "pinned_image", "PROGRAM_DIR", "IMAGE_PLATFORM"]
 
-PROGRAM_DIR = Path(__file__).resolve().parent
 # Cloud Run runs on linux/amd64; an image built on an arm64 laptop would not start.
 IMAGE_PLATFORM = docker_build.Platform.LINUX_AMD64
 # Artifact Registry's user name for an OAuth access token given as the password.

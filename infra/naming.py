@@ -13,9 +13,18 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["Kind", "physical_name", "STACK_SCOPED", "DEAD_LETTER_SUFFIX"]
+__all__ = [
+    "Kind",
+    "physical_name",
+    "short_service",
+    "STACK_SCOPED",
+    "DEAD_LETTER_SUFFIX",
+    "SERVICE_PREFIX",
+]
 
 DEAD_LETTER_SUFFIX = "dead-letter"
+#: The platform's service names start with it; ids and file names drop it (see short_service).
+SERVICE_PREFIX = "prediction-"
 
 
 class Kind(StrEnum):
@@ -53,10 +62,14 @@ _ACCOUNT_PREFIX = {
 }
 
 
-def _short_service(name: str) -> str:
-    # "prediction-coordinator" -> "coordinator": the platform prefix adds nothing to an id
-    # that is already scoped to the platform's project, and ids are limited to 30 chars.
-    return name.removeprefix("prediction-")
+def short_service(name: str) -> str:
+    """``prediction-coordinator`` -> ``coordinator`` (a short name is returned as it is).
+
+    The platform prefix adds nothing to an id already scoped to the platform's project, and
+    service account ids are limited to 30 characters; Dockerfiles and default subscription
+    names use the short name too.
+    """
+    return name.removeprefix(SERVICE_PREFIX)
 
 
 def physical_name(kind: Kind, logical: str, stack: str) -> str:
@@ -65,7 +78,7 @@ def physical_name(kind: Kind, logical: str, stack: str) -> str:
     ``logical`` is the config key (service name, topic key, subscription name, job name...).
     """
     if kind in _ACCOUNT_PREFIX:
-        return f"{_ACCOUNT_PREFIX[kind]}{_short_service(logical)}"
+        return f"{_ACCOUNT_PREFIX[kind]}{short_service(logical)}"
     if kind is Kind.IMAGE:
         return logical
     if kind is Kind.DEAD_LETTER_TOPIC:

@@ -8,7 +8,9 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.config import StackConfig
+from infra.durations import api_duration
 from infra.options import after, child_options, moved_from
+from infra.roles import ARTIFACT_WRITER
 
 __all__ = ["ImageRepository", "ImageRepositoryArgs", "IMAGE_MAX_AGE_SECONDS", "IMAGES_KEPT"]
 
@@ -61,7 +63,7 @@ class ImageRepository(pulumi.ComponentResource):
                     id="delete-old-images",
                     action="DELETE",
                     condition=gcp.artifactregistry.RepositoryCleanupPolicyConditionArgs(
-                        tag_state="ANY", older_than=f"{IMAGE_MAX_AGE_SECONDS}s"
+                        tag_state="ANY", older_than=api_duration(IMAGE_MAX_AGE_SECONDS)
                     ),
                 ),
                 gcp.artifactregistry.RepositoryCleanupPolicyArgs(
@@ -86,7 +88,7 @@ class ImageRepository(pulumi.ComponentResource):
             project=cfg.project,
             location=cfg.region,
             repository=repository.repository_id,
-            role="roles/artifactregistry.writer",
+            role=ARTIFACT_WRITER,
             member=args.deployer_member,
             opts=child,
         )

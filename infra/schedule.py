@@ -8,6 +8,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.config import ScheduleConfig, StackConfig
+from infra.durations import api_duration
 from infra.naming import Kind
 from infra.options import child_options
 
@@ -39,11 +40,11 @@ class Schedule(pulumi.ComponentResource):
             schedule=job.schedule,
             time_zone=job.time_zone,
             # How long Scheduler waits for the response before counting a failed attempt.
-            attempt_deadline=f"{job.attempt_deadline_seconds}s",
+            attempt_deadline=api_duration(job.attempt_deadline_seconds),
             retry_config=gcp.cloudscheduler.JobRetryConfigArgs(
                 retry_count=job.retry_count,
-                min_backoff_duration=f"{job.min_backoff_seconds}s",
-                max_backoff_duration=f"{job.max_backoff_seconds}s",
+                min_backoff_duration=api_duration(job.min_backoff_seconds),
+                max_backoff_duration=api_duration(job.max_backoff_seconds),
             ),
             http_target=gcp.cloudscheduler.JobHttpTargetArgs(
                 uri=pulumi.Output.concat(args.url, job.path),

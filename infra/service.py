@@ -11,8 +11,10 @@ import pulumi_gcp as gcp
 
 from infra.config import ServiceConfig, StackConfig
 from infra.deploy_env import DeployEnv, label_value
+from infra.durations import api_duration
 from infra.naming import Kind
 from infra.options import child_options
+from infra.roles import ACT_AS, DATASTORE_USER, RUN_INVOKER, SECRET_ACCESSOR, TOKEN_CREATOR
 
 __all__ = [
     "Service",
@@ -31,13 +33,9 @@ INGRESS = {
     "internal": "INGRESS_TRAFFIC_INTERNAL_ONLY",
     "internal-and-cloud-load-balancing": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
 }
-INVOKER_ROLE = "roles/run.invoker"
-ACT_AS_ROLE = "roles/iam.serviceAccountUser"
-TOKEN_CREATOR_ROLE = "roles/iam.serviceAccountTokenCreator"
-FIRESTORE_USER_ROLE = "roles/datastore.user"
 #: Every role this program grants on the project (everything else is granted on a resource):
 #: the bootstrap lets the deploy identity grant these and no other (its projectIamAdmin condition).
-PLATFORM_PROJECT_ROLES = (FIRESTORE_USER_ROLE,)
+PLATFORM_PROJECT_ROLES = (DATASTORE_USER,)
 
 
 def firestore_database_resource(project: str, database: str) -> str:
@@ -121,7 +119,7 @@ class Service(pulumi.ComponentResource):
         deployer_acts_as = gcp.serviceaccount.IAMMember(
             f"{name}-deployer-acts-as",
             service_account_id=runtime.name,
-            role=ACT_AS_ROLE,
+            role=ACT_AS,
             member=args.deployer_member,
             opts=child,
         )
@@ -138,7 +136,7 @@ class Service(pulumi.ComponentResource):
                 gcp.projects.IAMMember(
                     f"{name}-firestore-user",
                     project=cfg.project,
-                    role=FIRESTORE_USER_ROLE,
+                    role=DATASTORE_USER,
                     member=self.runtime_member,
                     condition=gcp.projects.IAMMemberConditionArgs(
                         title=f"only-database-{cfg.platform.firestore.database}"[:100],
@@ -154,7 +152,7 @@ class Service(pulumi.ComponentResource):
                     f"{name}-reads-{secret}",
                     project=cfg.project,
                     secret_id=args.secrets[secret].secret_id,
-                    role="roles/secretmanager.secretAccessor",
+                    role=SECRET_ACCESSOR,
                     member=self.runtime_member,
                     opts=child,
                 )
@@ -219,7 +217,7 @@ class Service(pulumi.ComponentResource):
             labels=labels,
             template=gcp.cloudrunv2.ServiceTemplateArgs(
                 service_account=runtime.email,
-                timeout=f"{svc.timeout_seconds}s",
+                timeout=api_duration(svc.timeout_seconds),
                 max_instance_request_concurrency=svc.concurrency,
                 scaling=gcp.cloudrunv2.ServiceTemplateScalingArgs(
                     min_instance_count=svc.min_instances,
@@ -267,7 +265,7 @@ class Service(pulumi.ComponentResource):
                 project=cfg.project,
                 location=cfg.region,
                 name=service.name,
-                role=INVOKER_ROLE,
+                role=RUN_INVOKER,
                 member="allUsers",
                 opts=child,
             )
@@ -279,7 +277,7 @@ class Service(pulumi.ComponentResource):
                 project=cfg.project,
                 location=cfg.region,
                 name=service.name,
-                role=INVOKER_ROLE,
+                role=RUN_INVOKER,
                 member=member,
                 opts=child,
             )
@@ -335,7 +333,7 @@ class Service(pulumi.ComponentResource):
             project=cfg.project,
             location=cfg.region,
             name=service.name,
-            role=INVOKER_ROLE,
+            role=RUN_INVOKER,
             member=account.email.apply(lambda e: f"serviceAccount:{e}"),
             opts=child,
         )
@@ -346,7 +344,7 @@ class Service(pulumi.ComponentResource):
         deployer_acts_as = gcp.serviceaccount.IAMMember(
             f"{name}-{suffix}-deployer-acts-as",
             service_account_id=account.name,
-            role=ACT_AS_ROLE,
+            role=ACT_AS,
             member=args.deployer_member,
             opts=child,
         )
@@ -362,7 +360,7 @@ class Service(pulumi.ComponentResource):
             token_creator = gcp.serviceaccount.IAMMember(
                 f"{name}-{suffix}-agent-token-creator",
                 service_account_id=account.name,
-                role=TOKEN_CREATOR_ROLE,
+                role=TOKEN_CREATOR,
                 member=args.pubsub_agent_member,
                 opts=child,
             )

@@ -9,8 +9,10 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.config import DEAD_LETTER_RETENTION, StackConfig, TopicConfig
+from infra.durations import api_duration
 from infra.naming import Kind
 from infra.options import after, child_options
+from infra.roles import PUBSUB_PUBLISHER, PUBSUB_SUBSCRIBER
 
 __all__ = ["Topic", "TopicArgs", "PushTarget", "pubsub_agent_member"]
 
@@ -93,7 +95,7 @@ class Topic(pulumi.ComponentResource):
             f"{name}-dead-letter-agent-publisher",
             project=cfg.project,
             topic=dead_letter.name,
-            role="roles/pubsub.publisher",
+            role=PUBSUB_PUBLISHER,
             member=args.pubsub_agent_member,
             opts=child,
         )
@@ -105,7 +107,7 @@ class Topic(pulumi.ComponentResource):
                 f"{name}-publisher-{service}",
                 project=cfg.project,
                 topic=topic.name,
-                role="roles/pubsub.publisher",
+                role=PUBSUB_PUBLISHER,
                 member=member,
                 opts=child,
             )
@@ -134,8 +136,8 @@ class Topic(pulumi.ComponentResource):
                     ),
                 ),
                 retry_policy=gcp.pubsub.SubscriptionRetryPolicyArgs(
-                    minimum_backoff=f"{sub.min_backoff_seconds}s",
-                    maximum_backoff=f"{sub.max_backoff_seconds}s",
+                    minimum_backoff=api_duration(sub.min_backoff_seconds),
+                    maximum_backoff=api_duration(sub.max_backoff_seconds),
                 ),
                 dead_letter_policy=gcp.pubsub.SubscriptionDeadLetterPolicyArgs(
                     dead_letter_topic=dead_letter.id,
@@ -152,7 +154,7 @@ class Topic(pulumi.ComponentResource):
                 f"{logical}-agent-subscriber",
                 project=cfg.project,
                 subscription=subscription.name,
-                role="roles/pubsub.subscriber",
+                role=PUBSUB_SUBSCRIBER,
                 member=args.pubsub_agent_member,
                 opts=child,
             )

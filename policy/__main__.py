@@ -7,7 +7,9 @@ rule cannot decide in a preview (values of new resources are unknown) is never p
 silently: the advisory policy ``preflight-unverifiable`` reports it, with the rule's id.
 Advisory, because a correct program's first preview has such values (a scheduler job's URL
 before its service exists) and must not be blocked; ``make plan`` and the deploy pipeline
-decide every rule offline, where all values are known.
+decide every rule offline, where all values are known. The offline image check is not run in
+the pack (it is operator tooling, ``scripts.imagecheck``, above the rules): PF10 reports it
+unverifiable here; ``make plan`` and the deploy preflight run it and fail on its errors.
 
 Constructing the ``PolicyPack`` starts the analyzer's gRPC server and prints its port on the
 first line of stdout (how the Pulumi CLI, and ``tests/policy/test_pack.py``, talk to it).
@@ -16,8 +18,9 @@ first line of stdout (how the Pulumi CLI, and ``tests/policy/test_pack.py``, tal
 import sys
 from pathlib import Path
 
-# Run as `python policy/__main__.py` (by the CLI or a test): the rules import `policy.*` and
-# `shared.*` from the repository root.
+# Run as `python policy/__main__.py` (by the CLI or a test): the rules import `policy.*`,
+# `infra.*` facts and `shared.*` from the repository root, so it is computed here, before any
+# of them can be imported (infra/paths.py is the root's home for everything else).
 _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
@@ -43,7 +46,7 @@ UNVERIFIABLE_POLICY = "preflight-unverifiable"
 def _validator(rule: Rule):
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
         graph = Graph(to_records(args.resources))
-        for finding in rule.check(graph, rule):
+        for finding in rule.run(graph):
             if not finding.unverifiable:
                 report_violation(f"{finding.resource}: {finding.message}", finding.urn)
 
@@ -53,7 +56,7 @@ def _validator(rule: Rule):
 def _unverifiable(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     graph = Graph(to_records(args.resources))
     for rule in RULES:
-        for finding in rule.check(graph, rule):
+        for finding in rule.run(graph):
             if finding.unverifiable:
                 report_violation(
                     f"{rule.id} unverifiable: {finding.resource}: {finding.message}", finding.urn

@@ -1,6 +1,6 @@
 """The policy pack's adapter: pulumi-policy's ``PolicyResource`` -> :class:`policy.graph.Resource`.
 
-The same records the offline plan builds from the mock engine (``scripts/offline_plan.py``):
+The same records the offline plan builds from the mock engine (``scripts/plan/``):
 camelCase properties as the engine sends them, unknowns as :data:`policy.graph.UNKNOWN`,
 secrets as :data:`policy.graph.SECRET`, parent and dependencies as URNs. pulumi-policy wraps
 properties in proxies that raise on unknown values (a rule reading one would be skipped, i.e.

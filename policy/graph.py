@@ -1,6 +1,6 @@
 """The resource graph the rules read: one record shape for both adapters.
 
-The offline plan (mock engine, ``scripts/offline_plan.py``) and the policy pack (a real
+The offline plan (mock engine, ``scripts/plan/``) and the policy pack (a real
 ``pulumi preview --policy-pack policy``, ``policy/__main__.py``) both turn what they see into
 :class:`Resource` records, and the rules in :mod:`policy.rules` only ever read these.
 

@@ -4,11 +4,14 @@ Written once, as plain functions over :class:`policy.graph.Resource` records, an
 ``platform plan`` (the offline plan's graph), by the deploy pipeline before it takes the lock,
 and by the policy pack in a real ``pulumi preview --policy-pack policy`` (``policy/__main__``).
 
-How the rules join resources: by value when values are known (an invoker binding's member is
-``serviceAccount:<the push identity's email>``), else by URN through dependencies (the binding
-depends on that service account and on that service). In a real preview, emails and URLs of
-new resources are unknown; a check neither way can decide is reported **unverifiable**, never
-as passed.
+How the rules join resources (:mod:`policy.joins`): by value when values are known, else by
+URN through dependencies. In a real preview, emails and URLs of new resources are unknown; a
+check neither way can decide is reported **unverifiable**, never as passed.
+
+What the graph cannot show comes in as :class:`policy.findings.Facts`, found out by the
+operator layer: the offline image check's result per image (``scripts.plan.preflight`` runs
+it on :func:`policy.images.image_builds` and passes it in). The rules never run it: without
+those facts (the policy pack), PF10 reports the image check as unverifiable.
 
 Each finding names the resource and the fix. Rule ids are stable (``PF01``...``PF15``) and
 documented in the README's rule table.
@@ -16,19 +19,33 @@ documented in the README's rule table.
 
 from __future__ import annotations
 
-import functools
-import os
 import posixpath
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from infra import limits
-from policy.graph import UNKNOWN, Graph, Resource, T
+from infra.durations import api_seconds
+from infra.roles import BASIC_ROLES, PUBSUB_PUBLISHER, PUBSUB_SUBSCRIBER, RUN_INVOKER
+from policy.findings import Facts, Finding, Rule, RuleResult, Severity
+from policy.graph import UNKNOWN, Graph, Resource, T, get
+from policy.images import image_build
+from policy.joins import (
+    cloud_run_by_url,
+    containers,
+    envs,
+    identity,
+    known,
+    may_invoke,
+    push_subscriptions,
+    same_name,
+    stack_of,
+    targets_service,
+    topic_matches,
+)
 
 __all__ = [
+    "Facts",
     "Finding",
     "Rule",
     "RuleResult",
@@ -41,11 +58,7 @@ __all__ = [
 ]
 
 PRODUCTION_STACKS = frozenset({"prod"})
-# Where the Pulumi CLI runs the program (`main: infra/`): relative build paths start there.
-PROGRAM_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "infra")
-INVOKER = "roles/run.invoker"
 PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
-BASIC_ROLES = ("roles/editor", "roles/owner")
 ACK_DEADLINE_MAX_S = limits.PUBSUB_ACK_DEADLINE_S[1]
 PUBSUB_DEFAULT_ACK_S = limits.PUBSUB_DEFAULT_ACK_DEADLINE_S
 DELIVERY_ATTEMPTS = limits.PUBSUB_DELIVERY_ATTEMPTS
@@ -56,180 +69,24 @@ PUBSUB_AGENT_RE = re.compile(
 CREDENTIAL_NAME_RE = re.compile(r"KEY|SECRET|TOKEN|PASSWORD", re.IGNORECASE)
 
 
-class Severity(StrEnum):
-    ERROR = "error"
-    WARNING = "warning"
-
-
-@dataclass(frozen=True)
-class Finding:
-    rule: str
-    severity: Severity
-    urn: str
-    resource: str  # "Subscription 'prediction-request-worker'"
-    message: str  # what is wrong and the fix
-    unverifiable: bool = False
-
-    def __str__(self) -> str:
-        tag = "unverifiable" if self.unverifiable else self.severity.value
-        return f"{self.rule} [{tag}] {self.resource}: {self.message}"
-
-    @property
-    def blocks(self) -> bool:
-        """Error-level and decided: this finding fails the plan."""
-        return self.severity is Severity.ERROR and not self.unverifiable
-
-
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    name: str  # kebab-case, the policy pack's policy name is "<id>-<name>"
-    severity: Severity
-    title: str  # one line, the README's rule table
-    check: Callable[[Graph, Rule], Iterable[Finding]]
-
-    @property
-    def policy_name(self) -> str:
-        return f"{self.id}-{self.name}"
-
-    def finding(self, r: Resource, message: str, *, unverifiable: bool = False) -> Finding:
-        return Finding(self.id, self.severity, r.urn, r.describe(), message, unverifiable)
-
-    def unknown(self, r: Resource, message: str) -> Finding:
-        return self.finding(r, message, unverifiable=True)
-
-
 RULES: list[Rule] = []
 
 
-def rule(id: str, name: str, title: str, severity: Severity = Severity.ERROR):  # noqa: A002
-    def register(fn: Callable[[Graph, Rule], Iterable[Finding]]) -> Callable:
-        RULES.append(Rule(id, name, severity, title, fn))
+def rule(
+    id: str,  # noqa: A002 - the rule's id
+    name: str,
+    title: str,
+    severity: Severity = Severity.ERROR,
+    *,
+    facts: bool = False,
+) -> Callable[[Callable[..., Iterable[Finding]]], Callable]:
+    """Register the decorated check as a rule (``facts=True``: it reads :class:`Facts` too)."""
+
+    def register(fn: Callable[..., Iterable[Finding]]) -> Callable:
+        RULES.append(Rule(id, name, severity, title, fn, uses_facts=facts))
         return fn
 
     return register
-
-
-# --- Joins ----------------------------------------------------------------------------------
-
-
-def _known(value: Any) -> bool:
-    return value is not None and value is not UNKNOWN
-
-
-def stack_of(r: Resource) -> str:
-    return r.urn.removeprefix("urn:pulumi:").split("::", 1)[0]
-
-
-def service_accounts(graph: Graph) -> list[Resource]:
-    return graph.of_type(T.SERVICE_ACCOUNT)
-
-
-def identity(graph: Graph, r: Resource, email: Any) -> Resource | None:
-    """The service-account resource behind ``email``, by value, else by dependency."""
-    if _known(email):
-        for sa in service_accounts(graph):
-            if sa.out("email") == email:
-                return sa
-    candidates = graph.deps(r, T.SERVICE_ACCOUNT)
-    if not _known(email) and len(candidates) == 1:
-        return candidates[0]
-    return None
-
-
-def cloud_run_by_url(graph: Graph, r: Resource, url: Any) -> Resource | None:
-    """The Cloud Run service a URL points at, by value, else by dependency."""
-    services = graph.of_type(T.CLOUD_RUN)
-    if _known(url):
-        for svc in services:
-            uri = svc.out("uri")
-            if _known(uri) and uri and str(url).startswith(str(uri)):
-                return svc
-    deps = graph.deps(r, T.CLOUD_RUN)
-    if len(deps) == 1:
-        return deps[0]
-    return None
-
-
-def targets_service(grant: Resource, svc: Resource) -> bool | None:
-    """Whether an IAM resource on a Cloud Run service is on ``svc`` (None: cannot tell)."""
-    if svc.urn in grant.dependencies:
-        return True
-    name, svc_name = grant.get("name"), svc.get("name")
-    if _known(name) and _known(svc_name):
-        return str(name).rsplit("/", 1)[-1] == svc_name
-    return None
-
-
-def member_is(grant_member: Any, grant: Resource, sa: Resource | None, email: Any) -> bool | None:
-    """Whether an IAM member is the given service account (None: cannot tell)."""
-    if sa is not None and sa.urn in grant.dependencies:
-        return True
-    if _known(grant_member) and _known(email):
-        return grant_member == f"serviceAccount:{email}"
-    if sa is not None and _known(grant_member) and _known(sa.out("email")):
-        return grant_member == f"serviceAccount:{sa.out('email')}"
-    return None
-
-
-def may_invoke(graph: Graph, svc: Resource, sa: Resource | None, email: Any) -> bool | None:
-    """Whether ``sa``/``email`` holds roles/run.invoker on ``svc`` (None: undecidable)."""
-    undecided = False
-    for grant in graph.of_type(T.RUN_INVOKER_MEMBER, T.RUN_IAM_BINDING):
-        if grant.get("role") != INVOKER:
-            continue
-        on = targets_service(grant, svc)
-        if on is False:
-            continue
-        members = (
-            [grant.get("member")]
-            if grant.type == T.RUN_INVOKER_MEMBER
-            else list(grant.get("members") or ())
-        )
-        for member in members:
-            who = member_is(member, grant, sa, email)
-            if who and on:
-                return True
-            if who is None or on is None:
-                undecided = True
-    for policy in graph.of_type(T.RUN_IAM_POLICY):
-        if targets_service(policy, svc) is not False:
-            undecided = True
-    return None if undecided else False
-
-
-def topic_matches(ref: Any, holder: Resource, topic: Resource) -> bool | None:
-    """Whether a topic reference (id or name) on ``holder`` is ``topic``."""
-    if topic.urn in holder.dependencies and not _known(ref):
-        return True
-    if not _known(ref):
-        return None
-    name = topic.get("name")
-    ids = {str(topic.out("id") or ""), str(name or "")}
-    ref = str(ref)
-    return ref in ids or (_known(name) and ref.endswith(f"/topics/{name}"))
-
-
-def push_subscriptions(graph: Graph) -> list[Resource]:
-    return [s for s in graph.of_type(T.SUBSCRIPTION) if s.get("pushConfig")]
-
-
-def seconds(value: Any) -> float | None:
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?s", value):
-        return float(value[:-1])
-    return None
-
-
-def containers(svc: Resource) -> list[Any]:
-    value = svc.get("template.containers")
-    return list(value) if isinstance(value, tuple | list) else []
-
-
-def envs(svc: Resource) -> Iterator[dict]:
-    for c in containers(svc):
-        yield from (c.get("envs") or ()) if hasattr(c, "get") else ()
 
 
 # --- Rules ----------------------------------------------------------------------------------
@@ -280,7 +137,7 @@ def _caller_may_invoke(
         return
     svc = cloud_run_by_url(graph, caller, url)
     if svc is None:
-        if _known(url) and ".run.app" not in str(url):
+        if known(url) and ".run.app" not in str(url):
             return  # not a Cloud Run target: nothing for run.invoker to grant
         yield rule.unknown(caller, f"cannot tell which Cloud Run service {url} is")
         return
@@ -290,7 +147,7 @@ def _caller_may_invoke(
         yield rule.unknown(caller, f"cannot tell whether {subject} may invoke {svc.describe()}")
     elif not verdict:
         yield rule.finding(
-            caller, denied(email if _known(email) else (sa.name if sa else subject), svc)
+            caller, denied(email if known(email) else (sa.name if sa else subject), svc)
         )
 
 
@@ -343,19 +200,19 @@ def push_dead_letter_and_retry(graph: Graph, rule: Rule) -> Iterator[Finding]:
             continue
         attempts = sub.get("deadLetterPolicy.maxDeliveryAttempts")
         low, high = DELIVERY_ATTEMPTS
-        if _known(attempts) and not (isinstance(attempts, int) and low <= attempts <= high):
+        if known(attempts) and not (isinstance(attempts, int) and low <= attempts <= high):
             yield rule.finding(
                 sub, f"max_delivery_attempts {attempts} is outside {low}-{high} (Pub/Sub's limits)"
             )
         dl_ref = sub.get("deadLetterPolicy.deadLetterTopic")
         dl_topic = next((t for t in topics if topic_matches(dl_ref, sub, t)), None)
         publisher = (
-            _agent_grant(graph, T.TOPIC_IAM_MEMBER, "roles/pubsub.publisher", dl_topic, "topic")
+            _agent_grant(graph, T.TOPIC_IAM_MEMBER, PUBSUB_PUBLISHER, dl_topic, "topic")
             if dl_topic is not None
             else None
         )
         subscriber = _agent_grant(
-            graph, T.SUBSCRIPTION_IAM_MEMBER, "roles/pubsub.subscriber", sub, "subscription"
+            graph, T.SUBSCRIPTION_IAM_MEMBER, PUBSUB_SUBSCRIBER, sub, "subscription"
         )
         for verdict, what in (
             (publisher, "publisher on the dead-letter topic"),
@@ -380,18 +237,14 @@ def _agent_grant(
     for grant in graph.of_type(typ):
         if grant.get("role") != role:
             continue
-        on = target.urn in grant.dependencies or _same_name(grant.get(field), target.get("name"))
+        on = target.urn in grant.dependencies or same_name(grant.get(field), target.get("name"))
         member = grant.get("member")
-        agent = bool(PUBSUB_AGENT_RE.match(str(member))) if _known(member) else None
+        agent = bool(PUBSUB_AGENT_RE.match(str(member))) if known(member) else None
         if on and agent:
             return True
         if on and agent is None:
             undecided = True
     return None if undecided else False
-
-
-def _same_name(ref: Any, name: Any) -> bool:
-    return _known(ref) and _known(name) and str(ref).rsplit("/", 1)[-1] == str(name)
 
 
 @rule(
@@ -403,7 +256,7 @@ def _same_name(ref: Any, name: Any) -> bool:
 def ack_deadline_and_expiry(graph: Graph, rule: Rule) -> Iterator[Finding]:
     for sub in graph.of_type(T.SUBSCRIPTION):
         ttl = sub.get("expirationPolicy.ttl")
-        if not sub.get("expirationPolicy") or (_known(ttl) and ttl != ""):
+        if not sub.get("expirationPolicy") or (known(ttl) and ttl != ""):
             yield rule.finding(
                 sub,
                 f"expires after {ttl or '31 days (the default)'} of inactivity and is then "
@@ -416,8 +269,8 @@ def ack_deadline_and_expiry(graph: Graph, rule: Rule) -> Iterator[Finding]:
         if svc is None:
             yield rule.unknown(sub, "cannot tell the push target's request timeout")
             continue
-        timeout = seconds(svc.get("template.timeout", "300s"))
-        if not _known(ack) or timeout is None:
+        timeout = api_seconds(svc.get("template.timeout", "300s"))
+        if not known(ack) or timeout is None:
             yield rule.unknown(sub, "ack deadline or target timeout unknown")
             continue
         needed = min(ACK_DEADLINE_MAX_S, timeout)
@@ -441,12 +294,12 @@ def secrets_pinned_and_versioned(graph: Graph, rule: Rule) -> Iterator[Finding]:
     versions = graph.of_type(T.SECRET_VERSION)
     for svc in graph.of_type(T.CLOUD_RUN):
         for env in envs(svc):
-            ref = _get(env, "valueSource.secretKeyRef")
+            ref = get(env, "valueSource.secretKeyRef")
             if not ref:
                 continue
             var = env.get("name")
             version = ref.get("version")
-            if _known(version) and (not version or version == "latest"):
+            if known(version) and (not version or version == "latest"):
                 yield rule.finding(
                     svc,
                     f"env {var} reads secret version '{version or 'latest'}': pin the "
@@ -456,7 +309,7 @@ def secrets_pinned_and_versioned(graph: Graph, rule: Rule) -> Iterator[Finding]:
             secret_ref = ref.get("secret")
             secret = _find_secret(graph, svc, secrets, secret_ref)
             if secret is None:
-                if _known(secret_ref):
+                if known(secret_ref):
                     yield rule.finding(
                         svc,
                         f"env {var} reads secret '{secret_ref}', which this program does "
@@ -480,14 +333,8 @@ def secrets_pinned_and_versioned(graph: Graph, rule: Rule) -> Iterator[Finding]:
                 )
 
 
-def _get(obj: Any, path: str) -> Any:
-    from policy.graph import get
-
-    return get(obj, path)
-
-
 def _find_secret(graph: Graph, svc: Resource, secrets: list[Resource], ref: Any) -> Resource | None:
-    if _known(ref):
+    if known(ref):
         for s in secrets:
             names = {s.get("secretId"), s.out("id"), s.out("name")}
             if ref in names or str(ref).rsplit("/", 1)[-1] == s.get("secretId"):
@@ -501,7 +348,7 @@ def _version_of(version: Resource, secret: Resource) -> bool:
     if secret.urn in version.dependencies:
         return True
     ref = version.get("secret")
-    return _known(ref) and ref in {secret.out("id"), secret.out("name")}
+    return known(ref) and ref in {secret.out("id"), secret.out("name")}
 
 
 @rule(
@@ -532,13 +379,13 @@ def env_contract(graph: Graph, rule: Rule) -> Iterator[Finding]:
 
     for svc in graph.of_type(T.CLOUD_RUN):
         name = svc.get("name")
-        contract = CONTRACTS.get(name if _known(name) else "") or CONTRACTS.get(svc.name)
+        contract = CONTRACTS.get(name if known(name) else "") or CONTRACTS.get(svc.name)
         if contract is None:
             continue
         present = {e.get("name"): e for e in envs(svc)}
         missing = [v for v in contract.all_required if v not in present]
         not_secret = [
-            v for v in contract.secrets if v in present and not _get(present[v], "valueSource")
+            v for v in contract.secrets if v in present and not get(present[v], "valueSource")
         ]
         if missing:
             yield rule.finding(
@@ -567,9 +414,9 @@ def least_privilege_identity(graph: Graph, rule: Rule) -> Iterator[Finding]:
                 "no service account: it runs as the default compute account (project "
                 "Editor); give it its own account",
             )
-        elif _known(sa) and DEFAULT_COMPUTE_RE.match(str(sa)):
+        elif known(sa) and DEFAULT_COMPUTE_RE.match(str(sa)):
             yield rule.finding(svc, f"runs as the default compute account {sa}; give it its own")
-        elif not _known(sa) and not graph.deps(svc, T.SERVICE_ACCOUNT):
+        elif not known(sa) and not graph.deps(svc, T.SERVICE_ACCOUNT):
             # Fail closed: an identity that is neither known nor one this program creates.
             yield rule.finding(
                 svc,
@@ -601,7 +448,7 @@ def no_public_invoker(graph: Graph, rule: Rule) -> Iterator[Finding]:
             else list(grant.get("members") or ())
         )
         public = [m for m in members if m in PUBLIC_MEMBERS]
-        if not public or grant.get("role") != INVOKER:
+        if not public or grant.get("role") != RUN_INVOKER:
             continue
         targets = [s for s in services if targets_service(grant, s)]
         if not targets:
@@ -623,7 +470,7 @@ def no_public_invoker(graph: Graph, rule: Rule) -> Iterator[Finding]:
 
     for policy in graph.of_type(T.RUN_IAM_POLICY):
         data = policy.get("policyData")
-        if not _known(data):
+        if not known(data):
             yield rule.unknown(policy, "a whole IAM policy whose bindings are unknown")
             continue
         public = [m for m in PUBLIC_MEMBERS if m in str(data)]
@@ -637,7 +484,7 @@ def no_public_invoker(graph: Graph, rule: Rule) -> Iterator[Finding]:
 
 def _service_ref(grant: Resource) -> str:
     name = grant.get("name")
-    return f"service '{str(name).rsplit('/', 1)[-1]}'" if _known(name) else "a service"
+    return f"service '{str(name).rsplit('/', 1)[-1]}'" if known(name) else "a service"
 
 
 @rule(
@@ -645,13 +492,14 @@ def _service_ref(grant: Resource) -> str:
     "image-by-digest-from-repo-root",
     "A Cloud Run image by tag not digest, built "
     "with a context other than the repo root, or failing the image check",
+    facts=True,
 )
-def image_by_digest_from_repo_root(graph: Graph, rule: Rule) -> Iterator[Finding]:
+def image_by_digest_from_repo_root(graph: Graph, rule: Rule, facts: Facts) -> Iterator[Finding]:
     images = graph.of_type(T.IMAGE)
     for svc in graph.of_type(T.CLOUD_RUN):
         for c in containers(svc):
             image = c.get("image")
-            if _known(image):
+            if known(image):
                 if "@sha256:" not in str(image):
                     yield rule.finding(
                         svc,
@@ -662,11 +510,11 @@ def image_by_digest_from_repo_root(graph: Graph, rule: Rule) -> Iterator[Finding
             elif not graph.deps(svc, T.IMAGE):
                 yield rule.unknown(svc, "image unknown and not from a docker-build Image")
     for image in images:
-        context = image.get("context.location")
-        dockerfile = image.get("dockerfile.location")
-        if not (_known(context) and _known(dockerfile)):
+        build = image_build(image)
+        if build is None:
             yield rule.unknown(image, "build context or Dockerfile location unknown")
             continue
+        context, dockerfile = image.get("context.location"), image.get("dockerfile.location")
         expected = posixpath.normpath(posixpath.dirname(posixpath.dirname(str(dockerfile))))
         if (
             posixpath.normpath(str(context)) != expected
@@ -677,38 +525,23 @@ def image_by_digest_from_repo_root(graph: Graph, rule: Rule) -> Iterator[Finding
                 f"built with context {context} and Dockerfile {dockerfile}: build from the "
                 "repo root with images/<service>.Dockerfile (the image needs shared/)",
             )
-        yield from _image_check(image, rule, str(context), str(dockerfile))
+        yield from _image_check(image, rule, facts)
 
 
-def _image_check(image: Resource, rule: Rule, context: str, dockerfile: str) -> Iterator[Finding]:
-    """The services' image check (``scripts/image_check.py``): would this image start?"""
-    try:
-        from scripts.image_check import check_image  # noqa: F401
-    except ImportError:
+def _image_check(image: Resource, rule: Rule, facts: Facts) -> Iterator[Finding]:
+    """The offline image check's verdict on this image, as the operator layer found it
+    (``scripts.imagecheck.check_builds``): would the image start?"""
+    errors = None if facts.image_checks is None else facts.image_checks.get(image.urn)
+    if errors is None:
         yield rule.unknown(
             image,
-            "the image check (scripts/image_check.py) is not available: whether the image "
-            "holds shared/ and imports is not verified here",
+            "the image check did not run here: whether the image holds shared/ and its entry "
+            "module imports is verified by `platform plan`, `platform images check` and the "
+            "deploy preflight",
         )
         return
-    # The program gives paths relative to infra/, where the Pulumi CLI runs it.
-    root = os.path.normpath(os.path.join(PROGRAM_DIR, context))  # join keeps an absolute one
-    df = os.path.join(PROGRAM_DIR, dockerfile)
-    service = posixpath.basename(dockerfile).removesuffix(".Dockerfile")
-    tags = image.get("tags") or ()
-    errors = _checked_image(service, root, os.path.normpath(df), str(tags[0]) if tags else "")
     for error in errors:
         yield rule.finding(image, f"image check failed: {error}")
-
-
-@functools.lru_cache(maxsize=64)
-def _checked_image(service: str, root: str, dockerfile: str, tag: str) -> tuple[str, ...]:
-    """Errors of the image check; cached by the content-hash tag (same inputs, same answer)."""
-    from scripts.image_check import check_image
-
-    del tag  # the cache key: the tag is the content hash of everything the check reads
-    result = check_image(service, root, dockerfile=dockerfile)
-    return tuple(result.errors)
 
 
 @rule(
@@ -740,7 +573,7 @@ def scheduled_calls_and_background_work(graph: Graph, rule: Rule) -> Iterator[Fi
         labels = svc.get("labels") or {}
         if labels.get("background-work") == "true":
             for c in containers(svc):
-                idle = _get(c, "resources.cpuIdle")
+                idle = get(c, "resources.cpuIdle")
                 if idle is not False:
                     yield rule.finding(
                         svc,
@@ -755,7 +588,7 @@ def scheduled_calls_and_background_work(graph: Graph, rule: Rule) -> Iterator[Fi
             called = []
             for job in jobs:
                 job_uri = job.get("httpTarget.uri")
-                if _known(job_uri) and _known(url):
+                if known(job_uri) and known(url):
                     if job_uri == f"{url}{path}":
                         called.append(True)
                 elif svc.urn in job.dependencies:
@@ -782,7 +615,7 @@ def deletion_protection(graph: Graph, rule: Rule) -> Iterator[Finding]:
         if stack_of(db) not in PRODUCTION_STACKS:
             continue
         state = db.get("deleteProtectionState")
-        if _known(state) and state != "DELETE_PROTECTION_ENABLED":
+        if known(state) and state != "DELETE_PROTECTION_ENABLED":
             yield rule.finding(
                 db,
                 "the database holding batch state can be deleted: "
@@ -791,7 +624,7 @@ def deletion_protection(graph: Graph, rule: Rule) -> Iterator[Finding]:
     for svc in graph.of_type(T.CLOUD_RUN):
         if stack_of(svc) not in PRODUCTION_STACKS:
             continue
-        if svc.get("deletionProtection") is not True and _known(svc.get("deletionProtection")):
+        if svc.get("deletionProtection") is not True and known(svc.get("deletionProtection")):
             yield rule.finding(
                 svc,
                 "a production service without deletion_protection: a rename or destroy "
@@ -835,11 +668,11 @@ def _runtime_member(
     graph: Graph, grant: Resource, member: Any, runtime: dict[str, Resource]
 ) -> bool | None:
     """Whether ``member`` of ``grant`` is a runtime identity (None: cannot place it)."""
-    if _known(member):
-        emails = {sa.out("email") for sa in runtime.values() if _known(sa.out("email"))}
+    if known(member):
+        emails = {sa.out("email") for sa in runtime.values() if known(sa.out("email"))}
         if str(member).removeprefix("serviceAccount:") in emails:
             return True
-        if any(not _known(sa.out("email")) for sa in runtime.values()):
+        if any(not known(sa.out("email")) for sa in runtime.values()):
             return None if str(member).startswith("serviceAccount:") else False
         return False
     accounts = graph.deps(grant, T.SERVICE_ACCOUNT)
@@ -857,11 +690,11 @@ def _runtime_member(
 def firestore_scoped_to_its_database(graph: Graph, rule: Rule) -> Iterator[Finding]:
     runtime = runtime_accounts(graph)
     names = [db.get("name") for db in graph.of_type(T.FIRESTORE_DATABASE)]
-    databases = {str(n) for n in names if _known(n)}
-    some_unknown = any(not _known(n) for n in names)
+    databases = {str(n) for n in names if known(n)}
+    some_unknown = any(not known(n) for n in names)
     for grant in graph.of_type(T.PROJECT_IAM_MEMBER, T.PROJECT_IAM_BINDING):
         role = grant.get("role")
-        if not _known(role):
+        if not known(role):
             yield rule.unknown(grant, "role unknown: cannot tell whether it reaches Firestore")
             continue
         if not str(role).startswith(FIRESTORE_ROLE_PREFIXES):
@@ -871,7 +704,7 @@ def firestore_scoped_to_its_database(graph: Graph, rule: Rule) -> Iterator[Findi
             continue  # not a runtime identity: not this rule's concern
         who = "a runtime identity" if any(verdicts) else "an identity this check cannot place"
         condition = grant.get("condition")
-        expression = _get(condition, "expression") if condition else None
+        expression = get(condition, "expression") if condition else None
         if expression is UNKNOWN:
             yield rule.unknown(grant, f"{role}: the condition is unknown in this preview")
             continue
@@ -906,16 +739,16 @@ def _callers(graph: Graph, svc: Resource) -> tuple[set[str], bool]:
         email = caller.get("pushConfig.oidcToken.serviceAccountEmail") or caller.get(
             "httpTarget.oidcToken.serviceAccountEmail"
         )
-        if _known(email):
+        if known(email):
             internal_emails.add(str(email))
         internal_accounts.update(sa.urn for sa in graph.deps(caller, T.SERVICE_ACCOUNT))
     kinds: set[str] = set()
     partial = False
     for grant in graph.of_type(T.RUN_INVOKER_MEMBER, T.RUN_IAM_BINDING):
-        if grant.get("role") != INVOKER or not targets_service(grant, svc):
+        if grant.get("role") != RUN_INVOKER or not targets_service(grant, svc):
             continue
         for member in _grant_members(grant):
-            if not _known(member):
+            if not known(member):
                 if any(sa.urn in internal_accounts for sa in graph.deps(grant, T.SERVICE_ACCOUNT)):
                     kinds.add("internal")
                 else:
@@ -942,7 +775,7 @@ def ingress_no_wider_than_callers(graph: Graph, rule: Rule) -> Iterator[Finding]
         # Cloud Run's default when unset is all traffic.
         # https://cloud.google.com/run/docs/securing/ingress#settings
         ingress = svc.get("ingress") or INGRESS_ALL
-        if not _known(ingress):
+        if not known(ingress):
             yield rule.unknown(svc, "ingress unknown in this preview")
             continue
         kinds, partial = _callers(graph, svc)
@@ -978,12 +811,12 @@ COVERING_METRIC = {
 
 def _alert_filters(policy: Resource) -> list[Any]:
     conditions = policy.get("conditions")
-    if not _known(conditions):
+    if not known(conditions):
         return [UNKNOWN]
     out = []
     for c in conditions or ():
         for path in ("conditionThreshold.filter", "conditionMatchedLog.filter"):
-            value = _get(c, path)
+            value = get(c, path)
             if value is not None:
                 out.append(value)
     return out
@@ -991,7 +824,7 @@ def _alert_filters(policy: Resource) -> list[Any]:
 
 def _watches(filter_: Any) -> tuple[set[str], set[str]] | None:
     """(metric types, subscription ids) a filter names; None if the filter is unknown."""
-    if not _known(filter_):
+    if not known(filter_):
         return None
     metrics, subs = set(), set()
     for m in _FILTER_TERM_RE.finditer(str(filter_)):
@@ -1039,7 +872,7 @@ def alert_coverage(graph: Graph, rule: Rule) -> Iterator[Finding]:
         else:
             continue
         name, metric = sub.get("name"), COVERING_METRIC[kind]
-        if not _known(name):
+        if not known(name):
             yield rule.unknown(sub, f"cannot tell which alert watches this {kind} subscription")
             continue
         verdict = _covered(policies, metric, name)
@@ -1054,14 +887,14 @@ def alert_coverage(graph: Graph, rule: Rule) -> Iterator[Finding]:
             )
     for policy in policies:
         channels = policy.get("notificationChannels")
-        if not _known(channels):
+        if not known(channels):
             yield rule.unknown(policy, "cannot tell whom this alert notifies")
         elif not channels:
             yield rule.finding(
                 policy,
                 "an alert that notifies nobody: give platform.monitoring.notify a channel",
             )
-        elif not all(_known(c) and c for c in channels):
+        elif not all(known(c) and c for c in channels):
             # A new channel's name is the API's: unknown until it exists.
             yield rule.unknown(policy, "cannot tell whom this alert notifies")
 
@@ -1069,32 +902,34 @@ def alert_coverage(graph: Graph, rule: Rule) -> Iterator[Finding]:
 # --- Running --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RuleResult:
-    rule: Rule
-    findings: tuple[Finding, ...]
-
-    @property
-    def status(self) -> str:
-        if any(f.blocks for f in self.findings):
-            return "fail"
-        if any(f.severity is Severity.WARNING and not f.unverifiable for f in self.findings):
-            return "warn"
-        if any(f.unverifiable for f in self.findings):
-            return "unverifiable"
-        return "pass"
+def _graph(resources: Iterable[Resource]) -> Graph:
+    return resources if isinstance(resources, Graph) else Graph(resources)
 
 
-def run_rules(resources: Iterable[Resource], rules: Iterable[Rule] | None = None) -> list[Finding]:
-    graph = resources if isinstance(resources, Graph) else Graph(resources)
-    return [f for r in (RULES if rules is None else rules) for f in r.check(graph, r)]
+def run_rules(
+    resources: Iterable[Resource],
+    rules: Iterable[Rule] | None = None,
+    *,
+    facts: Facts | None = None,
+) -> list[Finding]:
+    """Every finding of ``rules`` (all by default) over the resources.
+
+    ``facts``: what the operator layer found out beyond the graph (the image check's results);
+    without them, the checks that need them are reported unverifiable, never passed.
+    """
+    graph = _graph(resources)
+    return [f for r in (RULES if rules is None else rules) for f in r.run(graph, facts)]
 
 
 def rule_results(
-    resources: Iterable[Resource], rules: Iterable[Rule] | None = None
+    resources: Iterable[Resource],
+    rules: Iterable[Rule] | None = None,
+    *,
+    facts: Facts | None = None,
 ) -> list[RuleResult]:
-    graph = resources if isinstance(resources, Graph) else Graph(resources)
-    return [RuleResult(r, tuple(r.check(graph, r))) for r in (RULES if rules is None else rules)]
+    """One :class:`RuleResult` per rule, in rule order (see :func:`run_rules`)."""
+    graph = _graph(resources)
+    return [RuleResult(r, tuple(r.run(graph, facts))) for r in (RULES if rules is None else rules)]
 
 
 def has_errors(findings: Iterable[Finding]) -> bool:

@@ -11,13 +11,20 @@ found batches it would finish · 64 usage.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
 
-from scripts.cli_common import ExitCode, console, emit, fail, make_app, run_app
+from scripts.cli_common import (
+    ExitCode,
+    console,
+    emit,
+    fail,
+    make_app,
+    parse_duration,
+    run_app,
+)
 from shared.batch_model import (
     DEFAULT_IDLE_WINDOW,
     DEFAULT_MAX_AGE,
@@ -32,19 +39,6 @@ dead_letters_app = make_app(help="Read and replay a dead-letter subscription.")
 app.add_typer(dead_letters_app, name="dead-letters")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
-_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?[smhd])+$")
-_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> timedelta:
-    """Seconds (``600``) or units (``10m``, ``1h30m``, ``10m00s``)."""
-    text = text.strip()
-    if re.fullmatch(r"\d+(?:\.\d+)?", text):
-        return timedelta(seconds=float(text))
-    if not _DURATION.match(text):
-        raise typer.BadParameter(f"{text!r} is not a duration (e.g. 600, 10m, 1h30m)")
-    return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in _PART.findall(text)))
 
 
 class _Ctx:

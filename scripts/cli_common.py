@@ -14,12 +14,24 @@ code  name        meaning
 
 click exits 2 on a usage error, which CI would read as "drift found": apps made by
 :func:`make_app` and run by :func:`run_app` exit 64 instead, so a typo is never taken for drift.
+
+Help texts render literally: typer reads them as rich markup, where ``[secret]`` would be a
+style tag and vanish. :func:`literal_help` escapes every bracket except the few markup tags
+help texts use on purpose (:data:`HELP_MARKUP`: ``[b]``, ``[i]``, ``[dim]``); apps made by
+:func:`make_app` apply it to every command, option and epilog, so a docstring says
+``Config secrets are shown as [secret].`` and the help prints exactly that.
+
+:func:`lazy_group` gives a group sub-commands whose modules are imported when they run, not
+when ``--help`` lists them (``platform``: the deploy tooling loads Google's clients).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from enum import IntEnum
 from typing import Any, NoReturn
 
@@ -31,8 +43,13 @@ from typer.core import TyperGroup
 __all__ = [
     "ExitCode",
     "EXIT_CODES_HELP",
+    "HELP_MARKUP",
+    "LazyCommand",
     "UsageExitGroup",
+    "lazy_group",
+    "literal_help",
     "make_app",
+    "parse_duration",
     "run_app",
     "usage_error",
     "fail",
@@ -71,12 +88,51 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+#: The rich markup tags help texts may use on purpose; every other ``[...]`` is literal.
+HELP_MARKUP = frozenset({"b", "bold", "i", "italic", "dim"})
+_LITERAL_BRACKET = re.compile(r"(?<!\\)\[(?!/?(?:" + "|".join(sorted(HELP_MARKUP)) + r")\]|/\])")
+
+
+def _literal(text: str | None) -> str | None:
+    return _LITERAL_BRACKET.sub(r"\\[", text) if text else text
+
+
+def _reflowed(text: str | None) -> str | None:
+    """Each paragraph on one line, for the terminal to wrap (typer keeps a docstring's line
+    breaks after the first paragraph, which wrap raggedly at 80 columns); a paragraph that
+    starts with click's ``\\b`` keeps its lines."""
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split("\n")) for p in paragraphs)
+
+
+def literal_help(command: Any) -> Any:
+    """Escape the rich markup in a click command's help, epilog and parameter help (and its
+    sub-commands'), except :data:`HELP_MARKUP`, and put each help paragraph on one line;
+    idempotent. Returns the command."""
+    command.help = _literal(_reflowed(command.help))
+    command.short_help = _literal(command.short_help)
+    command.epilog = _literal(_reflowed(command.epilog))
+    for param in getattr(command, "params", ()):
+        if getattr(param, "help", None):
+            param.help = _literal(param.help)
+    for sub in (getattr(command, "commands", None) or {}).values():
+        literal_help(sub)
+    return command
+
+
 class UsageExitGroup(TyperGroup):
     """A typer group whose usage errors exit 64 (not click's 2), also under ``CliRunner``.
 
     Usage errors are raised while parsing the group's or a sub-command's arguments
-    (``make_context``) and by ``typer.BadParameter`` inside a command (``invoke``).
+    (``make_context``) and by ``typer.BadParameter`` inside a command (``invoke``). Its help
+    texts, and its commands', render literally (:func:`literal_help`).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        literal_help(self)
 
     def make_context(self, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -93,6 +149,37 @@ class UsageExitGroup(TyperGroup):
             raise
 
 
+#: A lazy sub-command: its one-line help for the parent's list, and what loads it (a typer
+#: app, whose module is imported only then).
+LazyCommand = tuple[str, Callable[[], typer.Typer]]
+
+
+def lazy_group(commands: Mapping[str, LazyCommand]) -> type[UsageExitGroup]:
+    """A :class:`UsageExitGroup` class (``make_app(cls=...)``) with ``commands`` as sub-commands
+    loaded on first use: the group's ``--help`` lists them by their one-line help without
+    importing them."""
+
+    class LazyGroup(UsageExitGroup):
+        def list_commands(self, ctx: Any) -> list[str]:
+            return [*super().list_commands(ctx), *(n for n in commands if n not in self.commands)]
+
+        def get_command(self, ctx: Any, cmd_name: str) -> Any:
+            found = super().get_command(ctx, cmd_name)
+            if found is None and cmd_name in commands:
+                # Listed in --help without importing its module: a stand-in with its help.
+                return typer.main.TyperCommand(cmd_name, help=_literal(commands[cmd_name][0]))
+            return found
+
+        def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+            name = args[0] if args else None
+            if name in commands and name not in self.commands:
+                loaded = literal_help(typer.main.get_command(commands[name][1]()))
+                self.add_command(loaded, name)
+            return super().resolve_command(ctx, args)
+
+    return LazyGroup
+
+
 def make_app(**kwargs: Any) -> typer.Typer:
     """A ``typer.Typer`` with the project's conventions: rich help, the exit-code epilog,
     usage errors exiting 64, no shell-completion options, no locals in tracebacks."""
@@ -101,7 +188,8 @@ def make_app(**kwargs: Any) -> typer.Typer:
     kwargs.setdefault("add_completion", False)
     kwargs.setdefault("pretty_exceptions_show_locals", False)
     kwargs.setdefault("no_args_is_help", True)
-    return typer.Typer(cls=UsageExitGroup, **kwargs)
+    kwargs.setdefault("cls", UsageExitGroup)
+    return typer.Typer(**kwargs)
 
 
 def run_app(
@@ -113,7 +201,7 @@ def run_app(
     made by :func:`make_app` too (a single-command app, for instance). Exits with
     :attr:`ExitCode.ERROR` on Ctrl-C outside a command that handles it.
     """
-    command = typer.main.get_command(app)
+    command = literal_help(typer.main.get_command(app))
     try:
         rv = command.main(
             args=list(args) if args is not None else None,
@@ -140,6 +228,29 @@ def _show_click_error(exc: Any) -> None:
         rich_utils.rich_format_error(exc)
     except Exception:  # pragma: no cover - typer without rich
         exc.show()
+
+
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?\s*(?:ms|s|m|h|d)\s*)+")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """The one duration grammar of the project's command lines: seconds (``600``, ``1.5``) or
+    units (``90s``, ``10m``, ``1h30m``, ``10m00s``, ``250ms``, ``2d``).
+
+    Raises ``typer.BadParameter`` naming the grammar, so an option's callback can use it as is.
+    """
+    value = text.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", value):
+        return timedelta(seconds=float(value))
+    if not _DURATION.fullmatch(value):
+        raise typer.BadParameter(
+            f"{text!r} is not a duration: seconds (600) or with units (90s, 10m, 1h30m)"
+        )
+    return timedelta(
+        seconds=sum(float(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(value))
+    )
 
 
 def usage_error(message: str) -> typer.Exit:

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from infra.paths import REPO_ROOT
 from scripts.cli_common import (
     EXIT_CODES_HELP,
     ExitCode,
@@ -51,8 +52,6 @@ from scripts.deploy._clients import (
 )
 from scripts.deploy._pipeline import default_image_tags
 from scripts.deploy._preflight import PlanPreflight
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 app = make_app(
     help=(
@@ -146,7 +145,7 @@ class RichReporter:
 
 
 def _stack_project(stack: str, root: Path) -> str | None:
-    from scripts.offline_plan import load_stack_file
+    from scripts.plan import load_stack_file
 
     try:
         return load_stack_file(stack, root).get("gcp:project")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
 from datetime import timedelta
 from typing import Annotated, Any
@@ -19,6 +18,7 @@ from scripts.cli_common import (
     err_console,
     fail,
     make_app,
+    parse_duration,
     run_app,
 )
 from scripts.deploylock import (
@@ -58,15 +58,9 @@ app = make_app(
     ),
 )
 
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}
-
 
 def _parse_ttl(value: str) -> timedelta:
-    match = _DURATION_RE.match(value)
-    if not match:
-        raise typer.BadParameter(f"{value!r} is not a duration: use seconds or 90s, 10m, 1h")
-    ttl = timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+    ttl = parse_duration(value)
     if ttl < CLI_MIN_TTL:
         raise typer.BadParameter(
             f"TTL must be at least {CLI_MIN_TTL.total_seconds():g} s, got {ttl.total_seconds():g} s"

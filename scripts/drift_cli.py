@@ -7,13 +7,13 @@ Thin over :func:`scripts.deploy.compute_drift`; exit codes from the project's ta
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from infra.paths import REPO_ROOT
 from scripts.cli_common import ExitCode, console, err_console, fail, run_app, usage_error
 from scripts.deploy import (
     AutomationPulumi,
@@ -33,8 +33,6 @@ from scripts.deploy._clients import (
     firestore_for,
 )
 from scripts.deploy._preflight import _info, evaluate_plan
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 app = typer.Typer(
     rich_markup_mode="rich",

@@ -2,7 +2,7 @@
 
 ``platform images check [SERVICE...] [--json]`` checks each service's image (all by default):
 build context, Dockerfile rules, declared dependencies, and an isolated import of CMD's entry
-module (:mod:`scripts.image_check`). Prints each image's content hash and tag.
+module (:mod:`scripts.imagecheck`). Prints each image's content hash and tag.
 
 Exit codes: 0 every image passes · 1 an image fails (each error printed) · 64 usage.
 """
@@ -64,7 +64,7 @@ def check(
     CMD's entry module there in an isolated `python -S`, with only the distributions its
     requirements declare. Exits 1 naming the problem (e.g. the missing module).
     """
-    from scripts.image_check import SERVICES, check_image, check_images
+    from scripts.imagecheck import SERVICES, check_image, check_images
 
     names = services or list(SERVICES)
     if (dockerfile or context) and len(names) != 1:

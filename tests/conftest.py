@@ -18,7 +18,7 @@ import pytest
 from hypothesis import settings
 
 from scripts import emulators
-from scripts.offline_plan import Plan, evaluate_stack, load_stack_file
+from scripts.plan import Plan, evaluate_stack, load_stack_file
 
 # CI (CI=true) replays the same examples every run, so a landing is never decided by a random
 # draw; developers' runs explore new ones (and keep failures in .hypothesis/ to replay).

@@ -23,7 +23,8 @@ from infra.config._formats import (
     parse_cpu,
     parse_memory_mib,
 )
-from infra.naming import Kind, physical_name
+from infra.durations import api_duration
+from infra.naming import Kind, physical_name, short_service
 
 __all__ = [
     "PLATFORM_KEY",
@@ -60,7 +61,7 @@ DEFAULT_MAX_BACKOFF_S = limits.PUBSUB_DEFAULT_MAX_BACKOFF_S
 DEFAULT_MAX_DELIVERY_ATTEMPTS = limits.PUBSUB_DEFAULT_DELIVERY_ATTEMPTS
 # Dead letters are kept for the longest retention Pub/Sub allows on a subscription, so a
 # weekend's failures can still be inspected and replayed on Monday.
-DEAD_LETTER_RETENTION = f"{limits.PUBSUB_MAX_SUBSCRIPTION_RETENTION_S}s"
+DEAD_LETTER_RETENTION = api_duration(limits.PUBSUB_MAX_SUBSCRIPTION_RETENTION_S)
 DEFAULT_ATTEMPT_DEADLINE_S = 320  # above the stall check's own 300 s budget
 DEFAULT_RETRY_COUNT = 1  # a stall check runs again on the next tick anyway
 DEFAULT_SCHEDULER_MIN_BACKOFF_S = limits.SCHEDULER_DEFAULT_MIN_BACKOFF_S
@@ -259,7 +260,7 @@ class SubscriptionConfig(_Frozen):
     _backoff = model_validator(mode="after")(_below("min_backoff_seconds", "max_backoff_seconds"))
 
     def logical_name(self, topic: str) -> str:
-        return self.name or f"{topic}-{self.service.removeprefix('prediction-')}"
+        return self.name or f"{topic}-{short_service(self.service)}"
 
 
 class TopicConfig(_Frozen):

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 from typing import Any
 
 from scripts.deploylock import DATABASE_ENV, DEFAULT_DATABASE
-from scripts.local import LOCAL_STACK  # the stack name of the local platform
+from scripts.local import LOCAL_STACK, LocalPlatform  # LOCAL_STACK: the local platform's name
 
 from ._errors import DeployError
 
 __all__ = [
     "DEFAULT_LOCK_DATABASE",
     "LOCK_DATABASE_ENV",
-    "LOCAL_PLATFORM_FACTORY",
     "LOCAL_STACK",
     "LOCAL_TOPOLOGY_STACK",
     "firestore_for",
@@ -25,9 +23,7 @@ __all__ = [
 #: The deployment records live beside the deploy lock, in the lock library's one database.
 LOCK_DATABASE_ENV = DATABASE_ENV
 DEFAULT_LOCK_DATABASE = DEFAULT_DATABASE
-#: The local platform's class (``scripts.local``), which implements the ``LocalPlatform``
-#: protocol of ``scripts.deploy._targets``; its topology is this stack's.
-LOCAL_PLATFORM_FACTORY = "scripts.local:LocalPlatform"
+#: The stack whose topology the local platform runs for ``deploy --stack local``.
 LOCAL_TOPOLOGY_STACK = "prod"
 
 
@@ -53,16 +49,9 @@ def firestore_for(project: str | None, database: str) -> Any:
 
 def local_platform(root: Path) -> Any:
     """The local platform (``platform local``) for ``deploy --stack local``: the prod topology
-    on the emulators; reuses a platform already up (its state in ``.local/``)."""
-    module_name, _, attr = LOCAL_PLATFORM_FACTORY.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-        factory = getattr(module, attr)
-    except (ImportError, AttributeError):
-        raise DeployError(
-            f"the local platform is not available: `deploy --stack {LOCAL_STACK}` needs "
-            f"{LOCAL_PLATFORM_FACTORY} (the LocalPlatform protocol of scripts/deploy/_targets.py)"
-        ) from None
-    platform = factory(LOCAL_TOPOLOGY_STACK, root=root)
+    on the emulators; reuses a platform already up (its state in ``.local/``). Its class,
+    ``scripts.local.LocalPlatform``, implements the ``LocalPlatform`` protocol of
+    ``scripts.deploy._targets``."""
+    platform = LocalPlatform(LOCAL_TOPOLOGY_STACK, root=root)
     platform.plan_stack = LOCAL_TOPOLOGY_STACK
     return platform

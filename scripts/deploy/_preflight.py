@@ -1,8 +1,9 @@
 """Step 1 of the pipeline: the same checks ``make plan`` runs, before any lock is taken.
 
-* config validation and the program under Pulumi's mocks (``scripts.offline_plan``);
-* the policy rules over the registered resources (``policy.rules``);
-* the offline image check of each service (``scripts.image_check``).
+* config validation and the program under Pulumi's mocks (``scripts.plan.evaluate_stack``);
+* the policy rules over the registered resources, with the offline image check of each image
+  the plan builds handed in (``scripts.plan.preflight``; images given by digest, as in a
+  rollback, are not built and so not checked).
 
 It returns the plan's :class:`StackInfo` (services, images) for the later steps.
 """
@@ -14,7 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from infra.config import ConfigError
 from infra.naming import Kind
+from scripts.plan import Plan, PlanError, evaluate_stack, preflight_findings
 from shared.contract import START_PATH
 
 from ._errors import DeployError
@@ -24,13 +27,9 @@ from ._stackinfo import stack_info
 
 __all__ = ["PlanPreflight", "evaluate_plan"]
 
-_NO_RULES = "policy rules (policy/rules.py) are not available: skipped"
 
-
-def evaluate_plan(stack: str, root: Path, env: Mapping[str, str] | None = None) -> Any:
-    """The offline plan of ``stack`` (raises ConfigError/PlanError from ``offline_plan``)."""
-    from scripts.offline_plan import evaluate_stack
-
+def evaluate_plan(stack: str, root: Path, env: Mapping[str, str] | None = None) -> Plan:
+    """The offline plan of ``stack`` (raises ConfigError/PlanError from ``scripts.plan``)."""
     return evaluate_stack(stack, root=root, env=dict(env or {}))
 
 
@@ -54,47 +53,13 @@ def _info(plan: Any):
     )
 
 
-def _rule_findings(plan: Any) -> tuple[list[str], list[str]]:
-    """(errors, warnings) of the policy rules; the rule module's own entry point."""
-    try:
-        from policy import rules
-    except ImportError:
-        return [], [_NO_RULES]
-    run = getattr(rules, "run_rules", None) or getattr(rules, "check_resources", None)
-    if run is None:
-        return [], ["policy.rules has no run_rules(): skipped"]
+def _rule_findings(plan: Plan) -> tuple[list[str], list[str]]:
+    """(errors, warnings) of the policy rules, the image check included."""
     errors, warnings = [], []
-    for f in run(plan.resources):
+    for f in preflight_findings(plan.resources):
         # ``blocks``: error-level and decided; unverifiable findings and warnings do not stop.
-        (errors if getattr(f, "blocks", True) else warnings).append(str(f))
+        (errors if f.blocks else warnings).append(str(f))
     return errors, warnings
-
-
-def _image_findings(services: list[str], root: Path) -> tuple[list[str], list[str]]:
-    try:
-        from scripts.image_check import check_image
-    except ImportError:
-        from infra.build_context import BuildContext, BuildContextError
-
-        errors = []
-        for service in services:
-            try:
-                BuildContext.for_service(service, root).image_files()
-            except (BuildContextError, OSError) as exc:
-                errors.append(f"image {service}: {exc}")
-        return errors, ["scripts/image_check.py not available: checked the build context only"]
-    errors = []
-    for service in services:
-        try:
-            result = check_image(service, root=root)
-        except Exception as exc:  # noqa: BLE001 - a check that cannot run is a failure
-            errors.append(f"image {service}: {type(exc).__name__}: {exc}")
-            continue
-        ok = getattr(result, "ok", True)
-        if not ok:
-            problems = getattr(result, "problems", None) or getattr(result, "errors", None)
-            errors.append(f"image {service}: {problems or result}")
-    return errors, []
 
 
 class PlanPreflight:
@@ -105,9 +70,6 @@ class PlanPreflight:
         self.overrides = dict(overrides or {})
 
     def __call__(self, stack: str) -> PreflightResult:
-        from infra.config import ConfigError
-        from scripts.offline_plan import PlanError
-
         env = {}
         if self.overrides:
             env[ENV_IMAGE_OVERRIDES] = json.dumps(self.overrides, sort_keys=True)
@@ -122,13 +84,4 @@ class PlanPreflight:
         except DeployError as exc:
             return PreflightResult(errors=[str(exc)], plan=plan)
         errors, warnings = _rule_findings(plan)
-        img_errors: list[str] = []
-        img_warnings: list[str] = []
-        if _NO_RULES in warnings:
-            # Rule PF10 runs the image check; without the rules, run it here. Images given
-            # by digest (rollback) are not built: nothing to check for them.
-            built = [s for s in info.services if s not in self.overrides]
-            img_errors, img_warnings = _image_findings(built, self.root)
-        return PreflightResult(
-            errors=errors + img_errors, info=info, warnings=warnings + img_warnings, plan=plan
-        )
+        return PreflightResult(errors=errors, info=info, warnings=warnings, plan=plan)

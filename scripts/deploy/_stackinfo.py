@@ -1,6 +1,6 @@
 """What the pipeline needs to know about a stack, read from the program's offline plan.
 
-The plan (``scripts.offline_plan.evaluate_stack``) is the one description of the topology:
+The plan (``scripts.plan.evaluate_stack``) is the one description of the topology:
 the Cloud Run services (name, project, region) to verify and inspect, and each service's image
 (Artifact Registry repository and content-hash tag) to build remotely. Nothing here restates
 the topology.

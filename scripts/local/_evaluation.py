@@ -26,7 +26,7 @@ def evaluate(
     """The stack's offline plan (``config``: a ``config:`` mapping instead of the stack file;
     ``env``: the deploy variables). Raises RefusedStack with every problem found."""
     from infra.config import ConfigError
-    from scripts.offline_plan import PlanError, evaluate_stack
+    from scripts.plan import PlanError, evaluate_stack
 
     try:
         plan = evaluate_stack(stack, root=root, config=config, env=dict(env))
@@ -46,10 +46,11 @@ def evaluate(
 
 
 def _preflight(plan: Any) -> list[str]:
-    """Error-level findings of the preflight rules (``policy/rules.py``)."""
-    from policy import rules
+    """Error-level findings of the preflight rules (``policy/rules.py``), the image check
+    included (``scripts.plan.preflight_findings``)."""
+    from scripts.plan import preflight_findings
 
-    return [str(f) for f in rules.run_rules(plan.resources) if f.blocks]
+    return [str(f) for f in preflight_findings(plan.resources) if f.blocks]
 
 
 def stack_project(stack: str, *, root: Path, config: Mapping[str, Any] | None) -> str:
@@ -58,7 +59,7 @@ def stack_project(stack: str, *, root: Path, config: Mapping[str, Any] | None) -
     raw = config
     if raw is None:
         from infra.config import ConfigError
-        from scripts.offline_plan import load_stack_file
+        from scripts.plan import load_stack_file
 
         try:
             raw = load_stack_file(stack, root=root)

@@ -21,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from infra.paths import REPO_ROOT
 from scripts.local._topology import JobSpec, ServiceSpec, SubscriptionSpec, TopicSpec, Topology
 from scripts.processes import ProcRecord
 
@@ -37,7 +38,6 @@ __all__ = [
     "topology_from_state",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STATE_DIR = REPO_ROOT / ".local"
 STATE_FILE = "state.json"
 SECRETS_FILE = "secrets.yaml"

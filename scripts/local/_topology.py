@@ -1,7 +1,7 @@
 """What the local platform runs, read from the registered resource graph (the offline plan).
 
 No second description of the topology: topics, subscriptions, services and scheduler jobs are
-taken from the resources ``infra/`` registers (:func:`scripts.offline_plan.evaluate_stack`), in
+taken from the resources ``infra/`` registers (:func:`scripts.plan.evaluate_stack`), in
 the provider's camelCase input names. Cloud Run URLs (the mock's ``uri`` output) are kept as
 they are here; :meth:`Topology.localise` rewrites them to the local services' ports.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import limits
+from infra.durations import api_seconds
 from policy.graph import Graph, Resource, T
 
 __all__ = [
@@ -58,15 +59,12 @@ NOT_APPLIED: dict[str, str] = {
 def _seconds(value: Any, default: int | None = None) -> int | None:
     """A Duration input (``"600s"``, the API's JSON form; or a number) in whole seconds;
     ``""``/``None`` -> ``default``."""
-    from google.protobuf import duration_pb2
-
     if value is None or value == "":
         return default
-    if isinstance(value, int | float):
-        return int(value)
-    duration = duration_pb2.Duration()
-    duration.FromJsonString(str(value).strip())
-    return duration.seconds
+    seconds = api_seconds(value)
+    if seconds is None:
+        raise ValueError(f"{value!r} is not a duration (e.g. 600s)")
+    return int(seconds)
 
 
 def _short(path: str) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from infra.paths import REPO_ROOT
 from scripts.deploy import (
     CloudBuildAdapter,
     CloudRunAdapter,
@@ -28,7 +29,6 @@ from scripts.deploy import (
     ServiceRef,
     ServiceState,
 )
-from scripts.offline_plan import REPO_ROOT
 from tests.fakegcp import FakeArtifactRegistry, FakeCloudBuild, FakeCloudRun
 
 

@@ -9,8 +9,7 @@ import pytest
 
 from infra.bootstrap.components import DEPLOYER_PROJECT_ROLES, DEPLOYER_ROLE_CONDITIONS
 from infra.bootstrap.config import NAMESPACE, BootstrapConfigError
-from infra.bootstrap.plan import _stack_config, evaluate_bootstrap
-from scripts.offline_plan import load_stack_file, parse_config
+from scripts.plan import bootstrap_stack_config, evaluate_bootstrap, load_stack_file, parse_config
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +78,7 @@ def test_the_platform_stack_deploys_as_the_bootstraps_deployer(plan):
     # One deploy identity: the prod platform stack names the account this bootstrap creates
     # in its project, and creates none of its own.
     platform = parse_config("prod", load_stack_file("prod"), "prediction-platform")
-    assert platform.project == _stack_config("prod")["gcp:project"]
+    assert platform.project == bootstrap_stack_config("prod")["gcp:project"]
     assert platform.platform.deploy.service_account == plan.outputs["deployer_email"]
 
 
@@ -94,7 +93,7 @@ def test_lock_database_is_its_own_protected_database_with_the_history_index(plan
 
 
 def test_bad_config_names_every_key():
-    raw = copy.deepcopy(_stack_config("prod"))
+    raw = copy.deepcopy(bootstrap_stack_config("prod"))
     boot = raw[f"{NAMESPACE}:bootstrap"]
     boot["state_bucket"] = "Bad_Bucket!"
     boot["github_repository"] = "no-slash"
@@ -129,7 +128,7 @@ def test_the_deployer_may_grant_only_the_platforms_project_roles(plan, prod_plan
 
 
 def test_the_bootstrap_readme_lists_each_deployer_role_and_why():
-    from scripts.offline_plan import REPO_ROOT
+    from infra.paths import REPO_ROOT
 
     text = (REPO_ROOT / "README.md").read_text()
     section = text.split("## Bootstrap (one-time)", 1)[1].split("\n## ", 1)[0]

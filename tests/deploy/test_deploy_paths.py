@@ -8,8 +8,9 @@ import json
 
 import pytest
 
+import scripts.plan._stack as plan_stack
+from infra.paths import REPO_ROOT
 from policy.graph import T
-from scripts import offline_plan
 from scripts.cli_common import ExitCode
 from scripts.deploy import (
     CloudTarget,
@@ -21,7 +22,7 @@ from scripts.deploy import (
     run_deploy,
     stack_info,
 )
-from scripts.offline_plan import REPO_ROOT, Plan, evaluate_stack
+from scripts.plan import Plan, evaluate_stack
 from tests.deploy.doubles import FakeInspector, FakeSyntheticCheck, FakeTooling, RecordingReporter
 from tests.deploy.gitrepo import TempRepo
 
@@ -34,13 +35,13 @@ SECRET_SIG = "4dabf18193072939515e22adb298388d"
 def test_images_push_with_the_deploy_identitys_access_token_as_a_secret(monkeypatch):
     raw: dict[str, dict] = {}
 
-    class Capturing(offline_plan.PlanMocks):
+    class Capturing(plan_stack.PlanMocks):
         def new_resource(self, args):
             if args.typ == T.IMAGE:
                 raw[args.name] = dict(args.inputs)
             return super().new_resource(args)
 
-    monkeypatch.setattr(offline_plan, "PlanMocks", Capturing)
+    monkeypatch.setattr(plan_stack, "PlanMocks", Capturing)
     plan = evaluate_stack("prod", env={})
     assert set(raw) == {"prediction-coordinator-image", "prediction-worker-image"}
     for name, inputs in raw.items():

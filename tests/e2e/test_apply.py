@@ -29,7 +29,7 @@ from scripts.local import (
     topology_from_resources,
 )
 from scripts.local._services import service_env
-from scripts.offline_plan import evaluate_stack
+from scripts.plan import evaluate_stack
 
 REPO = Path(__file__).resolve().parents[2]
 #: A project of its own on the shared emulator: apply deletes what the graph does not have.

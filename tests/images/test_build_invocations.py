@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from infra.build_context import REPO_ROOT, dockerfile_for
-from scripts.image_check import SERVICES
+from scripts.imagecheck import SERVICES
 
 #: Contexts that mean "the repo root" (scripts cd there first; make's $(CURDIR) is the root).
 ROOT_CONTEXTS = {".", "./", "$(CURDIR)", "$ROOT", "${ROOT}", "$REPO_ROOT", "${REPO_ROOT}"}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from infra.build_context import image_tag
-from scripts.image_check import SERVICES, check_image, check_images, image_cmd, parse_entry
+from scripts.imagecheck import SERVICES, check_image, check_images, image_cmd, parse_entry
 
 #: The check's budget per image: "well under a second". Measured as CPU time (the isolated
 #: import's own, which is most of it, plus this process's share): wall time on this shared

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from scripts.offline_plan import REPO_ROOT
+from infra.paths import REPO_ROOT
 
 PLATFORM = "prediction-platform:platform"
 

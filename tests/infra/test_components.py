@@ -9,12 +9,12 @@ import pulumi_gcp as gcp
 import pytest
 from pulumi.runtime.proto import resource_pb2
 
-import scripts.offline_plan as offline_plan
+import scripts.plan._mocks as plan_mocks
 from infra.options import child_options
 from infra.secret import Secret, SecretArgs
 from infra.topic import PushTarget, Topic, TopicArgs
 from policy.graph import Resource, T
-from scripts.offline_plan import Plan, PlanMocks, evaluate_stack, run_program
+from scripts.plan import Plan, PlanMocks, evaluate_stack, run_program
 
 STACK = "prod"
 PROJECT = "prediction-platform"
@@ -104,7 +104,7 @@ def test_images_are_pushed_only_once_the_deployer_may_write(prod_plan: Plan) -> 
         assert writer.urn in image.dependencies, f"{image.urn} does not wait for {writer.urn}"
 
 
-class _AliasRecordingMonitor(offline_plan.RecordingMonitor):
+class _AliasRecordingMonitor(plan_mocks.RecordingMonitor):
     """Records the alias URNs the SDK computes (alias specs off, so it computes them itself)."""
 
     aliases: dict[str, list[str]] = {}
@@ -130,7 +130,7 @@ def test_resources_moved_into_new_components_keep_their_former_urns(
     """Splitting Platform and Service must not replace a database or a repository in a stack
     that already has them: each moved resource names its former URN as an alias."""
     _AliasRecordingMonitor.aliases = {}
-    monkeypatch.setattr(offline_plan, "RecordingMonitor", _AliasRecordingMonitor)
+    monkeypatch.setattr(plan_mocks, "RecordingMonitor", _AliasRecordingMonitor)
     plan = evaluate_stack(STACK, env={})
     base = f"urn:pulumi:{STACK}::{PROJECT}::"
     former = {

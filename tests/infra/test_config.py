@@ -14,7 +14,7 @@ from infra.config import (
     StackConfig,
     parse_stack_config,
 )
-from scripts.offline_plan import load_stack_file, parse_config
+from scripts.plan import load_stack_file, parse_config
 
 PROJECT = "prediction-platform"
 PLATFORM = f"{PROJECT}:platform"

@@ -23,7 +23,7 @@ from infra.config import (
     load_stack_text,
     parse_config,
 )
-from scripts.offline_plan import REPO_ROOT
+from infra.paths import REPO_ROOT
 
 EXAMPLES = 1000
 STACKS = {s: load_stack_file(s, REPO_ROOT) for s in ("prod", "dev")}

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from infra import limits
 from infra.config._formats import _tz_names
 from policy.graph import T
-from scripts.offline_plan import Plan, evaluate_stack
+from scripts.plan import Plan, evaluate_stack
 
 DOCS = Path(googleapiclient.__file__).parent / "discovery_cache" / "documents"
 

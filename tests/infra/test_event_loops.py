@@ -12,8 +12,8 @@ import gc
 import subprocess
 import sys
 
-from infra.bootstrap.plan import evaluate_bootstrap
-from infra.build_context import REPO_ROOT
+from infra.paths import REPO_ROOT
+from scripts.plan import evaluate_bootstrap
 
 
 def _open_loops() -> list[asyncio.AbstractEventLoop]:
@@ -34,7 +34,7 @@ def test_a_plan_run_closes_every_event_loop_it_opened():
 
 def test_the_bootstrap_plan_command_prints_no_traceback():
     out = subprocess.run(
-        [sys.executable, "-m", "infra.bootstrap.plan"],
+        [sys.executable, "-m", "scripts.platform_cli", "bootstrap-plan"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

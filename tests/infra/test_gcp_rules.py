@@ -13,7 +13,7 @@ import pytest
 from infra import limits
 from infra.config import ConfigError, load_stack_file, load_stack_text, parse_config
 from infra.config._formats import check_cron
-from scripts.offline_plan import REPO_ROOT
+from infra.paths import REPO_ROOT
 
 PLATFORM = "prediction-platform:platform"
 

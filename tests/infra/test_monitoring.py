@@ -19,8 +19,9 @@ import pytest
 from infra import limits
 from infra.config import ConfigError
 from infra.monitoring import RUNBOOK_SECTIONS, AlertKind, anchor, backlog_threshold_seconds
+from infra.paths import REPO_ROOT
 from policy.graph import Resource, T
-from scripts.offline_plan import REPO_ROOT, Plan, evaluate_stack
+from scripts.plan import Plan, evaluate_stack
 from shared.events import EVENT_FIELD, BatchEvent
 
 PLATFORM = "prediction-platform:platform"

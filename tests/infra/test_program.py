@@ -14,10 +14,10 @@ import pytest
 
 from infra.build_context import image_tag
 from infra.config import ConfigError
-from infra.image import PROGRAM_DIR
+from infra.paths import PROGRAM_DIR, REPO_ROOT
 from policy.graph import SECRET, Resource, T
 from policy.rules import RULES, run_rules
-from scripts.offline_plan import REPO_ROOT, Plan, PlanError, evaluate_stack
+from scripts.plan import Plan, PlanError, evaluate_stack
 
 PLATFORM = "prediction-platform:platform"
 DIGEST = "us-west2-docker.pkg.dev/nba-props-platform/platform-images/prediction-worker@sha256:" + (
@@ -481,7 +481,8 @@ def test_a_missing_config_secret_names_the_command(prod_config: dict[str, Any]) 
 
     import pulumi
 
-    from scripts.offline_plan import PROGRAM, PlanMocks, run_program
+    from infra.paths import PROGRAM
+    from scripts.plan import PlanMocks, run_program
 
     engine_config = {
         "gcp:project": prod_config["gcp:project"],

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from scripts.offline_plan import REPO_ROOT
+from infra.paths import REPO_ROOT
 from scripts.platform_cli import app
 
 runner = CliRunner()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
+from infra.paths import REPO_ROOT
 from policy.rules import RULES
-from scripts.offline_plan import REPO_ROOT
 
 
 def test_every_rule_id_is_in_the_readme_table() -> None:

@@ -17,9 +17,11 @@ from typing import Any
 
 import pytest
 
+from infra.paths import REPO_ROOT
+from policy.findings import Facts
 from policy.graph import UNKNOWN, Graph, Resource, T, normalise
 from policy.rules import RULES, Finding, rule_results, run_rules
-from scripts.offline_plan import REPO_ROOT, Plan, evaluate_stack
+from scripts.plan import Plan, evaluate_stack, plan_facts, preflight
 
 PLATFORM = "prediction-platform:platform"
 
@@ -65,9 +67,9 @@ def add_copy(resources: list[Resource], name: str, typ: str, new: str, fn: Calla
     return [*resources, with_inputs(src, fn, name=new, urn=f"{src.urn}-{new}")]
 
 
-def failing(resources: list[Resource], rule_id: str) -> list[Finding]:
+def failing(resources: list[Resource], rule_id: str, facts: Facts | None = None) -> list[Finding]:
     rule = next(r for r in RULES if r.id == rule_id)
-    return [f for f in run_rules(resources, [rule]) if f.blocks]
+    return [f for f in run_rules(resources, [rule], facts=facts) if f.blocks]
 
 
 def assert_fails(resources: list[Resource], rule_id: str, resource: str, fragment: str) -> None:
@@ -94,7 +96,7 @@ def test_there_are_fifteen_rules_with_unique_ids() -> None:
 @pytest.mark.parametrize("stack", ["prod", "dev"])
 def test_the_stacks_pass_every_rule(stack: str, prod_plan: Plan, dev_plan: Plan) -> None:
     plan = {"prod": prod_plan, "dev": dev_plan}[stack]
-    results = rule_results(plan.resources)
+    results = preflight(plan.resources)
     assert [r.status for r in results] == ["pass"] * 15, [
         str(f) for r in results for f in r.findings
     ]
@@ -504,9 +506,31 @@ def test_pf10_image_check_fails(tmp_path: Path) -> None:
     dockerfile = checkout / "images" / "worker.Dockerfile"
     dockerfile.write_text(re.sub(r"(?m)^USER .*$", "", dockerfile.read_text()))
     plan = evaluate_stack("prod", root=checkout, env={})
-    found = failing(plan.resources, "PF10")
+    found = failing(plan.resources, "PF10", plan_facts(plan.resources))
     assert [f.resource for f in found] == ["Image 'prediction-worker-image'"], found
     assert found[0].message.startswith("image check failed:")
+
+
+def test_pf10_reports_the_image_check_it_is_handed(prod_plan: Plan) -> None:
+    """The image check's result enters as data: the rule never runs the check itself."""
+    images = [r for r in prod_plan.resources if r.type == T.IMAGE]
+    worker = next(r for r in images if r.name == "prediction-worker-image")
+    facts = Facts(image_checks={r.urn: () for r in images} | {worker.urn: ("runs as root",)})
+    found = failing(prod_plan.resources, "PF10", facts)
+    assert [(f.resource, f.message) for f in found] == [
+        ("Image 'prediction-worker-image'", "image check failed: runs as root")
+    ]
+
+
+def test_pf10_without_the_image_check_is_unverifiable_never_passed(prod_plan: Plan) -> None:
+    rule = next(r for r in RULES if r.id == "PF10")
+    (result,) = rule_results(prod_plan.resources, [rule])
+    assert result.status == "unverifiable"
+    assert sorted(f.resource for f in result.findings) == [
+        "Image 'prediction-coordinator-image'",
+        "Image 'prediction-worker-image'",
+    ]
+    assert all("image check did not run here" in f.message for f in result.findings)
 
 
 def test_pf11_job_without_oidc(prod_plan: Plan) -> None:
