@@ -43,7 +43,8 @@ __all__ = [
     "PUBSUB_DEFAULT_MAX_BACKOFF_S",
     "PUBSUB_DELIVERY_ATTEMPTS",
     "PUBSUB_DEFAULT_DELIVERY_ATTEMPTS",
-    "PUBSUB_MAX_SUBSCRIPTION_RETENTION_S",
+    "PUBSUB_SUBSCRIPTION_RETENTION_S",
+    "PUBSUB_DEFAULT_SUBSCRIPTION_RETENTION_S",
     "PUBSUB_NAME_RE",
     "PUBSUB_RESERVED_PREFIX",
     # Cloud Scheduler
@@ -177,9 +178,10 @@ PUBSUB_DEFAULT_MAX_BACKOFF_S = 600
 # https://cloud.google.com/pubsub/docs/dead-letter-topics
 PUBSUB_DELIVERY_ATTEMPTS = (5, 100)
 PUBSUB_DEFAULT_DELIVERY_ATTEMPTS = 5
-# A subscription retains messages for at most 7 days.
+# A subscription retains unacknowledged messages 10 minutes to 31 days; 7 days when unset.
 # https://cloud.google.com/pubsub/docs/reference/rest/v1/projects.subscriptions
-PUBSUB_MAX_SUBSCRIPTION_RETENTION_S = 7 * 24 * 3600
+PUBSUB_SUBSCRIPTION_RETENTION_S = (600, 31 * 24 * 3600)
+PUBSUB_DEFAULT_SUBSCRIPTION_RETENTION_S = 7 * 24 * 3600
 # Topic and subscription ids: 3-255 characters, start with a letter, letters, digits and
 # - _ . ~ + %, and must not start with "goog".
 # https://cloud.google.com/pubsub/docs/pubsub-basics#resource_names

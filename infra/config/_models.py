@@ -59,9 +59,9 @@ DEFAULT_MIN_BACKOFF_S = limits.PUBSUB_DEFAULT_MIN_BACKOFF_S
 DEFAULT_MAX_BACKOFF_S = limits.PUBSUB_DEFAULT_MAX_BACKOFF_S
 # A message that failed five pushes is parked for a human rather than retried for a week.
 DEFAULT_MAX_DELIVERY_ATTEMPTS = limits.PUBSUB_DEFAULT_DELIVERY_ATTEMPTS
-# Dead letters are kept for the longest retention Pub/Sub allows on a subscription, so a
-# weekend's failures can still be inspected and replayed on Monday.
-DEAD_LETTER_RETENTION = api_duration(limits.PUBSUB_MAX_SUBSCRIPTION_RETENTION_S)
+# Dead letters are kept a week (Pub/Sub's default; it allows up to 31 days), so a weekend's
+# failures can still be inspected and replayed on Monday.
+DEAD_LETTER_RETENTION = api_duration(limits.PUBSUB_DEFAULT_SUBSCRIPTION_RETENTION_S)
 DEFAULT_ATTEMPT_DEADLINE_S = 320  # above the stall check's own 300 s budget
 DEFAULT_RETRY_COUNT = 1  # a stall check runs again on the next tick anyway
 DEFAULT_SCHEDULER_MIN_BACKOFF_S = limits.SCHEDULER_DEFAULT_MIN_BACKOFF_S

@@ -290,8 +290,10 @@ def _bounded(typ: str, i: dict[str, Any]) -> Iterator[str]:
                 yield f"maximumBackoff {retry['maximumBackoff']}"
         retention = prop("pubsub.v1", "Subscription", "messageRetentionDuration")["description"]
         assert "Cannot be more than 31 days or less than 10 minutes" in retention
+        assert limits.PUBSUB_SUBSCRIPTION_RETENTION_S == (10 * 60, 31 * 86400)
+        low, high = limits.PUBSUB_SUBSCRIPTION_RETENTION_S
         if "messageRetentionDuration" in i and not (
-            600 <= _seconds(i["messageRetentionDuration"]) <= 31 * 86400
+            low <= _seconds(i["messageRetentionDuration"]) <= high
         ):
             yield f"messageRetentionDuration {i['messageRetentionDuration']}"
     elif typ == T.TOPIC:
