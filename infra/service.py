@@ -10,6 +10,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.config import ServiceConfig, StackConfig
+from infra.config import substitute as substitute_placeholders
 from infra.deploy_env import DeployEnv, label_value
 from infra.durations import api_duration
 from infra.naming import Kind
@@ -49,12 +50,12 @@ def member_slug(member: str) -> str:
 
 
 def substitute(value: str, cfg: StackConfig) -> str:
-    """Env values may say ``{project}``, ``{region}`` or ``{stack}``: nothing written twice."""
-    return (
-        value.replace("{project}", cfg.project)
-        .replace("{region}", cfg.region)
-        .replace("{stack}", cfg.stack)
-    )
+    """Env values may say ``{project}``, ``{region}`` or ``{stack}``: nothing written twice.
+
+    The placeholders and their substitution have one home, ``infra.config`` (which also
+    refuses an unknown ``{placeholder}`` and checks the substituted size).
+    """
+    return substitute_placeholders(value, project=cfg.project, region=cfg.region, stack=cfg.stack)
 
 
 @dataclass(frozen=True)
