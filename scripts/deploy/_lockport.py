@@ -48,6 +48,27 @@ class DeployLockLocker:
         hb.start()
         return hb.stop
 
+    def verify(self, lease: Any) -> None:
+        """The library's lease re-check (one read); a lease no longer ours raises the
+        pipeline's ``LeaseLost`` saying "superseded", an unconfirmable one a ``DeployError``."""
+        from scripts.deploylock import DeployLockError, LeaseLost
+
+        from ._errors import DeployError
+        from ._errors import LeaseLost as Superseded
+
+        try:
+            self._lock.verify(lease)
+        except LeaseLost as exc:
+            raise Superseded(
+                f"superseded: the deploy lock on '{lease.stack}' is no longer this run's "
+                f"(token {lease.token}: {exc.why}); stopped before changing anything more"
+            ) from None
+        except DeployLockError as exc:
+            raise DeployError(
+                f"cannot re-verify the deploy lock on '{lease.stack}' ({exc}); stopped before "
+                "changing anything more"
+            ) from None
+
     def release(self, lease: Any) -> bool:
         from scripts.deploylock import LeaseLost
 

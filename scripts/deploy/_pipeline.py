@@ -144,6 +144,11 @@ class Locker(Protocol):
         """Start renewing; ``on_lost(why)`` runs once if the lease is lost. Returns stop()."""
         ...
 
+    def verify(self, lease: Any) -> None:
+        """Re-check the lease with a read before a step that changes the world; raise
+        ``LeaseLost`` (saying "superseded") if it is no longer this run's."""
+        ...
+
     def release(self, lease: Any) -> bool: ...
 
 
@@ -401,11 +406,13 @@ def run_deploy(
     announce = _Announcer(notifier, None, out)
     stop_heartbeat: Callable[[], None] | None = None
     current = "lock"
+    applied = False  # pulumi up started: only then do the recovery instructions apply
     try:
         with _signals_raise(on_signal):
             try:
                 stop_heartbeat = locker.heartbeat(lease, on_lost)
                 current = "record"
+                locker.verify(lease)  # fencing: before every step that changes the world
                 record = history.start(
                     Deployment(
                         id=new_deployment_id(stack),
@@ -427,6 +434,7 @@ def run_deploy(
                 # 4. build
                 current = "build"
                 run.step("build", "running")
+                locker.verify(lease)  # image push
                 overrides, tags = _build(request, info, builder, image_tags, reporter)
                 run.step("build", "ok", _build_detail(request, overrides))
 
@@ -436,6 +444,8 @@ def run_deploy(
                 env = {ENV_COMMIT: commit, ENV_LOCK_TOKEN: str(token)}
                 if overrides:
                     env[ENV_IMAGE_OVERRIDES] = json.dumps(overrides, sort_keys=True)
+                locker.verify(lease)  # pulumi up (services, traffic)
+                applied = True
                 try:
                     result = target.apply(stack, env=env, dry_run=False, on_output=reporter.output)
                 except DeployError:
@@ -484,7 +494,7 @@ def run_deploy(
                 rollouts = target.promote(
                     stack,
                     policy=steps,
-                    fence=_fence(lost, lost_why, stack),
+                    fence=_fence(lost, lost_why, stack, lambda: locker.verify(lease)),
                     on_output=reporter.output,
                 )
                 if rollouts is None:
@@ -499,6 +509,7 @@ def run_deploy(
                 # 7. record
                 current = "record"
                 run.step("record", "running")
+                locker.verify(lease)  # the deployment record
                 out.deployment = history.finish(
                     record.id,
                     Result.SUCCEEDED,
@@ -517,7 +528,8 @@ def run_deploy(
                 out.error = str(exc)
                 out.exit_code = ExitCode.LOCK_HELD if isinstance(exc, LeaseLost) else ExitCode.ERROR
                 instructions = INTERRUPTED_INSTRUCTIONS.format(stack=stack)
-                if current in ("apply", "verify"):
+                applying = applied and current in ("apply", "verify")
+                if applying:
                     out.error += f"; {instructions}"
                 run.step(current, "failed", str(exc))
                 run.skip_between(current, "record", "interrupted")
@@ -527,7 +539,7 @@ def run_deploy(
                     out,
                     Result.INTERRUPTED,
                     str(exc),
-                    instructions if current in ("apply", "verify") else None,
+                    instructions if applying else None,
                     run,
                 )
                 if record is not None:
@@ -546,8 +558,9 @@ def run_deploy(
                     and not lost.is_set()
                 ):
                     rollback = _auto_rollback(
-                        history, record, out, target, stack, token, holder, reporter
-                    )
+                        history, record, out, target, stack, token, holder, reporter,
+                        verify=lambda: locker.verify(lease),
+                    )  # fmt: skip
                 _finish(history, record, out, Result.FAILED, msg, None, run)
                 if record is not None:
                     if rollback is not None and rollback.result == Result.SUCCEEDED:
@@ -620,12 +633,16 @@ class _Announcer:
         out.warnings.extend(str(w) for w in warnings)
 
 
-def _fence(lost: threading.Event, why: list[str], stack: str) -> Callable[[], None]:
-    """Raises LeaseLost once the heartbeat has lost the lease (before each traffic change)."""
+def _fence(
+    lost: threading.Event, why: list[str], stack: str, verify: Callable[[], None]
+) -> Callable[[], None]:
+    """Raises LeaseLost once the heartbeat has lost the lease, or ``verify`` (a read) finds it
+    superseded (before each traffic change)."""
 
     def check() -> None:
         if lost.is_set():
             raise LeaseLost(_lost_message(stack, why))
+        verify()
 
     return check
 
@@ -648,6 +665,7 @@ def _auto_rollback(
     token: int,
     holder: Mapping[str, Any],
     reporter: Reporter,
+    verify: Callable[[], None] = lambda: None,
 ) -> Deployment | None:
     """Redeploy the last good deployment (its digests and commit) under the lock already held,
     as rollback does, recorded as its own ``rollback`` record; None when there is none or it
@@ -667,6 +685,11 @@ def _auto_rollback(
             f"automatic rollback to {good.id} refused: {', '.join(gone)} no longer in the "
             "registry (the cleanup policy keeps the 20 newest versions)"
         )
+        return None
+    try:
+        verify()  # fencing: before each step that changes the world
+    except DeployError as exc:
+        out.warnings.append(f"automatic rollback not attempted: {exc}")
         return None
     say(f"automatic rollback to {good.id} (commit {good.commit[:12]})")
     record = history.start(
@@ -688,6 +711,7 @@ def _auto_rollback(
     if good.images:
         env[ENV_IMAGE_OVERRIDES] = json.dumps(dict(good.images), sort_keys=True)
     try:
+        verify()
         result = target.apply(stack, env=env, dry_run=False, on_output=say)
         expected = {s: ref.rpartition("@")[2] for s, ref in good.images.items() if "@" in ref}
         bad = [c for c in target.verify(stack, expected=expected, on_output=say) if not c.ok]
@@ -696,7 +720,9 @@ def _auto_rollback(
                 "; ".join(f"{c.service}: {', '.join(c.problems)}" for c in bad)
             )
         # Straight to 100%: this release was verified when it was deployed.
+        verify()
         target.promote(stack, policy=RolloutPolicy(steps=(100,), hold=timedelta(0)), on_output=say)
+        verify()
         finished = history.finish(
             record.id, Result.SUCCEEDED, images=dict(good.images), summary=dict(result.summary)
         )

@@ -416,3 +416,80 @@ def test_dry_run_with_tooling_missing_stops_at_step_2(world):
         ("tooling", "failed"),
     ]
     assert world.engine.calls == []
+
+
+class _FencedLocker(DeployLockLocker):
+    """The real locker, logging each lease verify into ``log`` (beside the mutations)."""
+
+    def __init__(self, log: list[str], **kw) -> None:
+        super().__init__(**kw)
+        self.log = log
+
+    def verify(self, lease):
+        self.log.append("verify")
+        return super().verify(lease)
+
+
+def _deploy_with_log(world, log: list[str]):
+    from scripts.deploy._git import GitRepo
+
+    real_build, real_on_up = world.builder.build, world.engine.on_up
+
+    def build(target, **kwargs):
+        log.append("push")
+        return real_build(target, **kwargs)
+
+    def on_up():
+        log.append("up")
+        real_on_up()
+
+    world.builder.build, world.engine.on_up = build, on_up
+    return run_deploy(
+        DeployRequest(stack="prod", interrupt_grace=2.0, builder="cloudbuild"),
+        target=world.target,
+        preflight=world.preflight,
+        locker=_FencedLocker(log, ttl=timedelta(minutes=1), who="tester"),
+        repo=GitRepo(world.repo.root),
+        reporter=world.reporter,
+        builder=world.builder,
+        image_tags=default_image_tags(world.repo.root),
+        notifier=world.notifier,
+    )
+
+
+def test_every_step_that_changes_the_world_re_verifies_the_lease_first(world):
+    log: list[str] = []
+    world.engine.on_up = lambda: [
+        world.inspector.serve(s, ref.rpartition("@")[2])
+        for s, ref in json.loads(
+            [c for c in world.engine.calls if c[0] == "up"][-1][2]["PLATFORM_IMAGE_OVERRIDES"]
+        ).items()
+    ]
+    out = _deploy_with_log(world, log)
+    assert out.exit_code == ExitCode.OK, out.error
+    # The record's creation, the image pushes, pulumi up, and the final record: each after a
+    # verify (traffic steps, when there are any, verify in the rollout's fence).
+    assert log[0] == "verify" and log[-1] == "verify", log
+    assert log[1:4] == ["verify", "push", "push"], log
+    assert log[log.index("up") - 1] == "verify", log
+    assert log.count("verify") >= 4, log
+
+
+def test_a_superseded_deploy_stops_before_its_next_mutation_and_its_record_says_so(world):
+    def build_then_lose_the_lock(target, **kwargs):
+        if not world.builder.built:  # someone takes the lock while the images build
+            world.lock().force_release(reason="hotfix first", by=HolderInfo.detect(who="ops"))
+        return FakeBuilder.build(world.builder, target, **kwargs)
+
+    world.builder.build = build_then_lose_the_lock
+    out = world.deploy(builder="cloudbuild")
+    assert out.exit_code == ExitCode.LOCK_HELD, out.error
+    assert "superseded" in out.error and "hotfix first" in out.error
+    assert not [c for c in world.engine.calls if c[0] == "up"], "pulumi up ran after losing"
+    assert "pulumi cancel" not in out.error, "no apply ran: no recovery to do"
+    (record,) = world.records()
+    assert record.result == Result.INTERRUPTED
+    assert "superseded" in record.error and record.instructions is None
+    assert world.reporter.status_of("apply") == "failed"
+    # The deploy released the revoked lease once it stopped: the lock is free at once.
+    assert not world.lock().status().exists
