@@ -6,12 +6,19 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
+from ._pulumi import INTERRUPT_GRACE_S
+
 __all__ = ["DeployLockLocker"]
 
 
 class DeployLockLocker:
     """Acquire without waiting (a held lock stops the deploy naming the holder), heartbeat with
-    the library's defaults (TTL/3), release; a release that finds the lease lost returns False."""
+    the library's defaults (TTL/3), release; a release that finds the lease lost returns False.
+
+    ``grace``: how long the pipeline's interrupt gives ``pulumi up`` between SIGINT and SIGKILL.
+    With no renewal confirmed, the heartbeat reports the lease lost that long before its safe
+    time (at most what the TTL can hold), so the interrupted ``up`` has ended by then.
+    """
 
     def __init__(
         self,
@@ -19,9 +26,11 @@ class DeployLockLocker:
         ttl: timedelta | None = None,
         wait: float = 0,
         who: str | None = None,
+        grace: float = INTERRUPT_GRACE_S,
     ) -> None:
         self.ttl = ttl
         self.wait = wait
+        self.grace = grace
         self._who = who
         self._lock: Any = None
         self._holder: Any = None
@@ -44,7 +53,12 @@ class DeployLockLocker:
         return int(lease.token)
 
     def heartbeat(self, lease: Any, on_lost: Callable[[str], None]) -> Callable[[], None]:
-        hb = self._lock.heartbeat(lease, on_lost=lambda exc: on_lost(str(exc)))
+        from scripts.deploylock import max_grace
+
+        stop_before = min(timedelta(seconds=self.grace), max_grace(self._lock.ttl))
+        hb = self._lock.heartbeat(
+            lease, stop_before=stop_before, on_lost=lambda exc: on_lost(str(exc))
+        )
         hb.start()
         return hb.stop
 

@@ -176,10 +176,12 @@ def test_renew_extends_expiry_by_firestore_time(make_lock):
 
 
 def test_heartbeat_keeps_lease_alive_past_ttl(make_lock):
-    lock = make_lock(ttl=1.5)
+    # 3 s: renewals every 1 s keep a safe time 2.85 s ahead, room for a slow RPC on a loaded
+    # machine (with 1.5 s, one renewal slower than 0.5 s ended the lease's safe time).
+    lock = make_lock(ttl=3)
     started = time.monotonic()
     with lock.hold(holder("long")) as hb:
-        while time.monotonic() - started < 4:  # well past the TTL
+        while time.monotonic() - started < 7:  # well past the TTL
             time.sleep(0.25)
             assert lock.try_acquire(holder("other")) is None
             hb.check()
@@ -198,6 +200,31 @@ def test_heartbeat_reports_loss_and_stops(make_lock):
         assert lost.wait(3), "heartbeat did not notice the force-release"
         with pytest.raises(LeaseLost, match="force-released"):
             hb.check()
+
+
+def test_without_confirmed_renewals_the_heartbeat_stops_work_before_the_safe_time(
+    make_lock, monkeypatch
+):
+    """Firestore unreachable: no renewal is confirmed, so ``on_lost`` fires ``stop_before``
+    ahead of the lease's safe time (the caller's grace for stopping its work), not after it."""
+    lock = make_lock(ttl=4)
+    lease = lock.acquire(holder("a"))
+
+    def unreachable(*args, **kwargs):
+        raise LockUnavailable("partition")
+
+    monkeypatch.setattr(lock, "renew", unreachable)
+    monkeypatch.setattr(lock, "_read", unreachable)
+    fired: list[float] = []
+    hb = lock.heartbeat(lease, stop_before=timedelta(seconds=1.5),
+                        on_lost=lambda exc: fired.append(clock()))  # fmt: skip
+    with hb:
+        assert hb.lost.wait(10), "the heartbeat never gave up"
+    assert fired[0] < lease.safe_until - 1.0, (fired[0], lease.safe_until)
+    assert fired[0] > lease.safe_until - 2.5, "fired long before it had to"
+    assert "no renewal confirmed" in str(hb.error)
+    with pytest.raises(LeaseLost):
+        hb.check()
 
 
 def test_acquire_waits_for_release_and_reports_holder(make_lock):
