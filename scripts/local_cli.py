@@ -74,6 +74,8 @@ def _print_status(status: Any, *, notes: bool = False) -> None:
         for row in status.jobs:
             jobs.add_row(*row)
         console.print(jobs)
+    if status.monitoring is not None:
+        _print_monitoring(status.monitoring)
     if status.notes and notes:
         table = Table(title="Not applied to the emulators", title_justify="left")
         for col in ("type", "resources", "instead"):
@@ -84,9 +86,15 @@ def _print_status(status: Any, *, notes: bool = False) -> None:
     elif status.notes:
         index = [n for n in status.notes if n[0] == "Index"]
         iam = [n for n in status.notes if "no IAM" in n[2]]
+        monitoring = [n for n in status.notes if "Cloud Monitoring" in n[2]]
         parts = [f"Firestore index {n[1]} skipped (the emulator needs none)" for n in index]
         if iam:
             parts.append(f"{len(iam)} kinds of IAM grant not enforced (the preflight checks them)")
+        if monitoring:
+            parts.append(
+                "alerts, channels, dashboard, log metric: cloud only (Cloud Monitoring has no "
+                "emulator; their local equivalents above)"
+            )
         console.print(
             "Not applied: "
             + "; ".join(parts)
@@ -95,6 +103,84 @@ def _print_status(status: Any, *, notes: bool = False) -> None:
     console.print(
         f"State and logs: {status.state_dir} · stop with [bold]platform local down[/bold]"
     )
+
+
+def _alert_cell(flag: Any) -> str:
+    if flag is None:
+        return "[dim]none declared[/dim]"
+    if flag.fires is None:
+        return "not judged"
+    return "[bold red]would fire[/bold red]" if flag.fires else "[green]quiet[/green]"
+
+
+def _print_monitoring(mon: Any) -> None:
+    """The cloud alerts' local equivalents, readable at 80 columns: one row per subscription
+    or stuck batch, then each alert that would fire, its condition and runbook section."""
+    from datetime import timedelta
+
+    from rich import box
+    from rich.table import Table
+
+    from shared.batch_model import format_duration
+
+    def dur(seconds: float) -> str:
+        return format_duration(timedelta(seconds=round(seconds)))
+
+    table = Table(
+        title="Alerts: local equivalents (Cloud Monitoring has no emulator)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("measured on the emulators", overflow="fold")
+    table.add_column("now")
+    table.add_column("cloud alert")
+    if mon.dead_letters:
+        table.add_row("[bold]dead letters held[/bold] (peeked, left in place)", "", "")
+    for d in mon.dead_letters:
+        table.add_row(
+            f"  {d.subscription}", f"{d.depth}{'+' if d.capped else ''}", _alert_cell(d.alert)
+        )
+    if mon.push_backlog:
+        table.add_row("[bold]push backlog[/bold] (unacknowledged)", "", "")
+    for b in mon.push_backlog:
+        now = "not countable" if b.backlog is None else str(b.backlog)
+        table.add_row(f"  {b.subscription}", now, _alert_cell(b.alert))
+    if mon.stuck is not None:
+        st = mon.stuck
+        table.add_row(
+            f"[bold]stuck batches[/bold] (no progress for {dur(st.idle_window_s)})",
+            str(len(st.batches)),
+            _alert_cell(st.alert),
+        )
+        for b in st.batches:
+            table.add_row(
+                f"  {b['batch_id']}",
+                f"{b['done']}/{b['total_items']}, idle {dur(b['idle_seconds'])}",
+                "",
+            )
+    console.print(table)
+    if mon.stuck is not None:
+        console.print(
+            f"Stuck: the idle window is {mon.stuck.window_from}; the stall check re-sends or "
+            "closes these, and a close is what the cloud alert counts.",
+            highlight=False,
+        )
+    if mon.push_backlog:
+        line = f"Push backlog: {mon.push_backlog[0].why}."
+        if mon.stuck is not None:
+            line += (
+                f" Instead: {mon.stuck.open_items} item(s) of {mon.stuck.active} active "
+                "batch(es) have no outcome yet (in a push hop or a service)."
+            )
+        console.print(line, highlight=False)
+    for flag in mon.firing:
+        console.print(
+            f"[bold red]Would fire[/bold red] in the cloud: {flag.policy} ({flag.condition}); "
+            f'runbook: {flag.runbook.split("#")[0]} "{flag.section}"',
+            highlight=False,
+        )
+    for error in mon.errors:
+        err_console.print(f"[yellow]Not measured:[/yellow] {error}", highlight=False)
 
 
 @app.command()
@@ -183,7 +269,11 @@ def status(
 ) -> None:
     """What runs where: emulators, services (URL, pid, memory), subscriptions, jobs.
 
-    Exits 1 when nothing runs or a process has died.
+    Then the cloud alerts' local equivalents: each dead-letter subscription's depth
+    (counted, left in place), each push subscription's backlog (what the emulator lets
+    count), the stuck batches (no progress for the stall check's idle window), each
+    flagged where its cloud alert would fire, with its runbook section. Exits 1 when
+    nothing runs or a process has died (a firing alert alone does not change the code).
     """
     from scripts.local import LocalPlatform, NotRunning
 

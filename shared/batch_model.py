@@ -18,7 +18,7 @@ closed by an operator). Final states:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -45,6 +45,7 @@ __all__ = [
     "PAGE_SIZE",
     "StallPolicy",
     "STRAY_KINDS",
+    "stall_policy_from_env",
     "TRANSITIONS_SUBCOLLECTION",
     "format_duration",
     "utcnow",
@@ -298,6 +299,45 @@ class StallPolicy:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     max_age: timedelta = DEFAULT_MAX_AGE
     stuck_after: timedelta = DEFAULT_STUCK_AFTER
+
+
+def stall_policy_from_env(env: Mapping[str, str]) -> tuple[StallPolicy, list[str]]:
+    """The stall policy a coordinator with environment ``env`` applies, and the problems with
+    its optional variables (``STALL_IDLE_SECONDS``, ``BATCH_MAX_AGE_SECONDS``,
+    ``STUCK_AFTER_SECONDS``: seconds > 0; ``STALL_MAX_ATTEMPTS``: a whole number >= 1). Unset
+    or empty ones, and bad ones, take the defaults. The coordinator refuses to start on any
+    problem; the local platform's status reads the window its coordinator runs with."""
+    problems: list[str] = []
+
+    def seconds(name: str, default: timedelta) -> timedelta:
+        raw = env.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            problems.append(f"{name}={raw!r} is not a number of seconds")
+            return default
+        if value <= 0:
+            problems.append(f"{name}={raw!r} must be > 0")
+        return timedelta(seconds=value)
+
+    idle = seconds("STALL_IDLE_SECONDS", DEFAULT_IDLE_WINDOW)
+    max_age = seconds("BATCH_MAX_AGE_SECONDS", DEFAULT_MAX_AGE)
+    stuck = seconds("STUCK_AFTER_SECONDS", DEFAULT_STUCK_AFTER)
+    attempts = DEFAULT_MAX_ATTEMPTS
+    raw = env.get("STALL_MAX_ATTEMPTS")
+    if raw:
+        try:
+            attempts = int(raw)
+            if attempts < 1:
+                problems.append(f"STALL_MAX_ATTEMPTS={raw!r} must be >= 1")
+        except ValueError:
+            problems.append(f"STALL_MAX_ATTEMPTS={raw!r} is not a whole number")
+    policy = StallPolicy(
+        idle_window=idle, max_attempts=attempts, max_age=max_age, stuck_after=stuck
+    )
+    return policy, problems
 
 
 @dataclass(frozen=True)

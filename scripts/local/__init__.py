@@ -9,6 +9,7 @@ Public API (used by ``platform local`` and by ``deploy --stack local``)::
         lp.apply(env={...}, dry_run=False)        # re-apply (idempotent): op counts
         lp.run_synthetic_batch(items=20, timeout=120)
         lp.run_job("check-stalled")               # a scheduler job, on demand
+        lp.monitoring()                           # the cloud alerts' local equivalents
     LocalPlatform.attach().status() / .down()     # from another shell (state in .local/)
 
 Failure semantics: :class:`RefusedStack` before anything is applied (invalid config, a topic
@@ -22,6 +23,13 @@ line, never a value); :class:`NotRunning` when nothing runs from the state dir;
 from scripts.local._apply import ApplyAborted, ApplyResult, Op, PubSubAdmin, apply_pubsub
 from scripts.local._batches import BatchClient, BatchOutcome, demo_items
 from scripts.local._errors import NotRunning, PlatformError, RefusedStack
+from scripts.local._monitoring import (
+    AlertFlag,
+    DeadLetterDepth,
+    MonitoringStatus,
+    PushBacklog,
+    StuckBatches,
+)
 from scripts.local._platform import LOCAL_STACK, LocalPlatform, running_firestore
 from scripts.local._scheduler import JobRun, LocalScheduler, call_job, next_fire
 from scripts.local._secrets import SecretsFileError
@@ -29,6 +37,8 @@ from scripts.local._services import EntryPoint, ServiceStartError, entry_point, 
 from scripts.local._state import DEFAULT_STATE_DIR
 from scripts.local._status import PlatformStatus, ProcStatus
 from scripts.local._topology import (
+    NOT_APPLIED,
+    AlertWatch,
     JobSpec,
     ServiceSpec,
     SubscriptionSpec,
@@ -45,6 +55,11 @@ __all__ = [
     "running_firestore",
     "PlatformStatus",
     "ProcStatus",
+    "MonitoringStatus",
+    "AlertFlag",
+    "DeadLetterDepth",
+    "PushBacklog",
+    "StuckBatches",
     "BatchOutcome",
     "BatchClient",
     "PlatformError",
@@ -62,6 +77,8 @@ __all__ = [
     "SubscriptionSpec",
     "ServiceSpec",
     "JobSpec",
+    "AlertWatch",
+    "NOT_APPLIED",
     "TopologyError",
     "topology_from_resources",
     "dangling_topics",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from scripts.local._apply_services import (
     env_for_services,
 )
 from scripts.local._errors import NotRunning, PlatformError
+from scripts.local._monitoring import MonitoringStatus, monitoring_status, watches
 from scripts.local._scheduler import JobRun, LocalScheduler, ensure_scheduler
 from scripts.local._services import load_secrets
 from scripts.local._status import PlatformStatus, platform_status
@@ -221,7 +223,10 @@ class LocalPlatform:
         plan = self.evaluate(env=env)
         project = plan.config.project
         code = Path(code_root) if code_root is not None else self.root
-        raw = topology_from_resources(plan.resources, project=project, root=code)
+        raw = replace(
+            topology_from_resources(plan.resources, project=project, root=code),
+            alerts=watches(plan.config),
+        )
         # Before anything starts: a malformed secrets file stops here, with nothing to stop.
         secrets = load_secrets(
             self.secrets_file, {s for svc in raw.services for s in svc.secret_env.values()}
@@ -268,6 +273,8 @@ class LocalPlatform:
             root=str(self.root),
             applied_at=datetime.now(UTC).isoformat(),
             topology=_state.topology_to_state(topo),
+            # What `status` judges the stall window by, from any shell (no secrets here).
+            service_env=self.service_env,
         )
         self.state.setdefault("started_at", self.state["applied_at"])
         scheduler = ensure_scheduler(
@@ -345,10 +352,37 @@ class LocalPlatform:
         if not self._detached:
             self.down(quiet=True)
 
-    def status(self) -> PlatformStatus:
-        """What runs where (works from another shell, through :meth:`attach`)."""
+    def status(self, *, monitoring: bool = True) -> PlatformStatus:
+        """What runs where (works from another shell, through :meth:`attach`); with
+        ``monitoring``, the cloud alerts' local equivalents too (:meth:`monitoring`)."""
         return platform_status(
-            self.state, self.topology, stack=self.stack, state_dir=self.state_dir
+            self.state,
+            self.topology,
+            stack=self.stack,
+            state_dir=self.state_dir,
+            monitoring=self.monitoring if monitoring else None,
+        )
+
+    def monitoring(self) -> MonitoringStatus | None:
+        """Dead-letter depth, push backlog and stuck batches, each flagged where its declared
+        cloud alert would fire (:mod:`scripts.local._monitoring`); None before an apply.
+        An emulator that is down is named in ``errors``, never raised."""
+        if self.topology is None:
+            return None
+        from shared.batch_model import utcnow
+
+        def admin() -> PubSubAdmin:
+            pubsub = _state.record(self.state, "emulators", "pubsub")
+            if pubsub is None or not processes.alive(pubsub):
+                raise NotRunning(f"not running ({self.state_dir}): run `platform local up`")
+            return self.pubsub_admin()
+
+        return monitoring_status(
+            self.topology,
+            admin=admin,
+            firestore=self.running_firestore,
+            service_env=self.state.get("service_env") or self.service_env,
+            now=utcnow(),
         )
 
     # --- services (tests, benchmark, demo) ------------------------------------------------

@@ -8,6 +8,7 @@ git-ignored), so another shell (``platform local status`` / ``down``) can find a
      "emulators": {"firestore": {"host", "proc"}, "pubsub": {"host", "proc"}},
      "services": {NAME: {"port", "url", "config_hash", "proc"}},
      "scheduler": {"proc", "jobs", "runs"},
+     "service_env": {NAME: {VAR: value}},   # local-only overrides (no secrets)
      "topology": {...}}
 
 where each ``proc`` is a :class:`~scripts.local.processes.ProcRecord` as a dict.
@@ -22,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from infra.paths import REPO_ROOT
-from scripts.local._topology import JobSpec, ServiceSpec, SubscriptionSpec, TopicSpec, Topology
+from scripts.local._topology import (
+    AlertWatch,
+    JobSpec,
+    ServiceSpec,
+    SubscriptionSpec,
+    TopicSpec,
+    Topology,
+)
 from scripts.processes import ProcRecord
 
 __all__ = [
@@ -106,4 +114,7 @@ def topology_from_state(d: Mapping[str, Any]) -> Topology:
         ),
         jobs=tuple(JobSpec(**j) for j in d["jobs"]),
         notes=tuple(tuple(n) for n in d.get("notes", ())),
+        alerts=tuple(
+            AlertWatch(**{**a, "watches": tuple(a["watches"])}) for a in d.get("alerts", ())
+        ),
     )

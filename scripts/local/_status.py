@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +10,7 @@ from typing import Any
 
 from scripts import processes
 from scripts.local._errors import NotRunning
+from scripts.local._monitoring import MonitoringStatus
 from scripts.local._scheduler import next_fire
 from scripts.local._state import record
 from scripts.local._topology import Topology
@@ -39,13 +40,17 @@ class PlatformStatus:
     subscriptions: tuple[tuple[str, str], ...]  # (name, push endpoint or "pull")
     jobs: tuple[tuple[str, str, str, str], ...]  # (name, schedule, target, next run UTC)
     notes: tuple[tuple[str, str, str], ...] = ()
+    #: The cloud alerts' local equivalents (:mod:`scripts.local._monitoring`).
+    monitoring: MonitoringStatus | None = None
 
     @property
     def healthy(self) -> bool:
         return all(p.alive for p in self.processes)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["monitoring"] = self.monitoring.to_dict() if self.monitoring else None
+        return d
 
 
 def _mib(kib: int | None) -> float | None:
@@ -90,9 +95,15 @@ def _summarise_notes(notes: Sequence[tuple[str, str, str]]) -> list[tuple[str, s
 
 
 def platform_status(
-    state: Mapping[str, Any], topo: Topology | None, *, stack: str, state_dir: Path
+    state: Mapping[str, Any],
+    topo: Topology | None,
+    *,
+    stack: str,
+    state_dir: Path,
+    monitoring: Callable[[], MonitoringStatus | None] | None = None,
 ) -> PlatformStatus:
-    """The status of the platform ``state`` describes; NotRunning if it started nothing."""
+    """The status of the platform ``state`` describes; NotRunning if it started nothing.
+    ``monitoring()`` computes the alerts' local equivalents (left out when not given)."""
     if not state.get("emulators"):
         raise NotRunning(f"no local platform runs from {state_dir}")
     now = datetime.now(UTC)
@@ -118,4 +129,5 @@ def platform_status(
         if topo
         else (),
         notes=tuple(_summarise_notes(topo.notes)) if topo else (),
+        monitoring=monitoring() if monitoring is not None else None,
     )

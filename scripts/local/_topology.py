@@ -22,6 +22,7 @@ __all__ = [
     "SubscriptionSpec",
     "ServiceSpec",
     "JobSpec",
+    "AlertWatch",
     "Topology",
     "TopologyError",
     "topology_from_resources",
@@ -53,6 +54,11 @@ NOT_APPLIED: dict[str, str] = {
     T.REPOSITORY_IAM_MEMBER: "not enforced by the emulators (no IAM): the preflight's job",
     T.PROJECT_SERVICE: "nothing to enable locally",
     T.REPOSITORY: "no registry locally",
+    **dict.fromkeys(
+        (T.ALERT_POLICY, T.NOTIFICATION_CHANNEL, T.DASHBOARD, T.LOG_METRIC),
+        "Cloud Monitoring has no emulator: alerts, channels, dashboard and log metrics apply "
+        "only in the cloud; `platform local status` shows the local equivalents",
+    ),
 }
 
 
@@ -125,6 +131,20 @@ class JobSpec:
 
 
 @dataclass(frozen=True)
+class AlertWatch:
+    """A cloud alert policy the local status can judge from the emulators (its kind is
+    ``infra.monitoring.AlertKind``'s value)."""
+
+    kind: str
+    policy: str  # the alert policy's resource name
+    watches: tuple[str, ...]  # physical names: subscriptions or services
+    condition: str  # the cloud condition, in words
+    threshold: float
+    section: str  # its section of the runbook
+    runbook: str  # ``docs/runbooks.md#anchor``
+
+
+@dataclass(frozen=True)
 class Topology:
     project: str
     topics: tuple[TopicSpec, ...]
@@ -133,12 +153,22 @@ class Topology:
     jobs: tuple[JobSpec, ...]
     #: (type, name, what happens instead) for each resource not applied to an emulator.
     notes: tuple[tuple[str, str, str], ...] = field(default_factory=tuple)
+    #: The declared alerts with a local equivalent (:func:`scripts.local._monitoring.watches`).
+    alerts: tuple[AlertWatch, ...] = field(default_factory=tuple)
 
     def service(self, name: str) -> ServiceSpec:
         for s in self.services:
             if s.name == name:
                 return s
         raise KeyError(f"no service {name!r} (known: {', '.join(s.name for s in self.services)})")
+
+    def coordinator(self) -> ServiceSpec | None:
+        """The service that takes ``/start``: the one reading the API-key secret."""
+        return next((s for s in self.services if s.secret_env), None)
+
+    def alert(self, kind: str, watched: str) -> AlertWatch | None:
+        """The declared alert of ``kind`` watching ``watched`` (a physical name), if any."""
+        return next((a for a in self.alerts if a.kind == kind and watched in a.watches), None)
 
     def dead_letter_subscriptions(self) -> list[SubscriptionSpec]:
         """Pull subscriptions on a topic some subscription dead-letters to."""
