@@ -71,6 +71,8 @@ __all__ = [
     "SERVICE_ACCOUNT_EMAIL_RE",
     "USER_OR_GROUP_MEMBER_RE",
     "PROJECT_ID_RE",
+    # Cloud Storage
+    "BUCKET_NAME_RE",
     "REGION_RE",
     # Artifact Registry
     "REPOSITORY_ID_RE",
@@ -316,6 +318,13 @@ USER_OR_GROUP_MEMBER_RE = re.compile(
 # and not ending with a hyphen.
 # https://cloud.google.com/resource-manager/docs/creating-managing-projects
 PROJECT_ID_RE = re.compile(r"[a-z][-a-z0-9]{4,28}[a-z0-9]")
+# --- Cloud Storage -------------------------------------------------------------------------
+
+# Bucket name (without dots): 3-63 characters, lowercase letters, digits, '-' and '_', starting
+# and ending with a letter or digit (Cloud Build's default source bucket is PROJECT_cloudbuild).
+# https://cloud.google.com/storage/docs/buckets#naming
+BUCKET_NAME_RE = re.compile(r"[a-z0-9][-_a-z0-9]{1,61}[a-z0-9]")
+
 # A region id's shape (e.g. us-west2, northamerica-northeast1). Which regions offer Cloud Run
 # changes as Google opens regions: the shape is checked, the list is not.
 # https://cloud.google.com/run/docs/locations

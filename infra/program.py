@@ -95,8 +95,15 @@ def compose(
     # The bootstrap's deploy identity: its project roles are the bootstrap's; this stack grants
     # it only rights scoped to resources the stack owns.
     deployer_member = f"serviceAccount:{p.deploy.service_account}"
+    builder = p.deploy.cloudbuild
     repository = ImageRepository(
-        "images", ImageRepositoryArgs(stack=config, deployer_member=deployer_member), after_apis
+        "images",
+        ImageRepositoryArgs(
+            stack=config,
+            deployer_member=deployer_member,
+            builder_member=f"serviceAccount:{builder.service_account}" if builder else None,
+        ),
+        after_apis,
     )
     Database(
         "batch-state",

@@ -28,6 +28,8 @@ class ImageRepositoryArgs:
     stack: StackConfig
     # The bootstrap's deploy identity (``serviceAccount:...``): `pulumi up` pushes as it.
     deployer_member: pulumi.Input[str]
+    # The bootstrap's build identity (``deploy --builder cloudbuild``), if the stack uses it.
+    builder_member: str | None = None
 
 
 class ImageRepository(pulumi.ComponentResource):
@@ -92,10 +94,25 @@ class ImageRepository(pulumi.ComponentResource):
             member=args.deployer_member,
             opts=child,
         )
+        grants = [writer]
+        if args.builder_member:
+            # Cloud Build pushes as the bootstrap's build identity: writer here, nothing more.
+            # https://cloud.google.com/build/docs/securing-builds/configure-user-specified-service-accounts
+            grants.append(
+                gcp.artifactregistry.RepositoryIamMember(
+                    "builder-pushes-images",
+                    project=cfg.project,
+                    location=cfg.region,
+                    repository=repository.repository_id,
+                    role="roles/artifactregistry.writer",
+                    member=args.builder_member,
+                    opts=child,
+                )
+            )
         self.host = f"{cfg.region}-docker.pkg.dev"
         self.url = after(
             pulumi.Output.concat(self.host, "/", cfg.project, "/", repository.repository_id),
-            writer,
+            *grants,
         )
         # Pushes authenticate with the deploy identity's own short-lived OAuth token (the gcp
         # provider's credentials: Workload Identity Federation in CI), never a key file and

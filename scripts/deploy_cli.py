@@ -153,6 +153,22 @@ def _stack_project(stack: str, root: Path) -> str | None:
         return None
 
 
+def _cloud_builder(stack: str, root: Path, as_json: bool) -> CloudBuildAdapter | None:
+    """The Cloud Build adapter from the stack's ``platform.deploy.cloudbuild`` (the bootstrap's
+    build identity and source bucket); a missing key fails here, naming it."""
+    from infra.config import ConfigError, parse_config
+    from scripts.plan import load_stack_file, project_name
+
+    try:
+        config = parse_config(stack, load_stack_file(stack, root), project_name(root))
+    except ConfigError:
+        return None  # preflight reports every config error, with its key
+    try:
+        return CloudBuildAdapter.for_stack(config, root)
+    except DeployError as exc:
+        raise fail(str(exc), as_json=as_json) from None
+
+
 def _render(outcome: DeployOutcome, as_json: bool) -> None:
     if as_json:
         import json
@@ -221,12 +237,9 @@ def _execute(
             ),
         )
         preflight = PlanPreflight(root, overrides=overrides)
-        project = _stack_project(stack, root)
-        image_builder = (
-            CloudBuildAdapter(project=project, root=root)
-            if builder == "cloudbuild" and project
-            else None
-        )
+        image_builder = None
+        if builder == "cloudbuild" and rollback_to is None:
+            image_builder = _cloud_builder(stack, root, as_json)
 
     reporter = RichReporter(err_console if as_json else console)
     local = target.platform if isinstance(target, LocalTarget) else None

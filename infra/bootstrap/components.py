@@ -13,6 +13,7 @@ from .config import BootstrapConfig
 __all__ = [
     "Bootstrap",
     "BOOTSTRAP_APIS",
+    "BUILDER_PROJECT_ROLES",
     "DEPLOYER_PROJECT_ROLES",
     "DEPLOYER_GRANTABLE_PROJECT_ROLES",
     "DEPLOYER_ROLE_CONDITIONS",
@@ -21,6 +22,7 @@ __all__ = [
 
 #: APIs the bootstrap's own resources need (the platform stack enables the rest itself).
 BOOTSTRAP_APIS = (
+    "cloudbuild.googleapis.com",
     "cloudkms.googleapis.com",
     "firestore.googleapis.com",
     "iam.googleapis.com",
@@ -50,7 +52,15 @@ DEPLOYER_PROJECT_ROLES: dict[str, str] = {
     "documents in deploy-lock",
     "roles/serviceusage.serviceUsageAdmin": "enabling the APIs the program needs",
     "roles/cloudbuild.builds.editor": "deploy --builder cloudbuild",
+    # https://cloud.google.com/build/docs/securing-builds/configure-user-specified-service-accounts
+    "roles/logging.logWriter": "cloudbuild.yaml's build runs as this identity (a "
+    "user-specified service account), and such a build writes its own logs",
 }
+#: The build identity's only project role: its builds' logs. It reads sources on exactly the
+#: source bucket (here) and pushes to exactly the platform's repository (the platform stack).
+BUILDER_PROJECT_ROLES = ("roles/logging.logWriter",)
+#: Build sources are uploaded per build; nothing reads them after the build.
+BUILD_SOURCES_KEPT_DAYS = 7
 #: The only project-level roles the deploy identity may grant or revoke: the ones the platform
 #: program grants on the project (infra/service.py). projectIamAdmin unconditioned would let a
 #: leaked CI token grant itself Owner; with this condition, any other role change is denied.
@@ -86,6 +96,8 @@ class Bootstrap(pulumi.ComponentResource):
     deployer_email: pulumi.Output[str]
     workload_identity_provider: pulumi.Output[str]
     lock_database: pulumi.Output[str]
+    builder_email: pulumi.Output[str]
+    build_source_bucket: pulumi.Output[str]
 
     def __init__(
         self, name: str, cfg: BootstrapConfig, opts: pulumi.ResourceOptions | None = None
@@ -171,6 +183,67 @@ class Bootstrap(pulumi.ComponentResource):
             opts=child,
         )
 
+        # `deploy --builder cloudbuild`: image builds run as their own identity, never as the
+        # deployer, so a Dockerfile's RUN step never holds the deploy rights.
+        builder = gcp.serviceaccount.Account(
+            "builder",
+            project=cfg.project,
+            account_id=cfg.builder_account_id,
+            display_name="Cloud Build: builds and pushes the platform's images",
+            opts=after_apis,
+        )
+        builder_member = builder.email.apply(lambda e: f"serviceAccount:{e}")
+        for role in BUILDER_PROJECT_ROLES:
+            gcp.projects.IAMMember(
+                f"builder-{role.removeprefix('roles/').replace('.', '-')}",
+                project=cfg.project,
+                role=role,
+                member=builder_member,
+                opts=child,
+            )
+        sources = gcp.storage.Bucket(
+            "build-sources",
+            name=cfg.build_source_bucket,
+            project=cfg.project,
+            location=cfg.region.upper(),
+            uniform_bucket_level_access=True,
+            public_access_prevention="enforced",
+            lifecycle_rules=[
+                gcp.storage.BucketLifecycleRuleArgs(
+                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(
+                        age=BUILD_SOURCES_KEPT_DAYS
+                    ),
+                )
+            ],
+            opts=after_apis,
+        )
+        # The deployer uploads each build context (and may replace one of the same tag)...
+        gcp.storage.BucketIAMMember(
+            "deployer-build-sources",
+            bucket=sources.name,
+            role="roles/storage.objectAdmin",
+            member=member,
+            opts=child,
+        )
+        # ...which the build, running as the builder, reads.
+        gcp.storage.BucketIAMMember(
+            "builder-reads-sources",
+            bucket=sources.name,
+            role="roles/storage.objectViewer",
+            member=builder_member,
+            opts=child,
+        )
+        # Creating a build that runs as the builder needs actAs on exactly that account.
+        # https://cloud.google.com/build/docs/securing-builds/configure-user-specified-service-accounts
+        gcp.serviceaccount.IAMMember(
+            "deployer-acts-as-builder",
+            service_account_id=builder.name,
+            role="roles/iam.serviceAccountUser",
+            member=member,
+            opts=child,
+        )
+
         pool = gcp.iam.WorkloadIdentityPool(
             "github",
             project=cfg.project,
@@ -239,8 +312,12 @@ class Bootstrap(pulumi.ComponentResource):
         self.deployer_email = deployer.email
         self.workload_identity_provider = provider.name
         self.lock_database = database.name
+        self.builder_email = builder.email
+        self.build_source_bucket = sources.name
         self.register_outputs(
             {
+                "builder_email": self.builder_email,
+                "build_source_bucket": self.build_source_bucket,
                 "state_bucket_url": self.state_bucket_url,
                 "secrets_provider": self.secrets_provider,
                 "deployer_email": self.deployer_email,

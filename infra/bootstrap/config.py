@@ -7,12 +7,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from infra import limits
+
 __all__ = ["BootstrapConfig", "BootstrapConfigError", "parse_bootstrap_config", "NAMESPACE"]
 
 NAMESPACE = "prediction-platform-bootstrap"
 
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$")
-_ACCOUNT_RE = re.compile(r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+_BUCKET_RE = limits.BUCKET_NAME_RE
+_ACCOUNT_RE = limits.SERVICE_ACCOUNT_ID_RE
 _REPO_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _KMS_RE = re.compile(r"^[a-zA-Z0-9_-]{1,63}$")
 _DB_RE = re.compile(r"^[a-z][a-z0-9-]{2,61}[a-z0-9]$")
@@ -35,15 +37,22 @@ class BootstrapConfig:
     github_repository: str
     github_ref: str
     lock_database: str
+    builder_account_id: str
+    build_source_bucket: str
 
 
 _FIELDS: dict[str, tuple[re.Pattern[str], str]] = {
-    "state_bucket": (_BUCKET_RE, "3-63 chars: lowercase letters, digits, '-', '_', '.'"),
+    "state_bucket": (_BUCKET_RE, "3-63 chars: lowercase letters, digits, '-', '_'"),
     "kms_key_ring": (_KMS_RE, "1-63 chars: letters, digits, '-', '_'"),
     "kms_key": (_KMS_RE, "1-63 chars: letters, digits, '-', '_'"),
     "deployer_account_id": (_ACCOUNT_RE, "6-30 chars: lowercase letters, digits, '-'"),
     "github_repository": (_REPO_RE, "OWNER/NAME"),
     "github_ref": (re.compile(r"^refs/(heads|tags)/\S+$"), "refs/heads/<branch>"),
+    "builder_account_id": (_ACCOUNT_RE, "6-30 chars: lowercase letters, digits, '-'"),
+    "build_source_bucket": (
+        _BUCKET_RE,
+        "3-63 chars: lowercase letters, digits, '-', '_' (Cloud Build's own: PROJECT_cloudbuild)",
+    ),
     "lock_database": (
         _DB_RE,
         "4-63 chars: lowercase letters, digits, '-' (not '(default)': the platform stack owns it)",

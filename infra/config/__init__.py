@@ -31,6 +31,7 @@ from infra.config._models import (
     DIGEST_REF_RE,
     PLATFORM_KEY,
     AlertThresholds,
+    CloudBuildConfig,
     DeployCheckConfig,
     DeployConfig,
     DeployNotifyConfig,
@@ -49,6 +50,7 @@ from infra.config._models import (
 from infra.config._parse import DEFAULT_PROJECT_NAME, parse_config, parse_stack_config
 
 __all__ = [
+    "CloudBuildConfig",
     "ConfigError",
     "ConfigIssue",
     "DEAD_LETTER_RETENTION",

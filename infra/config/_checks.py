@@ -412,6 +412,15 @@ def stack_issues(parts: Parts, prefix: str = PLATFORM_KEY) -> Iterator[ConfigIss
                 f"'{parts.project}': the bootstrap creates the deploy identity in the stack's "
                 "own project",
             )
+        builder = parts.deploy.cloudbuild
+        m = limits.SERVICE_ACCOUNT_EMAIL_RE.fullmatch(builder.service_account) if builder else None
+        if m is not None and m["project"] != parts.project:
+            yield ConfigIssue(
+                f"{prefix}.deploy.cloudbuild.service_account",
+                f"belongs to project '{m['project']}', not this stack's gcp:project "
+                f"'{parts.project}': the bootstrap creates the build identity in the stack's "
+                "own project",
+            )
 
 
 def _firestore_issues(parts: Parts, prefix: str, fs: FirestoreConfig) -> Iterator[ConfigIssue]:

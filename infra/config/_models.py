@@ -383,6 +383,41 @@ class DeployNotifyConfig(_Frozen):
         return v
 
 
+class CloudBuildConfig(_Frozen):
+    """What ``deploy --builder cloudbuild`` uses, created by the bootstrap (never implicit).
+
+    Builds run as their own identity (``builder_email`` output), which may only write build
+    logs, read the build sources and push to this stack's image repository (granted here): a
+    Dockerfile's ``RUN`` never holds the deploy identity's rights.
+    """
+
+    # The bootstrap's `builder_email` output, e.g. cloud-builder@<project>.iam.gserviceaccount.com.
+    service_account: str
+    # The bootstrap's `build_source_bucket` output: where the deploy uploads each build context.
+    source_bucket: str
+
+    @field_validator("service_account")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        if not limits.SERVICE_ACCOUNT_EMAIL_RE.fullmatch(v):
+            raise ValueError(
+                f"'{v}' is not a service account email "
+                "(ACCOUNT_ID@PROJECT_ID.iam.gserviceaccount.com): the bootstrap's "
+                "`builder_email` output"
+            )
+        return v
+
+    @field_validator("source_bucket")
+    @classmethod
+    def _bucket(cls, v: str) -> str:
+        if not limits.BUCKET_NAME_RE.fullmatch(v):
+            raise ValueError(
+                f"'{v}' is not a bucket name (3-63 lowercase letters, digits, '-', '_'): the "
+                "bootstrap's `build_source_bucket` output"
+            )
+        return v
+
+
 class DeployConfig(_Frozen):
     """The identity that deploys this stack: created by the bootstrap, never by this program.
 
@@ -397,6 +432,9 @@ class DeployConfig(_Frozen):
     check: DeployCheckConfig = Field(default_factory=DeployCheckConfig)
     rollout: DeployRolloutConfig = Field(default_factory=DeployRolloutConfig)
     notify: DeployNotifyConfig = Field(default_factory=DeployNotifyConfig)
+    # `deploy --builder cloudbuild`: the bootstrap's build identity and source bucket. Absent:
+    # that builder refuses, naming this key (the default local builder needs neither).
+    cloudbuild: CloudBuildConfig | None = None
 
     @field_validator("service_account")
     @classmethod

@@ -10,6 +10,7 @@ from scripts.deploylock import DATABASE_ENV, DEFAULT_DATABASE
 from scripts.local import LOCAL_STACK, LocalPlatform  # LOCAL_STACK: the local platform's name
 
 from ._errors import DeployError
+from ._tooling import probe_metadata_once
 
 __all__ = [
     "DEFAULT_LOCK_DATABASE",
@@ -35,7 +36,7 @@ def firestore_for(project: str | None, database: str) -> Any:
         from scripts.emulators import firestore_client
 
         return firestore_client(emulator, project or "demo-local", database=database)
-    os.environ.setdefault("NO_GCE_CHECK", "true")
+    probe_metadata_once()
     try:
         from google.cloud import firestore
 

@@ -167,7 +167,12 @@ def ensure_images(
 
 class CloudBuildAdapter:
     """The real builder on ``google-cloud-build``, ``google-cloud-artifact-registry`` and
-    ``google-cloud-storage`` (the context tarball Cloud Build reads)."""
+    ``google-cloud-storage`` (the context tarball Cloud Build reads).
+
+    Both of its resources are explicit, never Cloud Build's defaults: ``source_bucket`` (the
+    bootstrap's ``build_source_bucket``) and ``service_account`` (its ``builder_email``), the
+    identity each build runs as. Use :meth:`for_stack` to take them from the stack config.
+    """
 
     def __init__(
         self,
@@ -175,6 +180,7 @@ class CloudBuildAdapter:
         project: str,
         root: Path,
         source_bucket: str | None = None,
+        service_account: str | None = None,
         credentials: Any = None,
         build_client: Any = None,
         registry_client: Any = None,
@@ -187,8 +193,8 @@ class CloudBuildAdapter:
         ``(bucket, object)`` (default: Cloud Storage)."""
         self.project = project
         self.root = Path(root)
-        # Cloud Build's own default source bucket, created by `gcloud builds submit`.
-        self.source_bucket = source_bucket or f"{project}_cloudbuild"
+        self.source_bucket = source_bucket
+        self.service_account = service_account
         self._credentials = credentials
         self._build_client = build_client
         self._registry_client = registry_client
@@ -211,6 +217,26 @@ class CloudBuildAdapter:
             self._build_client = cloudbuild_v1.CloudBuildClient(credentials=self._credentials)
         return self._build_client
 
+    @classmethod
+    def for_stack(cls, config: Any, root: Path, **kwargs: Any) -> CloudBuildAdapter:
+        """From a stack's :class:`infra.config.StackConfig`; DeployError naming the key when
+        ``platform.deploy.cloudbuild`` is not set."""
+        cloudbuild = config.platform.deploy.cloudbuild
+        if cloudbuild is None:
+            raise DeployError(
+                f"--builder cloudbuild: stack '{config.stack}' sets no "
+                "platform.deploy.cloudbuild in its stack file; set service_account and "
+                "source_bucket to the bootstrap's outputs `builder_email` and "
+                "`build_source_bucket` (README, 'Bootstrap (one-time)')"
+            )
+        return cls(
+            project=config.project,
+            root=root,
+            source_bucket=cloudbuild.source_bucket,
+            service_account=cloudbuild.service_account,
+            **kwargs,
+        )
+
     def existing_digest(self, target: ImageTarget) -> str | None:
         from google.api_core import exceptions as gexc
 
@@ -224,6 +250,13 @@ class CloudBuildAdapter:
                 f"Artifact Registry lookup of {target.tagged} failed: {exc}"
             ) from None
         return tag.version.rsplit("/", 1)[-1] or None
+
+    def _require_build_resources(self) -> None:
+        if not self.source_bucket or not self.service_account:
+            raise DeployError(
+                "Cloud Build needs its source bucket and build identity, explicitly: "
+                "platform.deploy.cloudbuild in the stack file (the bootstrap's outputs)"
+            )
 
     def _upload_context(self, target: ImageTarget) -> tuple[str, str]:
         from docker.utils.build import tar
@@ -245,16 +278,19 @@ class CloudBuildAdapter:
         )
         return self.source_bucket, blob_name
 
-    def build(self, target: ImageTarget, *, on_output=None) -> str:
-        from google.api_core import exceptions as gexc
+    def build_request(self, target: ImageTarget, blob: str, *, bucket: str | None = None) -> Any:
+        """The ``cloudbuild_v1.Build`` for ``target`` from the uploaded context ``blob`` (in
+        ``bucket``, default the source bucket)."""
+        self._require_build_resources()
         from google.cloud.devtools import cloudbuild_v1
         from google.protobuf import duration_pb2
 
-        bucket, blob = self._uploader(target)
         steps = build_steps(target, module=entry_module(target.service, self.root))
-        build = cloudbuild_v1.Build(
+        return cloudbuild_v1.Build(
             source=cloudbuild_v1.Source(
-                storage_source=cloudbuild_v1.StorageSource(bucket=bucket, object_=blob)
+                storage_source=cloudbuild_v1.StorageSource(
+                    bucket=bucket or self.source_bucket, object_=blob
+                )
             ),
             steps=[
                 cloudbuild_v1.BuildStep(name=s["name"], id=s["id"], args=s["args"]) for s in steps
@@ -262,7 +298,22 @@ class CloudBuildAdapter:
             images=[target.tagged],  # pushed only after every step succeeded
             timeout=duration_pb2.Duration(seconds=int(self.build_timeout_s)),
             tags=["deploy", target.service],
+            # Runs as the bootstrap's build identity, not Cloud Build's default account (which
+            # may hold project Editor) nor the deployer; such a build must log to Cloud Logging
+            # only (or a bucket of its own).
+            # https://cloud.google.com/build/docs/securing-builds/configure-user-specified-service-accounts
+            service_account=(f"projects/{self.project}/serviceAccounts/{self.service_account}"),
+            options=cloudbuild_v1.BuildOptions(
+                logging=cloudbuild_v1.BuildOptions.LoggingMode.CLOUD_LOGGING_ONLY
+            ),
         )
+
+    def build(self, target: ImageTarget, *, on_output=None) -> str:
+        from google.api_core import exceptions as gexc
+
+        self._require_build_resources()
+        bucket, blob = self._uploader(target)
+        build = self.build_request(target, blob, bucket=bucket)
         client = self._builds()
         try:
             operation = client.create_build(project_id=self.project, build=build)

@@ -22,6 +22,7 @@ __all__ = [
     "SystemTooling",
     "check_tooling",
     "missing_pulumi",
+    "probe_metadata_once",
 ]
 
 PULUMI_INSTALL_HINT = (
@@ -35,6 +36,17 @@ CREDENTIALS_HINT = (
     "GOOGLE_APPLICATION_CREDENTIALS, or (in CI) use Workload Identity Federation "
     "(google-github-actions/auth); see README 'Bootstrap (one-time)'"
 )
+
+
+def probe_metadata_once() -> None:
+    """Let ``google.auth.default`` probe the metadata server once (3 s), not three times.
+
+    On Cloud Build, Cloud Run or GCE the metadata server *is* the credential source (a build
+    step has no key file), so it must never be skipped with ``NO_GCE_CHECK`` (which is still
+    honoured when the caller sets it); off GCP one short probe bounds the wait. Call before
+    the first ``google.auth`` credential lookup: the library reads these at import.
+    """
+    os.environ.setdefault("GCE_METADATA_DETECT_RETRIES", "1")
 
 
 class ToolingCheck(Protocol):
@@ -80,8 +92,7 @@ class SystemTooling:
         return result
 
     def _credentials_problem(self) -> str | None:
-        # Off GCP, google.auth.default probes the metadata server before giving up: skip it.
-        os.environ.setdefault("NO_GCE_CHECK", "true")
+        probe_metadata_once()
         try:
             if self._auth_default is not None:
                 self._auth_default()

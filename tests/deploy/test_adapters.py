@@ -238,6 +238,8 @@ def _builder(**kwargs) -> tuple[FakeArtifactRegistry, FakeCloudBuild, CloudBuild
     adapter = CloudBuildAdapter(
         project="nba-props-platform",
         root=ROOT,
+        source_bucket="p_cloudbuild",
+        service_account=BUILDER,
         build_client=cloud_build.client(),
         registry_client=registry.client(),
         uploader=upload,
@@ -246,6 +248,7 @@ def _builder(**kwargs) -> tuple[FakeArtifactRegistry, FakeCloudBuild, CloudBuild
 
 
 WORKER = ImageTarget("prediction-worker", f"{REPO}/prediction-worker", "0123abcd")
+BUILDER = "cloud-builder@nba-props-platform.iam.gserviceaccount.com"
 
 
 def test_artifact_registry_lookup_by_tag_resource():
@@ -281,6 +284,9 @@ def test_cloud_build_request_and_long_running_operation():
     assert [s.id for s in build.steps] == ["build-prediction-worker", "smoke-prediction-worker"]
     assert list(build.steps[0].args)[:3] == ["build", "-f", "images/worker.Dockerfile"]
     assert build.timeout.total_seconds() == 1200 and list(build.tags) == ["deploy", WORKER.service]
+    # Runs as the bootstrap's build identity, which requires Cloud Logging only.
+    assert build.service_account == f"projects/nba-props-platform/serviceAccounts/{BUILDER}"
+    assert build.options.logging == build.options.LoggingMode.CLOUD_LOGGING_ONLY
     assert polls and polls[0].name.startswith("operations/build/nba-props-platform/")
     assert any("Cloud Build started https://console.cloud.google.com/" in x for x in lines)
 

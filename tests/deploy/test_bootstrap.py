@@ -7,7 +7,11 @@ import re
 
 import pytest
 
-from infra.bootstrap.components import DEPLOYER_PROJECT_ROLES, DEPLOYER_ROLE_CONDITIONS
+from infra.bootstrap.components import (
+    BUILDER_PROJECT_ROLES,
+    DEPLOYER_PROJECT_ROLES,
+    DEPLOYER_ROLE_CONDITIONS,
+)
 from infra.bootstrap.config import NAMESPACE, BootstrapConfigError
 from scripts.plan import bootstrap_stack_config, evaluate_bootstrap, load_stack_file, parse_config
 
@@ -25,9 +29,9 @@ def _one(plan, typ, name=None):
 
 def test_inventory(plan):
     counts = plan.counts()
-    assert counts["gcp:storage/bucket:Bucket"] == 1
+    assert counts["gcp:storage/bucket:Bucket"] == 2  # state, build sources
     assert counts["gcp:kms/cryptoKey:CryptoKey"] == 1
-    assert counts["gcp:serviceaccount/account:Account"] == 1
+    assert counts["gcp:serviceaccount/account:Account"] == 2  # deployer, builder
     assert counts["gcp:iam/workloadIdentityPool:WorkloadIdentityPool"] == 1
     assert counts["gcp:iam/workloadIdentityPoolProvider:WorkloadIdentityPoolProvider"] == 1
     assert counts["gcp:firestore/database:Database"] == 1
@@ -39,11 +43,13 @@ def test_inventory(plan):
         "deployer_email",
         "workload_identity_provider",
         "lock_database",
+        "builder_email",
+        "build_source_bucket",
     }
 
 
 def test_state_bucket_is_versioned_and_private(plan):
-    bucket = _one(plan, "gcp:storage/bucket:Bucket")
+    bucket = _one(plan, "gcp:storage/bucket:Bucket", "state")
     assert bucket.inputs["versioning"]["enabled"] is True, bucket.urn
     assert bucket.inputs["publicAccessPrevention"] == "enforced", bucket.urn
     assert bucket.inputs["uniformBucketLevelAccess"] is True, bucket.urn
@@ -61,10 +67,16 @@ def test_federation_admits_only_the_repository_main_branch(plan):
     assert binding.inputs["member"].startswith("principalSet://"), binding.urn
 
 
-def test_deployer_is_never_owner_or_editor(plan):
-    roles = {
-        r.inputs["role"] for r in plan.resources if r.type == "gcp:projects/iAMMember:IAMMember"
+def _project_roles(plan, member: str) -> set[str]:
+    return {
+        r.inputs["role"]
+        for r in plan.resources
+        if r.type == "gcp:projects/iAMMember:IAMMember" and r.inputs["member"] == member
     }
+
+
+def test_deployer_is_never_owner_or_editor(plan):
+    roles = _project_roles(plan, f"serviceAccount:{plan.outputs['deployer_email']}")
     assert not roles & {"roles/owner", "roles/editor"}, roles
     # actAs on every account of the project is not needed: the platform stack grants
     # serviceAccountUser on exactly each account it creates (tests/infra/test_program.py).
@@ -135,3 +147,60 @@ def test_the_bootstrap_readme_lists_each_deployer_role_and_why():
     rows = dict(re.findall(r"^\| `(roles/[\w.]+)` \| (.+?) \|$", section, flags=re.MULTILINE))
     assert sorted(rows) == sorted(DEPLOYER_PROJECT_ROLES), rows
     assert all(len(why) > 20 for why in rows.values()), rows
+
+
+def _grants_on(plan, typ: str, member: str) -> list:
+    return [r for r in plan.resources if r.type == typ and r.inputs.get("member") == member]
+
+
+def test_cloudbuild_gets_its_source_bucket_and_a_least_privileged_identity(plan):
+    # `deploy --builder cloudbuild` uploads to this bucket and builds as this identity: both
+    # created here, named by the platform stack (never Cloud Build's defaults).
+    bucket = _one(plan, "gcp:storage/bucket:Bucket", "build-sources")
+    assert bucket.inputs["name"] == plan.outputs["build_source_bucket"], bucket.urn
+    assert bucket.inputs["publicAccessPrevention"] == "enforced", bucket.urn
+    assert bucket.inputs["uniformBucketLevelAccess"] is True, bucket.urn
+    builder = f"serviceAccount:{plan.outputs['builder_email']}"
+    deployer = f"serviceAccount:{plan.outputs['deployer_email']}"
+    # The builder: its build logs on the project, reading sources on exactly the bucket;
+    # pushing is granted by the platform stack on exactly its repository.
+    assert (
+        _project_roles(plan, builder) == set(BUILDER_PROJECT_ROLES) == {"roles/logging.logWriter"}
+    )
+    (reads,) = _grants_on(plan, "gcp:storage/bucketIAMMember:BucketIAMMember", builder)
+    assert reads.inputs["role"] == "roles/storage.objectViewer", reads.urn
+    assert reads.inputs["bucket"] == bucket.inputs["name"], reads.urn
+    # The deployer: uploads there, may start builds that run as the builder, and its own
+    # cloudbuild.yaml build may log.
+    uploads = [
+        g
+        for g in _grants_on(plan, "gcp:storage/bucketIAMMember:BucketIAMMember", deployer)
+        if g.inputs["bucket"] == bucket.inputs["name"]
+    ]
+    assert [g.inputs["role"] for g in uploads] == ["roles/storage.objectAdmin"]
+    acts_as = _one(plan, "gcp:serviceaccount/iAMMember:IAMMember", "deployer-acts-as-builder")
+    assert acts_as.inputs["role"] == "roles/iam.serviceAccountUser"
+    assert acts_as.inputs["member"] == deployer
+    builder_account = _one(plan, "gcp:serviceaccount/account:Account", "builder")
+    assert builder_account.urn in acts_as.dependencies
+    assert {"roles/cloudbuild.builds.editor", "roles/logging.logWriter"} <= _project_roles(
+        plan, deployer
+    )
+    apis = {r.inputs["service"] for r in plan.resources if r.type == "gcp:projects/service:Service"}
+    assert "cloudbuild.googleapis.com" in apis
+
+
+def test_the_platform_stack_builds_with_the_bootstraps_builder_and_bucket(plan, prod_plan):
+    platform = parse_config("prod", load_stack_file("prod"), "prediction-platform")
+    cloudbuild = platform.platform.deploy.cloudbuild
+    assert cloudbuild is not None, "Pulumi.prod.yaml: platform.deploy.cloudbuild"
+    assert cloudbuild.service_account == plan.outputs["builder_email"]
+    assert cloudbuild.source_bucket == plan.outputs["build_source_bucket"]
+    # ...and the platform stack lets exactly that identity push to its repository.
+    (grant,) = [
+        r
+        for r in prod_plan.resources
+        if r.type == "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember"
+        and r.inputs["member"] == f"serviceAccount:{cloudbuild.service_account}"
+    ]
+    assert grant.inputs["role"] == "roles/artifactregistry.writer", grant.urn

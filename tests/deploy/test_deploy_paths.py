@@ -5,6 +5,11 @@ the policy pack handed to the real engine (the Automation API driving a stand-in
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -13,16 +18,19 @@ from infra.paths import REPO_ROOT
 from policy.graph import T
 from scripts.cli_common import ExitCode
 from scripts.deploy import (
+    CloudBuildAdapter,
     CloudTarget,
+    DeployError,
     DeployLockLocker,
     DeployRequest,
     GitRepo,
+    ImageTarget,
     PreflightResult,
     deploy_engine,
     run_deploy,
     stack_info,
 )
-from scripts.plan import Plan, evaluate_stack
+from scripts.plan import Plan, evaluate_stack, load_stack_file
 from tests.deploy.doubles import FakeInspector, FakeSyntheticCheck, FakeTooling, RecordingReporter
 from tests.deploy.gitrepo import TempRepo
 
@@ -151,3 +159,103 @@ def test_verify_passes_when_cloud_run_serves_what_was_deployed(
     assert {c.service: c.digest for c in out.checks} == {
         name: ref.rpartition("@")[2] for name, ref in refs.items()
     }
+
+
+# --- The Cloud Build path: explicit bucket and identity, credentials from the metadata server --
+
+
+def test_cloudbuild_builds_run_as_the_configured_identity_from_the_configured_bucket(
+    prod_plan: Plan,
+):
+    from google.cloud.devtools import cloudbuild_v1
+
+    builder = CloudBuildAdapter.for_stack(prod_plan.config, REPO_ROOT)
+    cloudbuild = prod_plan.config.platform.deploy.cloudbuild
+    repo = prod_plan.outputs["repository_url"]
+    target = ImageTarget("prediction-worker", f"{repo}/prediction-worker", "0123abcd")
+    build = builder.build_request(target, "source/prediction-worker-0123abcd.tgz")
+    assert isinstance(build, cloudbuild_v1.Build)
+    assert build.service_account == (
+        f"projects/nba-props-platform/serviceAccounts/{cloudbuild.service_account}"
+    )
+    assert build.source.storage_source.bucket == cloudbuild.source_bucket
+    assert build.options.logging == cloudbuild_v1.BuildOptions.LoggingMode.CLOUD_LOGGING_ONLY
+    assert list(build.images) == [target.tagged]
+    (build_step, smoke) = build.steps
+    assert list(build_step.args) == [
+        "build",
+        "-f",
+        "images/worker.Dockerfile",
+        "-t",
+        target.tagged,
+        ".",
+    ]
+    assert list(smoke.args)[-2:] == ["-c", "import services.worker.main"]
+
+
+def test_the_cloudbuild_builder_refuses_a_stack_without_its_resources_naming_the_key():
+    from infra.config import parse_config
+
+    raw = load_stack_file("prod")
+    platform = dict(raw["prediction-platform:platform"])
+    platform["deploy"] = {"service_account": platform["deploy"]["service_account"]}
+    raw = {**raw, "prediction-platform:platform": platform}
+    config = parse_config("prod", raw, "prediction-platform")
+    with pytest.raises(DeployError) as info:
+        CloudBuildAdapter.for_stack(config, REPO_ROOT)
+    assert "platform.deploy.cloudbuild" in str(info.value)
+    assert "builder_email" in str(info.value) and "build_source_bucket" in str(info.value)
+
+
+class _Metadata(BaseHTTPRequestHandler):
+    """The GCE metadata server as Cloud Build provides it to a build step (no key file)."""
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        answers = {"/": "", "/computeMetadata/v1/project/project-id": "nba-props-platform"}
+        body = answers.get(self.path.split("?")[0])
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Metadata-Flavor", "Google")
+        self.send_header("Content-Type", "application/text")
+        self.end_headers()
+        self.wfile.write((body or "").encode())
+
+    def log_message(self, *args):
+        pass
+
+
+def test_deploy_finds_a_build_steps_credentials_on_the_metadata_server(tmp_path):
+    # On Cloud Build the metadata server is the only credential source: the tooling check must
+    # probe it (a forced NO_GCE_CHECK made `deploy` report "no credentials" there).
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Metadata)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host = f"127.0.0.1:{server.server_address[1]}"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("NO_GCE_CHECK", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT")
+    }
+    env.update(
+        GCE_METADATA_HOST=host,
+        GCE_METADATA_IP=host,
+        HOME=str(tmp_path),
+        CLOUDSDK_CONFIG=str(tmp_path / "gcloud"),  # no `gcloud auth application-default`
+    )
+    code = (
+        "import json\n"
+        "from scripts.deploy import SystemTooling\n"
+        "missing = SystemTooling(which=lambda name: '/usr/bin/pulumi').missing()\n"
+        "print(json.dumps([str(m) for m in missing]))\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [], done.stdout

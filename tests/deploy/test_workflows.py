@@ -189,11 +189,65 @@ def test_drift_runs_daily_and_fails_on_drift():
     assert "drift --stack prod" in runs and "|| true" not in runs  # exit 2 fails the run
 
 
-def test_cloudbuild_builds_from_the_repo_root_and_deploys_by_digest():
+def test_cloudbuild_deploys_through_the_cloudbuild_builder_as_the_bootstraps_identities():
+    from scripts.plan import bootstrap_stack_config
+
     doc = yaml.safe_load(CLOUDBUILD.read_text())
+    subs = doc["substitutions"]
+    boot = bootstrap_stack_config("prod")["prediction-platform-bootstrap:bootstrap"]
+    # The build runs as the bootstrap's deploy identity (no key), logging as that requires.
+    assert subs["_DEPLOYER"] == boot["deployer_account_id"]
+    assert doc["serviceAccount"] == (
+        "projects/$PROJECT_ID/serviceAccounts/${_DEPLOYER}@$PROJECT_ID.iam.gserviceaccount.com"
+    )
+    assert doc["options"]["logging"] == "CLOUD_LOGGING_ONLY"
+    assert subs["_PULUMI_BACKEND_URL"] == f"gs://{boot['state_bucket']}"
+    assert subs["_LOCK_DATABASE"] == boot["lock_database"]
     scripts = " ".join(" ".join(map(str, s.get("args", []))) for s in doc["steps"])
-    for short in ("coordinator", "worker"):
-        assert re.search(
-            rf"docker build -f images/{short}\.Dockerfile -t \"\$\$image\" \.\n", scripts
-        )
+    # Images are built by the same code as `deploy --builder cloudbuild` from GitHub: no
+    # second copy of the build steps here (scripts/deploy/_cloudbuild.py build_steps).
     assert "--builder cloudbuild" in scripts
+    assert "docker build" not in scripts and "image_tag" not in scripts
+
+
+#: Paths a step may write to outside the work tree (Cloud Build mounts the checkout at
+#: /workspace and runs each step in it).
+_OUTSIDE_WORK_TREE = ("/dev/null", "/tmp/", "/builder/home/", "/root/")
+_WRITERS = {"mkdir", "touch", "tee", "cp", "mv", "install", "ln"}
+
+
+def _writes(line: str) -> list[str]:
+    """Paths a simple shell command writes: redirection targets and file-creating commands'."""
+    words = shlex.split(line)
+    targets = [
+        w.lstrip(">&") or nxt
+        for w, nxt in zip(words, [*words[1:], ""], strict=True)
+        if w.startswith(">") or w.startswith("&>")
+    ]
+    if words and words[0] in _WRITERS:
+        args = [w for w in words[1:] if not w.startswith("-") and not w.startswith(">")]
+        targets += args if words[0] in ("mkdir", "touch") else args[-1:]
+    return [t for t in targets if t]
+
+
+def test_cloudbuild_writes_nothing_into_the_work_tree():
+    # `deploy` refuses a dirty tree: a step that leaves files in the checkout (the former
+    # `tags/` step) stops the pipeline's own deploy step.
+    written = [
+        (where, path)
+        for where, line in _cloudbuild_commands()
+        for path in _writes(line)
+        if not path.startswith(_OUTSIDE_WORK_TREE)
+    ]
+    assert not written, f"cloudbuild.yaml writes into the checkout: {written}"
+    # make's own outputs (.venv, .tools, caches) are git-ignored: tests/images and .ci/run.
+    makes = [line for _, line in _cloudbuild_commands() if line.startswith("make")]
+    assert sorted(makes) == ["make setup", "make test"], makes
+
+
+def test_the_write_checker_sees_redirections_and_created_files():
+    assert _writes("echo x > /workspace/tags/a") == ["/workspace/tags/a"]
+    assert _writes("mkdir -p /workspace/tags") == ["/workspace/tags"]
+    assert _writes("python -c 1 >> out.txt") == ["out.txt"]
+    assert _writes("apt-get install -y make >/dev/null") == ["/dev/null"]
+    assert _writes("make test") == []

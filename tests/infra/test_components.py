@@ -97,11 +97,13 @@ def test_topic_names_resolve_after_the_grants_that_make_them_usable(prod_plan: P
 
 
 def test_images_are_pushed_only_once_the_deployer_may_write(prod_plan: Plan) -> None:
-    (writer,) = prod_plan.of_type(T.REPOSITORY_IAM_MEMBER)
+    writers = prod_plan.of_type(T.REPOSITORY_IAM_MEMBER)  # the deployer's, Cloud Build's
+    assert {w.name for w in writers} == {"deployer-pushes-images", "builder-pushes-images"}
     images = prod_plan.of_type(T.IMAGE)
     assert len(images) == 2
     for image in images:
-        assert writer.urn in image.dependencies, f"{image.urn} does not wait for {writer.urn}"
+        for writer in writers:
+            assert writer.urn in image.dependencies, f"{image.urn} does not wait for {writer.urn}"
 
 
 class _AliasRecordingMonitor(plan_mocks.RecordingMonitor):

@@ -296,13 +296,15 @@ def test_every_problem_is_reported_at_once(prod_config: dict[str, Any]) -> None:
         (
             lambda p: p["deploy"].update(project_roles=["roles/run.developer"]),
             "platform.deploy",
-            "unknown key 'project_roles' (allowed: service_account, check, rollout, notify): the "
+            "unknown key 'project_roles' (allowed: service_account, check, rollout, notify, "
+            "cloudbuild): the "
             "deploy identity's project roles are granted by the bootstrap",
         ),
         (
             lambda p: p["deploy"].update(account_id="platform-deployer"),
             "platform.deploy",
-            "unknown key 'account_id' (allowed: service_account, check, rollout, notify): the "
+            "unknown key 'account_id' (allowed: service_account, check, rollout, notify, "
+            "cloudbuild): the "
             "bootstrap creates the deploy identity",
         ),
     ],

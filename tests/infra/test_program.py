@@ -28,7 +28,7 @@ DIGEST = "us-west2-docker.pkg.dev/nba-props-platform/platform-images/prediction-
 PROD_INVENTORY = {
     "docker-build:index:Image": 2,
     "gcp:artifactregistry/repository:Repository": 1,
-    "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": 1,
+    "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": 2,  # deployer, builder
     "gcp:cloudrunv2/service:Service": 2,
     # push x2, scheduler x1, and one per operator (prod: one group)
     "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": 4,
