@@ -111,6 +111,9 @@ class FakeBuilder(CloudBuildAdapter):
         super().__init__(
             project="p",
             root=root or REPO_ROOT,
+            # The stack's platform.deploy.cloudbuild (the bootstrap's outputs).
+            source_bucket="p_cloudbuild",
+            service_account="cloud-builder@p.iam.gserviceaccount.com",
             build_client=self.cloud_build.client(),
             registry_client=self.registry.client(),
             uploader=self._upload,
