@@ -58,6 +58,38 @@ def substitute(value: str, cfg: StackConfig) -> str:
     return substitute_placeholders(value, project=cfg.project, region=cfg.region, stack=cfg.stack)
 
 
+def _invoker(
+    resource_name: str,
+    cfg: StackConfig,
+    service: gcp.cloudrunv2.Service,
+    member: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> gcp.cloudrunv2.ServiceIamMember:
+    """``roles/run.invoker`` for ``member`` on exactly this service."""
+    return gcp.cloudrunv2.ServiceIamMember(
+        resource_name,
+        project=cfg.project,
+        location=cfg.region,
+        name=service.name,
+        role=RUN_INVOKER,
+        member=member,
+        opts=opts,
+    )
+
+
+def _on_account(
+    resource_name: str,
+    account: gcp.serviceaccount.Account,
+    role: str,
+    member: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> gcp.serviceaccount.IAMMember:
+    """``role`` for ``member`` on exactly one service account (never project-wide)."""
+    return gcp.serviceaccount.IAMMember(
+        resource_name, service_account_id=account.name, role=role, member=member, opts=opts
+    )
+
+
 @dataclass(frozen=True)
 class SecretRef:
     """What a service needs of a Secret component: its id and the pinned version number."""
@@ -117,12 +149,8 @@ class Service(pulumi.ComponentResource):
         # Deploying a revision that runs as this account needs actAs on it: the deploy identity
         # gets serviceAccountUser on exactly this account, never project-wide.
         # https://cloud.google.com/run/docs/configuring/services/service-identity
-        deployer_acts_as = gcp.serviceaccount.IAMMember(
-            f"{name}-deployer-acts-as",
-            service_account_id=runtime.name,
-            role=ACT_AS,
-            member=args.deployer_member,
-            opts=child,
+        deployer_acts_as = _on_account(
+            f"{name}-deployer-acts-as", runtime, ACT_AS, args.deployer_member, child
         )
 
         grants: list[pulumi.Resource] = []
@@ -261,27 +289,11 @@ class Service(pulumi.ComponentResource):
         self.service_name = service.name
 
         if svc.public:
-            gcp.cloudrunv2.ServiceIamMember(
-                f"{name}-public",
-                project=cfg.project,
-                location=cfg.region,
-                name=service.name,
-                role=RUN_INVOKER,
-                member="allUsers",
-                opts=child,
-            )
+            _invoker(f"{name}-public", cfg, service, "allUsers", child)
 
         # Operators (groups, users) who call the service themselves: invoker here only.
         for member in svc.operators:
-            gcp.cloudrunv2.ServiceIamMember(
-                f"{name}-operator-{member_slug(member)}",
-                project=cfg.project,
-                location=cfg.region,
-                name=service.name,
-                role=RUN_INVOKER,
-                member=member,
-                opts=child,
-            )
+            _invoker(f"{name}-operator-{member_slug(member)}", cfg, service, member, child)
 
         self.push_identity_email = None
         if args.pushed_by_pubsub:
@@ -329,25 +341,19 @@ class Service(pulumi.ComponentResource):
             display_name=f"{who} calls {args.name} as this identity",
             opts=child,
         )
-        binding = gcp.cloudrunv2.ServiceIamMember(
+        binding = _invoker(
             f"{name}-{suffix}-invoker",
-            project=cfg.project,
-            location=cfg.region,
-            name=service.name,
-            role=RUN_INVOKER,
-            member=account.email.apply(lambda e: f"serviceAccount:{e}"),
-            opts=child,
+            cfg,
+            service,
+            account.email.apply(lambda e: f"serviceAccount:{e}"),
+            child,
         )
         # Creating a push subscription or a scheduler job that signs its OIDC tokens as this
         # account needs actAs on it: the deploy identity gets it on exactly this account.
         # https://cloud.google.com/pubsub/docs/reference/rest/v1/projects.subscriptions#oidctoken
         # https://cloud.google.com/scheduler/docs/reference/rest/v1/projects.locations.jobs#oidctoken
-        deployer_acts_as = gcp.serviceaccount.IAMMember(
-            f"{name}-{suffix}-deployer-acts-as",
-            service_account_id=account.name,
-            role=ACT_AS,
-            member=args.deployer_member,
-            opts=child,
+        deployer_acts_as = _on_account(
+            f"{name}-{suffix}-deployer-acts-as", account, ACT_AS, args.deployer_member, child
         )
         ready = [binding.id, deployer_acts_as.id]
         if kind is Kind.PUSH_ACCOUNT:
@@ -358,12 +364,12 @@ class Service(pulumi.ComponentResource):
             # production project was set up by hand long before this program); granting it on
             # exactly this account is harmless where it is implied.
             # https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions#setup_for_push_authentication
-            token_creator = gcp.serviceaccount.IAMMember(
+            token_creator = _on_account(
                 f"{name}-{suffix}-agent-token-creator",
-                service_account_id=account.name,
-                role=TOKEN_CREATOR,
-                member=args.pubsub_agent_member,
-                opts=child,
+                account,
+                TOKEN_CREATOR,
+                args.pubsub_agent_member,
+                child,
             )
             ready.append(token_creator.id)
         return pulumi.Output.all(account.email, *ready).apply(lambda v: v[0])

@@ -32,6 +32,24 @@ def pubsub_agent_member(project: str) -> pulumi.Output[str]:
     )
 
 
+def _publisher(
+    resource_name: str,
+    cfg: StackConfig,
+    topic: gcp.pubsub.Topic,
+    member: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> gcp.pubsub.TopicIAMMember:
+    """``roles/pubsub.publisher`` for ``member`` on exactly this topic."""
+    return gcp.pubsub.TopicIAMMember(
+        resource_name,
+        project=cfg.project,
+        topic=topic.name,
+        role=PUBSUB_PUBLISHER,
+        member=member,
+        opts=opts,
+    )
+
+
 @dataclass(frozen=True)
 class PushTarget:
     """What a subscription needs of a Service component."""
@@ -91,26 +109,18 @@ class Topic(pulumi.ComponentResource):
             opts=child,
         )
         # The service agent publishes undeliverable messages to the dead-letter topic.
-        dl_publisher = gcp.pubsub.TopicIAMMember(
+        dl_publisher = _publisher(
             f"{name}-dead-letter-agent-publisher",
-            project=cfg.project,
-            topic=dead_letter.name,
-            role=PUBSUB_PUBLISHER,
-            member=args.pubsub_agent_member,
-            opts=child,
+            cfg,
+            dead_letter,
+            args.pubsub_agent_member,
+            child,
         )
 
         publishers = []
         for service, member in sorted(args.publishers.items()):
             # Exactly the topics the service's config says it publishes to; nothing project-wide.
-            publisher = gcp.pubsub.TopicIAMMember(
-                f"{name}-publisher-{service}",
-                project=cfg.project,
-                topic=topic.name,
-                role=PUBSUB_PUBLISHER,
-                member=member,
-                opts=child,
-            )
+            publisher = _publisher(f"{name}-publisher-{service}", cfg, topic, member, child)
             publishers.append(publisher)
 
         self.subscription_names = []

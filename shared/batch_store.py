@@ -771,14 +771,27 @@ class BatchStore:
         before = self.counts(batch_id).missing
         state = BatchState.PARTIAL if action == "complete" else BatchState.FAILED
         applied = self.close(batch_id, state, reason, item_reason=lambda _: reason)
-        after = self.get(batch_id) or batch
+        return self._closed(
+            batch, action, reason, applied, lambda after: after.missing_count - before
+        )
+
+    def _closed(
+        self,
+        batch: Batch,
+        action: str,
+        reason: str,
+        applied: bool,
+        missing_recorded: Callable[[Batch], int],
+    ) -> FinishAction:
+        """What a close did, read back from the batch as it now stands."""
+        after = self.get(batch.batch_id) or batch
         return FinishAction(
-            batch_id,
+            batch.batch_id,
             action,
             reason,
             round(after.fraction_done * 100, 2),
             applied,
-            missing_recorded=after.missing_count - before,
+            missing_recorded=missing_recorded(after),
             state=str(after.state),
         )
 
@@ -939,15 +952,8 @@ class BatchStore:
             applied = self.close(
                 bid, BatchState.FAILED, reason, item_reason=lambda _: f"batch failed: {reason}"
             )
-        after = self.get(bid) or batch
-        return FinishAction(
-            bid,
-            action,
-            reason,
-            round(after.fraction_done * 100, 2),
-            applied,
-            missing_recorded=max(after.missing_count - before, 0),
-            state=str(after.state),
+        return self._closed(
+            batch, action, reason, applied, lambda after: max(after.missing_count - before, 0)
         )
 
     def check_stalled(

@@ -33,26 +33,26 @@ os.environ["NO_GCE_CHECK"] = "true"
 EMULATOR_PROJECT = "demo-test"
 
 
+def _session_emulator(start, label):
+    """Start one emulator for :data:`EMULATOR_PROJECT`; skip when it is not installed."""
+    try:
+        emu = start(EMULATOR_PROJECT)
+    except emulators.EmulatorUnavailable as exc:
+        pytest.skip(f"{label} emulator unavailable: {exc}")
+    with emu:
+        yield emu
+
+
 @pytest.fixture(scope="session")
 def firestore_emulator() -> Iterator[emulators.FirestoreEmulator]:
     """A Firestore emulator for the whole session (project :data:`EMULATOR_PROJECT`)."""
-    try:
-        emu = emulators.start_firestore(EMULATOR_PROJECT)
-    except emulators.EmulatorUnavailable as exc:
-        pytest.skip(f"Firestore emulator unavailable: {exc}")
-    with emu:
-        yield emu
+    yield from _session_emulator(emulators.start_firestore, "Firestore")
 
 
 @pytest.fixture(scope="session")
 def pubsub_emulator() -> Iterator[emulators.PubSubEmulator]:
     """A Pub/Sub emulator for the whole session (project :data:`EMULATOR_PROJECT`)."""
-    try:
-        emu = emulators.start_pubsub(EMULATOR_PROJECT)
-    except emulators.EmulatorUnavailable as exc:
-        pytest.skip(f"Pub/Sub emulator unavailable: {exc}")
-    with emu:
-        yield emu
+    yield from _session_emulator(emulators.start_pubsub, "Pub/Sub")
 
 
 @pytest.fixture

@@ -82,6 +82,11 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
+def _within(default: int, bounds: tuple[int, int]) -> Any:
+    """A field defaulting to ``default`` and held to Google's documented ``(low, high)``."""
+    return Field(default, ge=bounds[0], le=bounds[1])
+
+
 def _freeze(value: Mapping[Any, Any]) -> Mapping[Any, Any]:
     return MappingProxyType(dict(value))
 
@@ -112,9 +117,7 @@ class ServiceConfig(_Frozen):
 
     cpu: str = "1"
     memory: str = "512Mi"
-    timeout_seconds: int = Field(
-        DEFAULT_TIMEOUT_S, ge=limits.RUN_TIMEOUT_S[0], le=limits.RUN_TIMEOUT_S[1]
-    )
+    timeout_seconds: int = _within(DEFAULT_TIMEOUT_S, limits.RUN_TIMEOUT_S)
     concurrency: int = Field(DEFAULT_CONCURRENCY, ge=1, le=limits.RUN_MAX_CONCURRENCY)
     min_instances: int = Field(0, ge=0, le=limits.RUN_MAX_INSTANCES)
     max_instances: int = Field(DEFAULT_MAX_INSTANCES, ge=1, le=limits.RUN_MAX_INSTANCES)
@@ -240,21 +243,11 @@ class SubscriptionConfig(_Frozen):
     service: str
     path: str = "/"
     name: str | None = None  # logical name; default "<topic>-<service without prefix>"
-    ack_deadline_seconds: int = Field(
-        DEFAULT_ACK_DEADLINE_S,
-        ge=limits.PUBSUB_ACK_DEADLINE_S[0],
-        le=limits.PUBSUB_ACK_DEADLINE_S[1],
-    )
-    min_backoff_seconds: int = Field(
-        DEFAULT_MIN_BACKOFF_S, ge=limits.PUBSUB_BACKOFF_S[0], le=limits.PUBSUB_BACKOFF_S[1]
-    )
-    max_backoff_seconds: int = Field(
-        DEFAULT_MAX_BACKOFF_S, ge=limits.PUBSUB_BACKOFF_S[0], le=limits.PUBSUB_BACKOFF_S[1]
-    )
-    max_delivery_attempts: int = Field(
-        DEFAULT_MAX_DELIVERY_ATTEMPTS,
-        ge=limits.PUBSUB_DELIVERY_ATTEMPTS[0],
-        le=limits.PUBSUB_DELIVERY_ATTEMPTS[1],
+    ack_deadline_seconds: int = _within(DEFAULT_ACK_DEADLINE_S, limits.PUBSUB_ACK_DEADLINE_S)
+    min_backoff_seconds: int = _within(DEFAULT_MIN_BACKOFF_S, limits.PUBSUB_BACKOFF_S)
+    max_backoff_seconds: int = _within(DEFAULT_MAX_BACKOFF_S, limits.PUBSUB_BACKOFF_S)
+    max_delivery_attempts: int = _within(
+        DEFAULT_MAX_DELIVERY_ATTEMPTS, limits.PUBSUB_DELIVERY_ATTEMPTS
     )
 
     _backoff = model_validator(mode="after")(_below("min_backoff_seconds", "max_backoff_seconds"))
@@ -282,14 +275,10 @@ class ScheduleConfig(_Frozen):
     schedule: str
     time_zone: str = DEFAULT_TIME_ZONE
     http_method: Literal["POST", "GET"] = "POST"
-    attempt_deadline_seconds: int = Field(
-        DEFAULT_ATTEMPT_DEADLINE_S,
-        ge=limits.SCHEDULER_HTTP_ATTEMPT_DEADLINE_S[0],
-        le=limits.SCHEDULER_HTTP_ATTEMPT_DEADLINE_S[1],
+    attempt_deadline_seconds: int = _within(
+        DEFAULT_ATTEMPT_DEADLINE_S, limits.SCHEDULER_HTTP_ATTEMPT_DEADLINE_S
     )
-    retry_count: int = Field(
-        DEFAULT_RETRY_COUNT, ge=limits.SCHEDULER_RETRY_COUNT[0], le=limits.SCHEDULER_RETRY_COUNT[1]
-    )
+    retry_count: int = _within(DEFAULT_RETRY_COUNT, limits.SCHEDULER_RETRY_COUNT)
     min_backoff_seconds: int = Field(
         DEFAULT_SCHEDULER_MIN_BACKOFF_S, ge=0, le=SCHEDULER_BACKOFF_MAX_S
     )

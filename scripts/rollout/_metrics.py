@@ -6,11 +6,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from infra.limits import METRIC_RUN_REQUESTS
+
 __all__ = ["MetricsError", "MonitoringErrorRate", "RequestSample", "request_count_filter"]
 
-#: https://cloud.google.com/monitoring/api/metrics_gcp#gcp-run: a DELTA INT64 count of
-#: requests reaching the revision, labelled ``response_code_class`` ("2xx", "5xx", ...).
-REQUEST_COUNT = "run.googleapis.com/request_count"
 TIMEOUT_S = 30.0
 
 
@@ -40,7 +39,7 @@ class RequestSample:
 def request_count_filter(service: str, revision: str) -> str:
     """The time-series filter (https://cloud.google.com/monitoring/api/v3/filters)."""
     return (
-        f'metric.type = "{REQUEST_COUNT}" AND resource.type = "cloud_run_revision" '
+        f'metric.type = "{METRIC_RUN_REQUESTS}" AND resource.type = "cloud_run_revision" '
         f'AND resource.label.service_name = "{service}" '
         f'AND resource.label.revision_name = "{revision}"'
     )
@@ -87,7 +86,7 @@ class MonitoringErrorRate:
                     errors += count
         except gexc.GoogleAPICallError as exc:
             raise MetricsError(
-                f"Cloud Monitoring: cannot read {REQUEST_COUNT} of {service}/{revision}: "
+                f"Cloud Monitoring: cannot read {METRIC_RUN_REQUESTS} of {service}/{revision}: "
                 f"{exc.message}"
             ) from None
         return RequestSample(total=total, errors=errors, window_s=window.total_seconds())

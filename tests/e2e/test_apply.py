@@ -7,6 +7,7 @@ longer has is removed, push endpoints point at the local services.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import threading
 from collections.abc import Iterator
@@ -198,16 +199,18 @@ def test_cron_fires_in_the_jobs_time_zone(prod_topology):
     assert next_fire(stall, after) == datetime(2026, 7, 1, 10, 45, tzinfo=UTC)
 
 
-def test_a_job_call_retries_as_cloud_scheduler_does(prod_topology):
-    answers = [503, 200]
-    hits: list[str] = []
+@contextlib.contextmanager
+def _scheduler_target(answers: list[tuple[int, bytes]], hits: list[str]) -> Iterator[str]:
+    """A local HTTP target answering POSTs with ``answers`` in turn (the last one repeats);
+    yields the check-stalled URL and records each path called in ``hits``."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802
             hits.append(self.path)
-            self.send_response(answers.pop(0))
+            status, body = answers.pop(0) if len(answers) > 1 else answers[0]
+            self.send_response(status)
             self.end_headers()
-            self.wfile.write(b"{}")
+            self.wfile.write(body)
 
         def log_message(self, *args) -> None:
             pass
@@ -215,11 +218,16 @@ def test_a_job_call_retries_as_cloud_scheduler_does(prod_topology):
     server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        job = next(j for j in prod_topology.jobs if j.resource == "check-stalled")
-        job = replace(job, uri=f"http://127.0.0.1:{server.server_port}/check-stalled")
-        run = call_job(job, sleep=lambda s: None)
+        yield f"http://127.0.0.1:{server.server_port}/check-stalled"
     finally:
         server.shutdown()
+
+
+def test_a_job_call_retries_as_cloud_scheduler_does(prod_topology):
+    hits: list[str] = []
+    with _scheduler_target([(503, b"{}"), (200, b"{}")], hits) as uri:
+        job = next(j for j in prod_topology.jobs if j.resource == "check-stalled")
+        run = call_job(replace(job, uri=uri), sleep=lambda s: None)
     assert run.ok and run.attempts == 2 and hits == ["/check-stalled"] * 2
 
 
@@ -227,32 +235,11 @@ def test_a_failing_job_waits_min_backoff_doubling_to_max_backoff(prod_topology):
     """Cloud Scheduler's RetryConfig: retry_count more attempts, min_backoff doubling up to
     max_backoff, no jitter; the run reports the last answer."""
     hits: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            hits.append(self.path)
-            self.send_response(503)
-            self.end_headers()
-            self.wfile.write(b"busy")
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     slept: list[float] = []
-    try:
+    with _scheduler_target([(503, b"busy")], hits) as uri:
         job = next(j for j in prod_topology.jobs if j.resource == "check-stalled")
-        job = replace(
-            job,
-            uri=f"http://127.0.0.1:{server.server_port}/check-stalled",
-            retry_count=3,
-            min_backoff_seconds=5,
-            max_backoff_seconds=12,
-        )
+        job = replace(job, uri=uri, retry_count=3, min_backoff_seconds=5, max_backoff_seconds=12)
         run = call_job(job, sleep=slept.append)
-    finally:
-        server.shutdown()
     assert slept == [5, 10, 12], slept
     assert (run.ok, run.status, run.attempts, run.body) == (False, 503, 4, "busy"), run
     assert len(hits) == 4

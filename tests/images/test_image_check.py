@@ -20,6 +20,18 @@ def _errors(result) -> str:
     return "\n".join(result.errors) or "(no errors)"
 
 
+def _drop_pin(repo, package: str) -> None:
+    """Remove ``package``'s pin (its ``name==`` line and the indented hash lines under it)
+    from the worker's requirements."""
+    req = repo / "services/worker/requirements.txt"
+    lines = req.read_text().split("\n")
+    start = next(i for i, ln in enumerate(lines) if ln.startswith(f"{package}=="))
+    end = next(
+        (i for i in range(start + 1, len(lines)) if not lines[i].startswith(" ")), len(lines)
+    )
+    req.write_text("\n".join(lines[:start] + lines[end:]))
+
+
 def test_both_images_pass_and_carry_the_program_tag():
     results = check_images(SERVICES)
     for r in results:
@@ -131,24 +143,14 @@ def test_requirements_copied_after_the_install_fails(repo_copy, edit):
 
 
 def test_incomplete_pins_fail(repo_copy):
-    req = repo_copy / "services/worker/requirements.txt"
-    lines = req.read_text().split("\n")
-    start = next(i for i, ln in enumerate(lines) if ln.startswith("h11=="))
-    end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith(" "))
-    req.write_text("\n".join(lines[:start] + lines[end:]))
+    _drop_pin(repo_copy, "h11")
     r = check_image("worker", repo_copy)
     assert not r.ok
     assert "uvicorn requires h11, which is not pinned there" in _errors(r)
 
 
 def test_server_not_declared_fails(repo_copy):
-    req = repo_copy / "services/worker/requirements.txt"
-    lines = req.read_text().split("\n")
-    start = next(i for i, ln in enumerate(lines) if ln.startswith("uvicorn=="))
-    end = next(
-        (i for i in range(start + 1, len(lines)) if not lines[i].startswith(" ")), len(lines)
-    )
-    req.write_text("\n".join(lines[:start] + lines[end:]))
+    _drop_pin(repo_copy, "uvicorn")
     r = check_image("worker", repo_copy)
     assert not r.ok
     assert "CMD runs uvicorn, which /app/requirements.txt does not declare" in _errors(r)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from typing import Any
@@ -104,153 +105,163 @@ def test_every_problem_is_reported_at_once(prod_config: dict[str, Any]) -> None:
     assert any("less than or equal to 3600 (got 4000)" in e for e in found)
 
 
+def _update(*keys, **changes):
+    """A mutation of the raw platform config: ``changes`` set on the mapping at ``keys``."""
+
+    def mutate(platform):
+        node = platform
+        for key in keys:
+            node = node[key]
+        node.update(copy.deepcopy(changes))
+
+    return mutate
+
+
 @pytest.mark.parametrize(
     ("mutate", "path", "fragment"),
     [
         (
-            lambda p: p["services"]["prediction-worker"].update(timeout_seconds=0),
+            _update("services", "prediction-worker", timeout_seconds=0),
             "platform.services.prediction-worker.timeout_seconds",
             "greater than or equal to 1",
         ),
         (
-            lambda p: p["services"]["prediction-worker"].update(timeout_seconds="600"),
+            _update("services", "prediction-worker", timeout_seconds="600"),
             "platform.services.prediction-worker.timeout_seconds",
             "valid integer",
         ),
         (
-            lambda p: p["services"]["prediction-worker"].update(memory="16Gi"),
+            _update("services", "prediction-worker", memory="16Gi"),
             "platform.services.prediction-worker.cpu",
             "outside 128Mi-8Gi",
         ),
         (
-            lambda p: p["services"]["prediction-worker"].update(cpu="3"),
+            _update("services", "prediction-worker", cpu="3"),
             "platform.services.prediction-worker.cpu",
             "must be one of 1, 2, 4, 6, 8",
         ),
         (
-            lambda p: p["services"]["prediction-worker"].update(uses_firestore=True),
+            _update("services", "prediction-worker", uses_firestore=True),
             "platform.services.prediction-worker.uses_firestore",
             "does not use Firestore",
         ),
         (
-            lambda p: p["services"]["prediction-coordinator"].update(uses_firestore=False),
+            _update("services", "prediction-coordinator", uses_firestore=False),
             "platform.services.prediction-coordinator.uses_firestore",
             "uses Firestore",
         ),
         # float() reads these; Cloud Run does not (INFINITY once crashed the parser).
         (
-            lambda p: p["services"]["prediction-worker"].update(cpu="INFINITY"),
+            _update("services", "prediction-worker", cpu="INFINITY"),
             "platform.services.prediction-worker.cpu",
             "is not a number of vCPUs",
         ),
         (
-            lambda p: p["services"]["prediction-worker"].update(cpu="nan"),
+            _update("services", "prediction-worker", cpu="nan"),
             "platform.services.prediction-worker.cpu",
             "is not a number of vCPUs",
         ),
         (
-            lambda p: p["services"]["prediction-worker"].update(cpu=float("inf")),
+            _update("services", "prediction-worker", cpu=float("inf")),
             "platform.services.prediction-worker.cpu",
             "is not a number of vCPUs",
         ),
         (
-            lambda p: p["services"]["prediction-worker"].update(cpu="0.5", memory="512Mi"),
+            _update("services", "prediction-worker", cpu="0.5", memory="512Mi"),
             "platform.services.prediction-worker.cpu",
             "requires concurrency 1",
         ),
         (
-            lambda p: p["services"]["prediction-worker"].update(cpu="4", memory="1Gi"),
+            _update("services", "prediction-worker", cpu="4", memory="1Gi"),
             "platform.services.prediction-worker.cpu",
             "outside 2048Mi-16Gi",
         ),
         (
-            lambda p: p["services"]["prediction-worker"].update(max_instances=0),
+            _update("services", "prediction-worker", max_instances=0),
             "platform.services.prediction-worker.max_instances",
             "greater than or equal to 1",
         ),
         (
-            lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(
-                ack_deadline_seconds=601
-            ),
+            _update("topics", "prediction-request", "subscriptions", 0, ack_deadline_seconds=601),
             "platform.topics.prediction-request.subscriptions[0].ack_deadline_seconds",
             "less than or equal to 600",
         ),
         (
-            lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(
-                min_backoff_seconds=60, max_backoff_seconds=30
+            _update(
+                "topics",
+                "prediction-request",
+                "subscriptions",
+                0,
+                min_backoff_seconds=60,
+                max_backoff_seconds=30,
             ),
             "platform.topics.prediction-request.subscriptions[0]",
             "min_backoff_seconds 60 is above",
         ),
         (
-            lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(
-                max_backoff_seconds=601
-            ),
+            _update("topics", "prediction-request", "subscriptions", 0, max_backoff_seconds=601),
             "platform.topics.prediction-request.subscriptions[0].max_backoff_seconds",
             "less than or equal to 600",
         ),
         (
-            lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(
-                max_delivery_attempts=4
-            ),
+            _update("topics", "prediction-request", "subscriptions", 0, max_delivery_attempts=4),
             "platform.topics.prediction-request.subscriptions[0].max_delivery_attempts",
             "greater than or equal to 5",
         ),
         (
-            lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(
-                max_delivery_attempts=101
-            ),
+            _update("topics", "prediction-request", "subscriptions", 0, max_delivery_attempts=101),
             "platform.topics.prediction-request.subscriptions[0].max_delivery_attempts",
             "less than or equal to 100",
         ),
         (
-            lambda p: p["topics"]["prediction-request"]["subscriptions"][0].update(path="/nope"),
+            _update("topics", "prediction-request", "subscriptions", 0, path="/nope"),
             "platform.topics.prediction-request.subscriptions[0].path",
             "'/nope' is not a path of service 'prediction-worker'",
         ),
         (
-            lambda p: p["topics"]["prediction-request"].update(subscriptions=[]),
+            _update("topics", "prediction-request", subscriptions=[]),
             "platform.topics.prediction-request.subscriptions",
             "at least one subscription",
         ),
         (
-            lambda p: p["schedules"]["check-stalled"].update(schedule="*/15 * * *"),
+            _update("schedules", "check-stalled", schedule="*/15 * * *"),
             "platform.schedules.check-stalled.schedule",
             "5-field cron",
         ),
         (
-            lambda p: p["schedules"]["check-stalled"].update(time_zone="America/Nowhere"),
+            _update("schedules", "check-stalled", time_zone="America/Nowhere"),
             "platform.schedules.check-stalled.time_zone",
             "IANA time zone",
         ),
         (
-            lambda p: p["schedules"]["check-stalled"].update(service="prediction-wrker"),
+            _update("schedules", "check-stalled", service="prediction-wrker"),
             "platform.schedules.check-stalled.service",
             "unknown service 'prediction-wrker'",
         ),
         (
-            lambda p: p["services"]["prediction-coordinator"]["secret_env"].update(
-                COORDINATOR_API_KEY="api-key"
+            _update(
+                "services", "prediction-coordinator", "secret_env", COORDINATOR_API_KEY="api-key"
             ),
             "platform.services.prediction-coordinator.secret_env.COORDINATOR_API_KEY",
             "unknown secret 'api-key' (declared: coordinator-api-key",
         ),
         (
-            lambda p: p["services"]["prediction-coordinator"]["publishes"].update(
-                REQUEST_TOPIC="prediction-requests"
+            _update(
+                "services",
+                "prediction-coordinator",
+                "publishes",
+                REQUEST_TOPIC="prediction-requests",
             ),
             "platform.services.prediction-coordinator.publishes.REQUEST_TOPIC",
             "unknown topic 'prediction-requests'",
         ),
         (
-            lambda p: p["services"]["prediction-worker"].update(publishes={}),
+            _update("services", "prediction-worker", publishes={}),
             "platform.services.prediction-worker.env",
             "missing READY_TOPIC, required by the service's code",
         ),
         (
-            lambda p: p["services"]["prediction-coordinator"]["env"].update(
-                COORDINATOR_API_KEY="hunter2"
-            ),
+            _update("services", "prediction-coordinator", "env", COORDINATOR_API_KEY="hunter2"),
             "platform.services.prediction-coordinator.env.COORDINATOR_API_KEY",
             "must be a secret reference",
         ),
@@ -267,7 +278,7 @@ def test_every_problem_is_reported_at_once(prod_config: dict[str, Any]) -> None:
             "at most 49 characters",
         ),
         (
-            lambda p: p["services"]["prediction-worker"].update(image="repo/worker:latest"),
+            _update("services", "prediction-worker", image="repo/worker:latest"),
             "platform.services.prediction-worker.image",
             "must be a digest reference",
         ),
@@ -277,14 +288,12 @@ def test_every_problem_is_reported_at_once(prod_config: dict[str, Any]) -> None:
             "not a repository id",
         ),
         (
-            lambda p: p["deploy"].update(service_account="ci-deployer"),
+            _update("deploy", service_account="ci-deployer"),
             "platform.deploy.service_account",
             "'ci-deployer' is not a service account email (ACCOUNT_ID@PROJECT_ID",
         ),
         (
-            lambda p: p["deploy"].update(
-                service_account="123456789012-compute@developer.gserviceaccount.com"
-            ),
+            _update("deploy", service_account="123456789012-compute@developer.gserviceaccount.com"),
             "platform.deploy.service_account",
             "is not a service account email",
         ),
@@ -294,14 +303,14 @@ def test_every_problem_is_reported_at_once(prod_config: dict[str, Any]) -> None:
             "required key is missing: set deploy.service_account",
         ),
         (
-            lambda p: p["deploy"].update(project_roles=["roles/run.developer"]),
+            _update("deploy", project_roles=["roles/run.developer"]),
             "platform.deploy",
             "unknown key 'project_roles' (allowed: service_account, check, rollout, notify, "
             "cloudbuild): the "
             "deploy identity's project roles are granted by the bootstrap",
         ),
         (
-            lambda p: p["deploy"].update(account_id="platform-deployer"),
+            _update("deploy", account_id="platform-deployer"),
             "platform.deploy",
             "unknown key 'account_id' (allowed: service_account, check, rollout, notify, "
             "cloudbuild): the "
