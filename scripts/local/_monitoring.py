@@ -132,7 +132,7 @@ def watches(cfg: Any) -> tuple[AlertWatch, ...]:
         condition = {
             AlertKind.DEAD_LETTERS: f"more than {value:g} held for {held} s",
             AlertKind.BACKLOG_AGE: f"oldest unacked older than {value:g} s for {held} s",
-            AlertKind.STUCK_BATCHES: "a batch closed abnormally (logged by the stall check)",
+            AlertKind.STUCK_BATCHES: "any batch the stall check closes abnormally",
         }[spec.kind]
         out.append(
             AlertWatch(
