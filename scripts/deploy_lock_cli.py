@@ -332,7 +332,7 @@ def status(
     for ev in events:
         details = ""
         if ev.event == "force-release":
-            details = f"by {ev.by}: {ev.reason}"
+            details = f"by {ev.by}{' (--now)' if ev.immediate else ''}: {ev.reason}"
         elif ev.event == "takeover" and ev.previous_holder:
             details = f"expired lease {ev.previous_token} of {ev.previous_holder.who}"
         elif ev.event.endswith("-refused"):
@@ -355,7 +355,8 @@ def status(
         "Prints who is displaced. A live lease is revoked: its holder is told within seconds "
         "and stops its command (its renew or release exits 3); the lock is free once it has "
         "stopped, or when its lease expires if it is gone, so the next acquire never overlaps "
-        "the old command (use acquire --wait). An expired lease is removed at once."
+        "the old command (use acquire --wait). An expired lease is removed at once. [b]--now[/b] "
+        "frees it at once, only for a holder known to be gone."
     ),
     short_help="Take the lock from whoever holds it; --reason is required and recorded.",
     epilog=EXIT_CODES_HELP,
@@ -363,6 +364,15 @@ def status(
 def force_release(
     stack: Stack,
     reason: Annotated[str, typer.Option(help="Why (recorded, and shown to the displaced holder).")],
+    now: Annotated[
+        bool,
+        typer.Option(
+            "--now",
+            help="Free the lock at once, without waiting for the holder to stop or its lease to "
+            "expire. Only for a holder known to be gone (its machine is off): a command still "
+            "running would overlap the next holder until its safe time. Recorded.",
+        ),
+    ] = False,
     project: Project = None,
     database: Database = DEFAULT_DATABASE,
     json_out: Json = False,
@@ -371,7 +381,7 @@ def force_release(
         raise typer.BadParameter("must not be empty", param_hint="--reason")
     lock = _lock(project, database, stack, _DEFAULT_TTL_TEXT, json_out)
     try:
-        displaced = lock.force_release(reason=reason)
+        displaced = lock.force_release(reason=reason, now=now)
     except DeployLockError as exc:
         raise _domain_error(exc, json_out) from None
     if displaced is None:
@@ -382,7 +392,13 @@ def force_release(
         )
         return
     assert displaced.holder is not None
-    if displaced.expired:
+    if now and not displaced.expired:
+        human = (
+            f"force-released stack [b]{stack}[/b] at once: removed lease {displaced.token} of "
+            f"{displaced.holder.describe()}; the lock is free (its command, if it still runs, "
+            f"may until {displaced.expires_at:%Y-%m-%d %H:%M:%S} UTC)"
+        )
+    elif displaced.expired:
         human = (
             f"force-released stack [b]{stack}[/b]: removed the expired lease "
             f"{displaced.token} of {displaced.holder.describe()}; the lock is free"

@@ -721,7 +721,9 @@ class DeployLock:
 
     # -- force release, status, history ----------------------------------------------------------
 
-    def force_release(self, *, reason: str, by: HolderInfo | None = None) -> LockStatus | None:
+    def force_release(
+        self, *, reason: str, by: HolderInfo | None = None, now: bool = False
+    ) -> LockStatus | None:
         """Take the lock from whoever holds it, recording who did it and why.
 
         A live lease is *revoked*: its holder learns it at its next read (a few seconds, see
@@ -732,6 +734,9 @@ class DeployLock:
 
         :param reason: required, non-empty: recorded in history and shown to the displaced
             holder (whose renew/release raises :class:`LeaseLost` naming it).
+        :param now: free the lock at once, without waiting for the holder to stop or its lease
+            to expire: only for a holder known to be gone (its machine is off). If its command
+            still runs, the next holder overlaps it until its safe time. Recorded as such.
         :returns: the displaced lease's status (live or expired), or ``None`` if the lock was
             not held (nothing is written then).
         :raises InvalidLockConfig: empty reason.
@@ -752,7 +757,7 @@ class DeployLock:
                 # Tokens must go on from the legacy document's, which held the only count.
                 batch.delete(self._ref, option=option)
                 batch.set(self._counter, {"token": status.token, "lease_id": None}, merge=True)
-            elif status.expired:
+            elif status.expired or now:
                 batch.delete(self._ref, option=option)
             elif status.revoked:
                 return status  # already told to stop; it frees itself or expires
@@ -765,7 +770,7 @@ class DeployLock:
                 "force-release", status.token, status.holder, lease_id=status.lease_id,
                 acquired_at=status.acquired_at, by=by.who, reason=reason,
                 previous_holder=status.holder.to_dict() if status.holder else None,
-                previous_token=status.token,
+                previous_token=status.token, immediate=bool(now and not status.expired),
             )  # fmt: skip
             self._add_event(batch, _event_id(status.token, max(seq, 1)), event)
             try:
@@ -846,6 +851,7 @@ class DeployLock:
             previous_holder=who(d.get("previous_holder")),
             previous_token=d.get("previous_token"),
             lease_id=d.get("lease_id"),
+            immediate=bool(d.get("immediate")),
         )
 
     # -- heartbeat and context manager ----------------------------------------------------------

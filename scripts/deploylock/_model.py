@@ -400,6 +400,8 @@ class LockEvent:
     previous_holder: HolderInfo | None = None
     previous_token: int | None = None
     lease_id: str | None = None
+    #: A force-release that freed the lock at once (``--now``), not waiting for the holder.
+    immediate: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -414,6 +416,7 @@ class LockEvent:
             "previous_holder": self.previous_holder.to_dict() if self.previous_holder else None,
             "previous_token": self.previous_token,
             "lease_id": self.lease_id,
+            "immediate": self.immediate,
         }
 
 

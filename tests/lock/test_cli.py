@@ -173,6 +173,12 @@ def test_force_release_prints_displaced_and_is_recorded(cli_env, make_lock):
     assert "force-release" in status and "alice is away" in status
     out = expect(invoke(["force-release", "--stack", "prod", "--reason", "x"], cli_env), 0)
     assert "not held" in out
+    make_lock(ttl=60).acquire(HolderInfo(who="bob", host="gone", pid=8))
+    now = expect(invoke(["force-release", "--stack", "prod", "--reason", "host is off",
+                         "--now"], cli_env), 0)  # fmt: skip
+    assert "at once" in now and "the lock is free" in now
+    assert "(--now): host is off" in expect(invoke(["status", "--stack", "prod"], cli_env), 0)
+    assert not make_lock().status().exists
 
 
 @pytest.mark.emulator

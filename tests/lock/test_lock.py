@@ -132,6 +132,18 @@ def test_force_release_of_a_gone_holder_frees_the_lock_at_its_expiry(make_lock):
     assert events(lock)[-2:] == [("force-release", 1), ("takeover", 2)]
 
 
+def test_force_release_now_frees_a_live_lease_at_once_and_says_so(make_lock):
+    lock, ops = make_lock(ttl=30), make_lock(ttl=30)
+    lease = lock.acquire(holder("alice"))
+    assert ops.force_release(reason="laptop is off", by=holder("oncall"), now=True).held
+    assert not ops.status().exists
+    assert ops.acquire(holder("bob")).token == lease.token + 1
+    force = next(e for e in ops.history(10) if e.event == "force-release")
+    assert force.immediate and force.previous_holder.who == "alice"
+    with pytest.raises(LeaseLost, match="superseded by token 2"):
+        lock.renew(lease)
+
+
 def test_force_release_of_an_expired_lease_frees_it_at_once(make_lock):
     lock = make_lock(ttl=1)
     lock.acquire(holder("alice"))
