@@ -42,8 +42,11 @@ def test_stopped_emulator_fails_fast():
         emu = emulators.start_firestore("demo-stop")
     except emulators.EmulatorUnavailable as exc:
         pytest.skip(str(exc))
+    # The first request to a cold emulator can take seconds on a loaded machine: warm it up
+    # with the default deadline; the fast-failing client is what is under test, after stop.
+    emulators.firestore_client(emu, "demo-stop").collection("c").document("d").set({})
     client = emulators.firestore_client(emu, "demo-stop", retry_deadline=2)
-    client.collection("c").document("d").create({})
+    assert client.collection("c").document("d").get().exists
     pid = emu.proc.pid
     emu.stop()
     assert not emu.running()
