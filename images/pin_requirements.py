@@ -17,9 +17,10 @@ import re
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from infra.paths import REPO_ROOT
+
+ROOT = REPO_ROOT
 SERVICES = ("coordinator", "worker")
 
 

@@ -160,10 +160,10 @@ def _heading(plan: Plan) -> None:
     _line(
         Text.assemble(
             (f"Stack {plan.stack}", "bold"),
-            f": project {plan.config.project}, region {plan.config.region}"
-            " (offline plan under Pulumi's mocks)",
+            f": project {plan.config.project}, region {plan.config.region}",
         )
     )
+    _line(Text("offline plan under Pulumi's mocks: no Pulumi CLI, no cloud", style="dim"))
 
 
 # --- Commands -----------------------------------------------------------------------------

@@ -65,11 +65,11 @@ def _cloud_run(r: Resource, graph: Graph) -> list[str]:
     g = r.get
     container = g("template.containers[0]") or {}
     limits = get(container, "resources.limits") or {}
-    invokers = [
+    invokers = sorted(  # sorted: registrations arrive in any order, the output must not
         _member_name(m.get("member"))
         for m in graph.of_type(T.RUN_INVOKER_MEMBER)
         if r.urn in m.dependencies and m.get("role") == RUN_INVOKER
-    ]
+    )
     return [
         f"image={get(container, 'image')}",
         f"sa={_member_name(g('template.serviceAccount'))}",

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import grpc
 import pytest
 
+from infra.paths import REPO_ROOT
 from scripts.deploy import (
     AutomationPulumi,
     CloudBuildAdapter,
@@ -30,7 +30,7 @@ from scripts.deploy._cloudbuild import _tag_resource, split_image
 from tests.deploy.doubles import FakeBuilder, FakeInspector, digest
 from tests.fakegcp import FakeArtifactRegistry, FakeCloudBuild, FakeCloudRun
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO_ROOT
 REPO = "us-west2-docker.pkg.dev/nba-props-platform/platform"
 
 

@@ -7,13 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from infra.paths import REPO_ROOT
 from scripts.deploy import Deployment, DeploymentHistory, Result, new_deployment_id
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO_ROOT
 NO_PULUMI = shutil.which("pulumi") is None
 
 

@@ -3,10 +3,9 @@ against the local platform (emulators, services from their Dockerfile CMD)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from infra.paths import REPO_ROOT as ROOT
 from scripts.cli_common import ExitCode
 from scripts.deploy import (
     DeployLockLocker,
@@ -19,18 +18,15 @@ from scripts.deploy import (
 )
 from scripts.deploy._preflight import PlanPreflight
 from scripts.deploylock import DEFAULT_DATABASE, DeployLock
+from scripts.emulators import EmulatorUnavailable
+from scripts.local import LocalPlatform, NotRunning, running_firestore
 from tests.deploy.doubles import RecordingReporter
-
-ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.e2e, pytest.mark.emulator]
 
 
 def test_a_full_local_deploy_verifies_with_a_batch_records_and_releases(tmp_path):
-    local = pytest.importorskip("scripts.local")
-    from scripts.emulators import EmulatorUnavailable
-
-    lp = local.LocalPlatform("prod", root=ROOT, state_dir=tmp_path / "local")
+    lp = LocalPlatform("prod", root=ROOT, state_dir=tmp_path / "local")
     try:
         try:
             lp.ensure_running()
@@ -50,7 +46,7 @@ def test_a_full_local_deploy_verifies_with_a_batch_records_and_releases(tmp_path
         assert any("synthetic batch" in line and "completed" in line for line in reporter.lines)
         # What `deploy history --stack local` and `deploy-lock status --stack local` read: the
         # running platform's Firestore, in the one project it had before the plan and after.
-        client = local.running_firestore(DEFAULT_DATABASE, state_dir=tmp_path / "local")
+        client = running_firestore(DEFAULT_DATABASE, state_dir=tmp_path / "local")
         assert client.project == project_before_plan == lp.firestore_client().project
         records = DeploymentHistory(client).list("local")
         raw = [d.to_dict() for d in client.collection("deployments").stream()]
@@ -63,5 +59,5 @@ def test_a_full_local_deploy_verifies_with_a_batch_records_and_releases(tmp_path
         assert [e.event for e in reversed(lock.history(10))] == ["acquire", "release"]
     finally:
         lp.down(quiet=True)
-    with pytest.raises(local.NotRunning):
-        local.running_firestore(DEFAULT_DATABASE, state_dir=tmp_path / "local")
+    with pytest.raises(NotRunning):
+        running_firestore(DEFAULT_DATABASE, state_dir=tmp_path / "local")

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from infra.paths import REPO_ROOT
+
+ROOT = REPO_ROOT
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 CLOUDBUILD = ROOT / "cloudbuild.yaml"
 #: Programs the CI images provide (not this project's): anything else must be ours.

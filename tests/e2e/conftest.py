@@ -12,16 +12,16 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from infra.paths import REPO_ROOT
 from scripts import emulators
 from scripts.local import LocalPlatform
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 PLATFORM_KEY = "prediction-platform:platform"
 #: The coordinator's stall idle window in these tests (seconds).
 IDLE_WINDOW_S = 3

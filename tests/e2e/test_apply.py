@@ -13,10 +13,10 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
+from infra.paths import REPO_ROOT
 from policy.graph import T
 from scripts.local import (
     PubSubAdmin,
@@ -32,7 +32,7 @@ from scripts.local import (
 from scripts.local._services import service_env
 from scripts.plan import evaluate_stack
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 #: A project of its own on the shared emulator: apply deletes what the graph does not have.
 APPLY_PROJECT = "local-apply-test"
 BASES = {

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from infra.paths import REPO_ROOT
 from scripts.local import LocalPlatform, RefusedStack, demo_items
 from tests.e2e.conftest import IDLE_WINDOW_S, PLATFORM_KEY, prod_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.emulator]
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 BIN = Path(sys.executable).parent
 COORDINATOR = "prediction-coordinator"
 WORKER = "prediction-worker"

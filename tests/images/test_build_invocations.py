@@ -16,7 +16,9 @@ import subprocess
 import pytest
 import yaml
 
-from infra.build_context import REPO_ROOT, dockerfile_for
+from infra.build_context import dockerfile_for
+from infra.paths import REPO_ROOT
+from scripts.deploy import ImageTarget, build_steps
 from scripts.imagecheck import SERVICES
 
 #: Contexts that mean "the repo root" (scripts cd there first; make's $(CURDIR) is the root).
@@ -202,9 +204,8 @@ def test_every_build_invocation_uses_the_repo_root_and_images_dockerfile():
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_cloud_build_steps_build_from_the_repo_root(service):
-    cloudbuild = pytest.importorskip("scripts.deploy._cloudbuild")
-    target = cloudbuild.ImageTarget(service, "us-docker.pkg.dev/p/r/x", "t")
-    steps = cloudbuild.build_steps(target, module=f"services.{service}.main")
+    target = ImageTarget(service, "us-docker.pkg.dev/p/r/x", "t")
+    steps = build_steps(target, module=f"services.{service}.main")
     builds = [s for s in steps if s["args"][:1] == ["build"]]
     assert builds, steps
     for step in builds:

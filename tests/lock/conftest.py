@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
+from infra.paths import REPO_ROOT
 from scripts import emulators
 from scripts.deploylock import DEFAULT_DATABASE, DeployLock
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 DEPLOY_LOCK = [sys.executable, "-m", "scripts.deploy_lock_cli"]
 
 

@@ -10,13 +10,15 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from scripts.cli_common import ExitCode
 from scripts.deploy_lock_cli import app
-from scripts.deploylock import DeployLock, HolderInfo
+from scripts.deploylock import HolderInfo
 
 from .conftest import DEPLOY_LOCK, REPO
 
@@ -379,9 +381,17 @@ def _wait_until(predicate, timeout: float, message: str) -> None:
     pytest.fail(message)
 
 
-def test_deploy_lock_module_is_the_console_script():
-    # pyproject declares deploy-lock = scripts.deploy_lock_cli:main
-    from scripts import deploy_lock_cli
-
-    assert callable(deploy_lock_cli.main)
-    assert isinstance(DeployLock, type)
+def test_the_console_script_and_platform_deploy_lock_run_the_same_app():
+    """pyproject's ``deploy-lock`` entry point and ``platform deploy-lock`` (its alias under the
+    one operator CLI) are the installed scripts of one app: both refuse a TTL under the
+    minimum with the same message and the usage exit code."""
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["deploy-lock"] == "scripts.deploy_lock_cli:main"
+    assert scripts["platform"] == "scripts.platform_cli:main"
+    bin_dir = Path(sys.executable).parent
+    for argv in ([bin_dir / "deploy-lock"], [bin_dir / "platform", "deploy-lock"]):
+        proc = subprocess.run(
+            [*map(str, argv), "acquire", "--stack", "prod", "--ttl", "1"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert "TTL must be at least 10 s" in expect_proc(proc, ExitCode.USAGE), argv

@@ -8,15 +8,15 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from infra.paths import REPO_ROOT
 from scripts import emulators
 
 pytestmark = pytest.mark.emulator
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 
 
 def test_client_reaches_emulator_without_env(firestore_db, firestore_emulator):
