@@ -103,9 +103,7 @@ def push_identity_can_invoke(graph: Graph, rule: Rule) -> Iterator[Finding]:
             graph,
             rule,
             sub,
-            url=sub.get("pushConfig.pushEndpoint"),
-            token=sub.get("pushConfig.oidcToken"),
-            email=sub.get("pushConfig.oidcToken.serviceAccountEmail"),
+            target="pushConfig.pushEndpoint",
             subject="its push identity",
             no_token="push without an OIDC token: Cloud Run rejects every delivery; set "
             "push_config.oidc_token with an identity that has roles/run.invoker",
@@ -122,16 +120,21 @@ def _caller_may_invoke(
     rule: Rule,
     caller: Resource,
     *,
-    url: Any,
-    token: Any,
-    email: Any,
+    target: str,
     subject: str,
     no_token: str,
     denied: Callable[[str, Resource], str],
 ) -> Iterator[Finding]:
     """What is wrong with a resource that calls a Cloud Run URL with an OIDC token (a push
     subscription, a scheduler job): no token, or an identity without roles/run.invoker on the
-    service the URL points at. Undecidable parts are unverifiable, never passed."""
+    service the URL points at. Undecidable parts are unverifiable, never passed.
+
+    ``target``: the URL's property path; its block holds the ``oidcToken`` (both APIs put
+    them side by side: ``pushConfig.pushEndpoint``, ``httpTarget.uri``)."""
+    block = target.rpartition(".")[0]
+    url = caller.get(target)
+    token = caller.get(f"{block}.oidcToken")
+    email = caller.get(f"{block}.oidcToken.serviceAccountEmail")
     if not token:
         yield rule.finding(caller, no_token)
         return
@@ -558,9 +561,7 @@ def scheduled_calls_and_background_work(graph: Graph, rule: Rule) -> Iterator[Fi
             graph,
             rule,
             job,
-            url=job.get("httpTarget.uri"),
-            token=job.get("httpTarget.oidcToken"),
-            email=job.get("httpTarget.oidcToken.serviceAccountEmail"),
+            target="httpTarget.uri",
             subject="its identity",
             no_token="calls without an OIDC token: Cloud Run rejects it; set "
             "http_target.oidc_token with an invoker identity",

@@ -44,7 +44,6 @@ __all__ = [
     "ExitCode",
     "EXIT_CODES_HELP",
     "HELP_MARKUP",
-    "LazyCommand",
     "UsageExitGroup",
     "lazy_group",
     "literal_help",
@@ -149,15 +148,12 @@ class UsageExitGroup(TyperGroup):
             raise
 
 
-#: A lazy sub-command: its one-line help for the parent's list, and what loads it (a typer
-#: app, whose module is imported only then).
-LazyCommand = tuple[str, Callable[[], typer.Typer]]
-
-
-def lazy_group(commands: Mapping[str, LazyCommand]) -> type[UsageExitGroup]:
-    """A :class:`UsageExitGroup` class (``make_app(cls=...)``) with ``commands`` as sub-commands
-    loaded on first use: the group's ``--help`` lists them by their one-line help without
-    importing them."""
+def lazy_group(
+    commands: Mapping[str, str], load: Callable[[str], typer.Typer]
+) -> type[UsageExitGroup]:
+    """A :class:`UsageExitGroup` class (``make_app(cls=...)``) with ``commands`` (name -> its
+    one-line help) as sub-commands, each loaded by ``load(name)`` on first use: the group's
+    ``--help`` lists them without importing them."""
 
     class LazyGroup(UsageExitGroup):
         def list_commands(self, ctx: Any) -> list[str]:
@@ -167,14 +163,13 @@ def lazy_group(commands: Mapping[str, LazyCommand]) -> type[UsageExitGroup]:
             found = super().get_command(ctx, cmd_name)
             if found is None and cmd_name in commands:
                 # Listed in --help without importing its module: a stand-in with its help.
-                return typer.main.TyperCommand(cmd_name, help=_literal(commands[cmd_name][0]))
+                return typer.main.TyperCommand(cmd_name, help=_literal(commands[cmd_name]))
             return found
 
         def resolve_command(self, ctx: Any, args: list[str]) -> Any:
             name = args[0] if args else None
             if name in commands and name not in self.commands:
-                loaded = literal_help(typer.main.get_command(commands[name][1]()))
-                self.add_command(loaded, name)
+                self.add_command(literal_help(typer.main.get_command(load(name))), name)
             return super().resolve_command(ctx, args)
 
     return LazyGroup

@@ -27,15 +27,6 @@ from ._requirements import Declared, closure_errors, declared_requirements
 from ._scan import ImageModules, scan_imports
 from ._venv import SCRATCH, Venv, default_site_packages, site_for
 
-__all__ = [
-    "IMPORT_TIMEOUT_S",
-    "ImageCheckResult",
-    "SERVICES",
-    "check_builds",
-    "check_image",
-    "check_images",
-]
-
 #: The services with an image (``images/<short name>.Dockerfile``).
 SERVICES: tuple[str, ...] = ("prediction-coordinator", "prediction-worker")
 #: Seconds the isolated import may take before the check gives up.

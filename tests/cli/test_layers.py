@@ -86,3 +86,23 @@ def test_the_allowed_uses_are_still_there() -> None:
     """An allowance for something that is gone is removed, not kept."""
     for rel, what in ALLOWED:
         assert what in (REPO_ROOT / rel).read_text(), (rel, what)
+
+
+def test_every_operator_package_and_cli_is_in_the_layers_contract() -> None:
+    """A new package under scripts/ (or a new CLI module) outside the contract would escape it:
+    each is named in its layer of pyproject's layers contract."""
+    import tomllib
+
+    config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (layers,) = [c["layers"] for c in config["contracts"] if c["type"] == "layers"]
+    named = [{m.strip() for m in re.split(r"[:|]", layer)} for layer in layers]
+    scripts = REPO_ROOT / "scripts"
+    clis = {f"scripts.{p.stem}" for p in scripts.glob("*_cli.py")} - {"scripts.platform_cli"}
+    libraries = {f"scripts.{p.parent.name}" for p in scripts.glob("*/__init__.py")}
+    libraries |= {f"scripts.{p.stem}" for p in scripts.glob("*.py")} - clis
+    libraries -= {"scripts.__init__", "scripts.platform_cli"}
+    assert named[0] == {"scripts.platform_cli"}
+    assert clis == named[1], clis ^ named[1]
+    assert libraries == named[2], libraries ^ named[2]
+    (clis_contract,) = [c for c in config["contracts"] if c["type"] == "independence"]
+    assert set(clis_contract["modules"]) == clis

@@ -21,7 +21,7 @@ from infra.paths import REPO_ROOT
 from policy.rules import RULES
 from scripts.cli_common import HELP_MARKUP, ExitCode, literal_help, parse_duration
 from scripts.plan import evaluate_bootstrap
-from scripts.platform_cli import COMMANDS, app
+from scripts.platform_cli import COMMANDS, _load, app
 
 runner = CliRunner()
 #: The console scripts that were there before ``platform``: each runs the app of that command.
@@ -71,8 +71,8 @@ def test_platform_has_every_command() -> None:
 def test_each_command_is_listed_by_its_own_help() -> None:
     """``platform --help`` lists a command without importing it: the one line it shows is the
     first paragraph of the command's own help (written once more in COMMANDS, held equal here)."""
-    for name, (summary, load) in COMMANDS.items():
-        command = literal_help(typer.main.get_command(load()))
+    for name, summary in COMMANDS.items():
+        command = literal_help(typer.main.get_command(_load(name)))
         first = (command.help or "").split("\n\n")[0]
         assert first == literal_help(typer.main.TyperCommand(name, help=summary)).help, name
 
@@ -85,7 +85,7 @@ def test_the_old_console_scripts_are_aliases_of_the_same_apps() -> None:
     for alias in ALIASES:
         module, _, attr = scripts[alias].partition(":")
         assert attr == "main", alias
-        loaded = COMMANDS[alias][1]()
+        loaded = _load(alias)
         assert sys.modules[module].app is loaded, f"{alias} runs {module}, not platform {alias}"
 
 
