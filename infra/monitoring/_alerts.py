@@ -11,6 +11,7 @@ import pulumi_gcp as gcp
 
 from infra.config import StackConfig
 from infra.deploy_env import label_value
+from infra.durations import api_duration
 from infra.monitoring._specs import AlertSpec, alert_specs
 from infra.options import child_options
 
@@ -65,11 +66,11 @@ class Alerts(pulumi.ComponentResource):
             ),
         )
         strategy = gcp.monitoring.AlertPolicyAlertStrategyArgs(
-            auto_close=f"{th.auto_close_seconds}s",
+            auto_close=api_duration(th.auto_close_seconds),
             # Log-match conditions require a rate limit (and allow nothing else to close them).
             notification_rate_limit=(
                 gcp.monitoring.AlertPolicyAlertStrategyNotificationRateLimitArgs(
-                    period=f"{th.log_alert_notify_every_seconds}s"
+                    period=api_duration(th.log_alert_notify_every_seconds)
                 )
                 if spec.log_filter
                 else None

@@ -14,6 +14,7 @@ from typing import Any
 
 from infra import limits
 from infra.config import StackConfig, SubscriptionConfig
+from infra.durations import api_duration
 from infra.naming import Kind
 from shared.events import EVENT_FIELD, STUCK_BATCH_EVENTS
 
@@ -112,7 +113,7 @@ def _service_filter(metric: str, service: str, extra: str = "") -> str:
 
 def _agg(aligner: str, reducer: str, group_by: list[str], period: int = ALIGN_S) -> dict:
     return {
-        "alignment_period": f"{period}s",
+        "alignment_period": api_duration(period),
         "per_series_aligner": aligner,
         "cross_series_reducer": reducer,
         "group_by_fields": group_by,
@@ -176,7 +177,7 @@ def alert_specs(cfg: StackConfig) -> list[AlertSpec]:
     th = mon.thresholds
     specs: list[AlertSpec] = []
     stack = cfg.stack
-    min_align = f"{limits.MONITORING_MIN_ALIGNMENT_S}s"
+    min_align = api_duration(limits.MONITORING_MIN_ALIGNMENT_S)
 
     for dl in dead_letter_subscriptions(cfg):
         specs.append(
@@ -193,7 +194,7 @@ def alert_specs(cfg: StackConfig) -> list[AlertSpec]:
                     "filter": _subscription_filter(limits.METRIC_PUBSUB_UNDELIVERED, dl),
                     "comparison": "COMPARISON_GT",
                     "threshold_value": 0,
-                    "duration": f"{th.dead_letter_for_seconds}s",
+                    "duration": api_duration(th.dead_letter_for_seconds),
                     "aggregations": [
                         {"alignment_period": min_align, "per_series_aligner": "ALIGN_MAX"}
                     ],
@@ -217,7 +218,7 @@ def alert_specs(cfg: StackConfig) -> list[AlertSpec]:
                     "filter": _subscription_filter(limits.METRIC_PUBSUB_OLDEST_UNACKED_AGE, name),
                     "comparison": "COMPARISON_GT",
                     "threshold_value": limit,
-                    "duration": f"{th.backlog_for_seconds}s",
+                    "duration": api_duration(th.backlog_for_seconds),
                     "aggregations": [
                         {"alignment_period": min_align, "per_series_aligner": "ALIGN_MAX"}
                     ],
@@ -247,7 +248,7 @@ def alert_specs(cfg: StackConfig) -> list[AlertSpec]:
                     ),
                     "comparison": "COMPARISON_GT",
                     "threshold_value": th.push_error_ratio,
-                    "duration": f"{th.push_error_for_seconds}s",
+                    "duration": api_duration(th.push_error_for_seconds),
                     "aggregations": [_agg("ALIGN_RATE", "REDUCE_SUM", group)],
                     "denominator_aggregations": [_agg("ALIGN_RATE", "REDUCE_SUM", group)],
                 },
@@ -276,7 +277,7 @@ def alert_specs(cfg: StackConfig) -> list[AlertSpec]:
                     "denominator_filter": _service_filter(limits.METRIC_RUN_REQUESTS, name),
                     "comparison": "COMPARISON_GT",
                     "threshold_value": th.server_error_ratio,
-                    "duration": f"{th.server_error_for_seconds}s",
+                    "duration": api_duration(th.server_error_for_seconds),
                     "aggregations": [_agg("ALIGN_RATE", "REDUCE_SUM", group)],
                     "denominator_aggregations": [_agg("ALIGN_RATE", "REDUCE_SUM", group)],
                 },
@@ -297,7 +298,7 @@ def alert_specs(cfg: StackConfig) -> list[AlertSpec]:
                     "filter": _service_filter(limits.METRIC_RUN_INSTANCES, name),
                     "comparison": "COMPARISON_GE",
                     "threshold_value": svc.max_instances,
-                    "duration": f"{th.at_max_instances_for_seconds}s",
+                    "duration": api_duration(th.at_max_instances_for_seconds),
                     "aggregations": [
                         _agg("ALIGN_MAX", "REDUCE_SUM", group, limits.MONITORING_MIN_ALIGNMENT_S)
                     ],
