@@ -106,6 +106,11 @@ def bare_program(n: int, root: Path) -> None:
         )
     ]
     after = pulumi.ResourceOptions(depends_on=apis)
+
+    def grant(kind, resource_name: str, role: str, member, /, **on):
+        """One IAM binding of ``role`` for ``member`` on the resource ``on`` names."""
+        return kind(resource_name, role=role, member=member, opts=after, **on)
+
     repo = gcp.artifactregistry.Repository(
         "images",
         project=PROJECT,
@@ -167,12 +172,12 @@ def bare_program(n: int, root: Path) -> None:
         )
         member = runtime.email.apply(lambda e: f"serviceAccount:{e}")
         runtime_members[i] = member
-        acts_as = gcp.serviceaccount.IAMMember(
+        acts_as = grant(
+            gcp.serviceaccount.IAMMember,
             f"{name}-deployer-acts-as",
+            "roles/iam.serviceAccountUser",
+            deployer_member,
             service_account_id=runtime.name,
-            role="roles/iam.serviceAccountUser",
-            member=deployer_member,
-            opts=after,
         )
         grants = []
         envs = [
@@ -184,12 +189,12 @@ def bare_program(n: int, root: Path) -> None:
         if i in versions:
             secret, version = versions[i]
             grants.append(
-                gcp.secretmanager.SecretIamMember(
+                grant(
+                    gcp.secretmanager.SecretIamMember,
                     f"{name}-reads-key",
+                    "roles/secretmanager.secretAccessor",
+                    member,
                     secret_id=secret.secret_id,
-                    role="roles/secretmanager.secretAccessor",
-                    member=member,
-                    opts=after,
                 )
             )
             envs.append(
@@ -237,20 +242,20 @@ def bare_program(n: int, root: Path) -> None:
             sa = gcp.serviceaccount.Account(
                 f"{name}-{kind}-identity", account_id=f"{kind[:4]}-{name}", opts=after
             )
-            binding = gcp.cloudrunv2.ServiceIamMember(
+            binding = grant(
+                gcp.cloudrunv2.ServiceIamMember,
                 f"{name}-{kind}-invoker",
+                "roles/run.invoker",
+                sa.email.apply(lambda e: f"serviceAccount:{e}"),
                 name=svc.name,
                 location=REGION,
-                role="roles/run.invoker",
-                member=sa.email.apply(lambda e: f"serviceAccount:{e}"),
-                opts=after,
             )
-            acts_as = gcp.serviceaccount.IAMMember(
+            acts_as = grant(
+                gcp.serviceaccount.IAMMember,
                 f"{name}-{kind}-deployer-acts-as",
+                "roles/iam.serviceAccountUser",
+                deployer_member,
                 service_account_id=sa.name,
-                role="roles/iam.serviceAccountUser",
-                member=deployer_member,
-                opts=after,
             )
             store[i] = pulumi.Output.all(sa.email, binding.id, acts_as.id).apply(lambda v: v[0])
     for i in range(n):
@@ -265,19 +270,19 @@ def bare_program(n: int, root: Path) -> None:
             expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=""),
             opts=after,
         )
-        dl_pub = gcp.pubsub.TopicIAMMember(
+        dl_pub = grant(
+            gcp.pubsub.TopicIAMMember,
             f"{key}-dead-letter-agent-publisher",
+            "roles/pubsub.publisher",
+            agent,
             topic=dl.name,
-            role="roles/pubsub.publisher",
-            member=agent,
-            opts=after,
         )
-        gcp.pubsub.TopicIAMMember(
+        grant(
+            gcp.pubsub.TopicIAMMember,
             f"{key}-publisher",
+            "roles/pubsub.publisher",
+            runtime_members[i],
             topic=topic.name,
-            role="roles/pubsub.publisher",
-            member=runtime_members[i],
-            opts=after,
         )
         sub = gcp.pubsub.Subscription(
             f"{key}-svc",
@@ -298,12 +303,12 @@ def bare_program(n: int, root: Path) -> None:
             expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=""),
             opts=pulumi.ResourceOptions(depends_on=[*apis, dl_pub]),
         )
-        gcp.pubsub.SubscriptionIAMMember(
+        grant(
+            gcp.pubsub.SubscriptionIAMMember,
             f"{key}-agent-subscriber",
+            "roles/pubsub.subscriber",
+            agent,
             subscription=sub.name,
-            role="roles/pubsub.subscriber",
-            member=agent,
-            opts=after,
         )
     for i in range(n):
         gcp.cloudscheduler.Job(

@@ -83,6 +83,79 @@ STATE_VERSIONS_KEPT = 20
 KMS_ROTATION_PERIOD = "7776000s"
 
 
+def _private_bucket(
+    name: str,
+    bucket_name: str,
+    cfg: BootstrapConfig,
+    delete_when: gcp.storage.BucketLifecycleRuleConditionArgs,
+    opts: pulumi.ResourceOptions,
+    **extra: object,
+) -> gcp.storage.Bucket:
+    """A bucket in the region with uniform access, never public, whose objects are deleted
+    once ``delete_when`` holds."""
+    return gcp.storage.Bucket(
+        name,
+        name=bucket_name,
+        project=cfg.project,
+        location=cfg.region.upper(),
+        uniform_bucket_level_access=True,
+        public_access_prevention="enforced",
+        lifecycle_rules=[
+            gcp.storage.BucketLifecycleRuleArgs(
+                action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                condition=delete_when,
+            )
+        ],
+        opts=opts,
+        **extra,
+    )
+
+
+def _account(
+    name: str, cfg: BootstrapConfig, account_id: str, purpose: str, opts: pulumi.ResourceOptions
+) -> tuple[gcp.serviceaccount.Account, pulumi.Output[str]]:
+    """A service account of the project and its IAM member string."""
+    account = gcp.serviceaccount.Account(
+        name, project=cfg.project, account_id=account_id, display_name=purpose, opts=opts
+    )
+    return account, account.email.apply(lambda e: f"serviceAccount:{e}")
+
+
+def _project_roles(
+    prefix: str,
+    cfg: BootstrapConfig,
+    roles: tuple[str, ...] | list[str],
+    member: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+    conditions: dict[str, tuple[str, str]] | None = None,
+) -> None:
+    """Each of ``roles`` for ``member`` on the project, with its IAM condition if it has one."""
+    for role in roles:
+        condition = None
+        if conditions and role in conditions:
+            title, expression = conditions[role]
+            condition = gcp.projects.IAMMemberConditionArgs(title=title, expression=expression)
+        gcp.projects.IAMMember(
+            f"{prefix}-{role.removeprefix('roles/').replace('.', '-')}",
+            project=cfg.project,
+            role=role,
+            member=member,
+            condition=condition,
+            opts=opts,
+        )
+
+
+def _bucket_role(
+    name: str,
+    bucket: gcp.storage.Bucket,
+    role: str,
+    member: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+) -> None:
+    """``role`` for ``member`` on exactly this bucket."""
+    gcp.storage.BucketIAMMember(name, bucket=bucket.name, role=role, member=member, opts=opts)
+
+
 class Bootstrap(pulumi.ComponentResource):
     """State bucket, KMS key, the deploy identity, GitHub federation, deploy-lock database.
 
@@ -110,24 +183,16 @@ class Bootstrap(pulumi.ComponentResource):
         apis = enable_apis(cfg.project, BOOTSTRAP_APIS, child)
         after_apis = pulumi.ResourceOptions(parent=self, protect=True, depends_on=apis)
 
-        bucket = gcp.storage.Bucket(
+        bucket = _private_bucket(
             "state",
-            name=cfg.state_bucket,
-            project=cfg.project,
-            location=cfg.region.upper(),
-            uniform_bucket_level_access=True,
-            public_access_prevention="enforced",
+            cfg.state_bucket,
+            cfg,
+            gcp.storage.BucketLifecycleRuleConditionArgs(
+                num_newer_versions=STATE_VERSIONS_KEPT, with_state="ARCHIVED"
+            ),
+            after_apis,
             # Every state write is a new object version: a corrupted checkpoint can be restored.
             versioning=gcp.storage.BucketVersioningArgs(enabled=True),
-            lifecycle_rules=[
-                gcp.storage.BucketLifecycleRuleArgs(
-                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
-                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(
-                        num_newer_versions=STATE_VERSIONS_KEPT, with_state="ARCHIVED"
-                    ),
-                )
-            ],
-            opts=after_apis,
         )
 
         ring = gcp.kms.KeyRing(
@@ -146,35 +211,18 @@ class Bootstrap(pulumi.ComponentResource):
             opts=keep,
         )
 
-        deployer = gcp.serviceaccount.Account(
+        deployer, member = _account(
             "deployer",
-            project=cfg.project,
-            account_id=cfg.deployer_account_id,
-            display_name="CI: deploys the platform stack (pulumi up through `deploy`)",
-            opts=after_apis,
+            cfg,
+            cfg.deployer_account_id,
+            "CI: deploys the platform stack (pulumi up through `deploy`)",
+            after_apis,
         )
-        member = deployer.email.apply(lambda e: f"serviceAccount:{e}")
-        for role in DEPLOYER_PROJECT_ROLES:
-            condition = None
-            if role in DEPLOYER_ROLE_CONDITIONS:
-                title, expression = DEPLOYER_ROLE_CONDITIONS[role]
-                condition = gcp.projects.IAMMemberConditionArgs(title=title, expression=expression)
-            gcp.projects.IAMMember(
-                f"deployer-{role.removeprefix('roles/').replace('.', '-')}",
-                project=cfg.project,
-                role=role,
-                member=member,
-                condition=condition,
-                opts=child,
-            )
+        _project_roles(
+            "deployer", cfg, DEPLOYER_PROJECT_ROLES, member, child, DEPLOYER_ROLE_CONDITIONS
+        )
         # State and secrets: on exactly the bucket and the key, not project-wide.
-        gcp.storage.BucketIAMMember(
-            "deployer-state",
-            bucket=bucket.name,
-            role="roles/storage.objectAdmin",
-            member=member,
-            opts=child,
-        )
+        _bucket_role("deployer-state", bucket, "roles/storage.objectAdmin", member, child)
         gcp.kms.CryptoKeyIAMMember(
             "deployer-secrets",
             crypto_key_id=key.id,
@@ -185,54 +233,26 @@ class Bootstrap(pulumi.ComponentResource):
 
         # `deploy --builder cloudbuild`: image builds run as their own identity, never as the
         # deployer, so a Dockerfile's RUN step never holds the deploy rights.
-        builder = gcp.serviceaccount.Account(
+        builder, builder_member = _account(
             "builder",
-            project=cfg.project,
-            account_id=cfg.builder_account_id,
-            display_name="Cloud Build: builds and pushes the platform's images",
-            opts=after_apis,
+            cfg,
+            cfg.builder_account_id,
+            "Cloud Build: builds and pushes the platform's images",
+            after_apis,
         )
-        builder_member = builder.email.apply(lambda e: f"serviceAccount:{e}")
-        for role in BUILDER_PROJECT_ROLES:
-            gcp.projects.IAMMember(
-                f"builder-{role.removeprefix('roles/').replace('.', '-')}",
-                project=cfg.project,
-                role=role,
-                member=builder_member,
-                opts=child,
-            )
-        sources = gcp.storage.Bucket(
+        _project_roles("builder", cfg, BUILDER_PROJECT_ROLES, builder_member, child)
+        sources = _private_bucket(
             "build-sources",
-            name=cfg.build_source_bucket,
-            project=cfg.project,
-            location=cfg.region.upper(),
-            uniform_bucket_level_access=True,
-            public_access_prevention="enforced",
-            lifecycle_rules=[
-                gcp.storage.BucketLifecycleRuleArgs(
-                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
-                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(
-                        age=BUILD_SOURCES_KEPT_DAYS
-                    ),
-                )
-            ],
-            opts=after_apis,
+            cfg.build_source_bucket,
+            cfg,
+            gcp.storage.BucketLifecycleRuleConditionArgs(age=BUILD_SOURCES_KEPT_DAYS),
+            after_apis,
         )
         # The deployer uploads each build context (and may replace one of the same tag)...
-        gcp.storage.BucketIAMMember(
-            "deployer-build-sources",
-            bucket=sources.name,
-            role="roles/storage.objectAdmin",
-            member=member,
-            opts=child,
-        )
+        _bucket_role("deployer-build-sources", sources, "roles/storage.objectAdmin", member, child)
         # ...which the build, running as the builder, reads.
-        gcp.storage.BucketIAMMember(
-            "builder-reads-sources",
-            bucket=sources.name,
-            role="roles/storage.objectViewer",
-            member=builder_member,
-            opts=child,
+        _bucket_role(
+            "builder-reads-sources", sources, "roles/storage.objectViewer", builder_member, child
         )
         # Creating a build that runs as the builder needs actAs on exactly that account.
         # https://cloud.google.com/build/docs/securing-builds/configure-user-specified-service-accounts

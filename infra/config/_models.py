@@ -87,6 +87,16 @@ def _within(default: int, bounds: tuple[int, int]) -> Any:
     return Field(default, ge=bounds[0], le=bounds[1])
 
 
+def _service_account_email(v: str, what: str) -> str:
+    """``v`` if it is a service account email; else the error naming where it comes from."""
+    if not limits.SERVICE_ACCOUNT_EMAIL_RE.fullmatch(v):
+        raise ValueError(
+            f"'{v}' is not a service account email "
+            f"(ACCOUNT_ID@PROJECT_ID.iam.gserviceaccount.com): {what}"
+        )
+    return v
+
+
 def _freeze(value: Mapping[Any, Any]) -> Mapping[Any, Any]:
     return MappingProxyType(dict(value))
 
@@ -388,13 +398,7 @@ class CloudBuildConfig(_Frozen):
     @field_validator("service_account")
     @classmethod
     def _email(cls, v: str) -> str:
-        if not limits.SERVICE_ACCOUNT_EMAIL_RE.fullmatch(v):
-            raise ValueError(
-                f"'{v}' is not a service account email "
-                "(ACCOUNT_ID@PROJECT_ID.iam.gserviceaccount.com): the bootstrap's "
-                "`builder_email` output"
-            )
-        return v
+        return _service_account_email(v, "the bootstrap's `builder_email` output")
 
     @field_validator("source_bucket")
     @classmethod
@@ -428,13 +432,9 @@ class DeployConfig(_Frozen):
     @field_validator("service_account")
     @classmethod
     def _email(cls, v: str) -> str:
-        if not limits.SERVICE_ACCOUNT_EMAIL_RE.fullmatch(v):
-            raise ValueError(
-                f"'{v}' is not a service account email "
-                "(ACCOUNT_ID@PROJECT_ID.iam.gserviceaccount.com): the deploy identity the "
-                "bootstrap created, its `deployer_email` output"
-            )
-        return v
+        return _service_account_email(
+            v, "the deploy identity the bootstrap created, its `deployer_email` output"
+        )
 
 
 # --- Monitoring (alerts, channels, dashboard: infra/monitoring) -------------------------------

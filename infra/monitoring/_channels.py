@@ -43,48 +43,44 @@ class NotificationChannels(pulumi.ComponentResource):
         cfg = args.stack
         mon = cfg.platform.monitoring
         child = child_options(self, opts)
-        channels: list[gcp.monitoring.NotificationChannel] = []
         notify = mon.notify if mon is not None else None
-        for address in notify.emails if notify else ():
+
+        def channel(resource: str, shown: str, **settings: object) -> None:
             channels.append(
                 gcp.monitoring.NotificationChannel(
-                    f"notify-email-{address}",
+                    resource,
                     project=cfg.project,
-                    display_name=f"[{cfg.stack}] {address}",
-                    type="email",
-                    labels={"email_address": address},
+                    display_name=f"[{cfg.stack}] {shown}",
                     opts=child,
+                    **settings,
                 )
+            )
+
+        channels: list[gcp.monitoring.NotificationChannel] = []
+        for address in notify.emails if notify else ():
+            channel(
+                f"notify-email-{address}",
+                address,
+                type="email",
+                labels={"email_address": address},
             )
         if notify is not None and notify.slack is not None:
-            channels.append(
-                gcp.monitoring.NotificationChannel(
-                    "notify-slack",
-                    project=cfg.project,
-                    display_name=f"[{cfg.stack}] Slack {notify.slack.channel}",
-                    type="slack",
-                    labels={"channel_name": notify.slack.channel},
-                    sensitive_labels=gcp.monitoring.NotificationChannelSensitiveLabelsArgs(
-                        auth_token=pulumi.Output.secret(
-                            args.secret_values[notify.slack.token_secret]
-                        )
-                    ),
-                    opts=child,
-                )
+            channel(
+                "notify-slack",
+                f"Slack {notify.slack.channel}",
+                type="slack",
+                labels={"channel_name": notify.slack.channel},
+                sensitive_labels=gcp.monitoring.NotificationChannelSensitiveLabelsArgs(
+                    auth_token=pulumi.Output.secret(args.secret_values[notify.slack.token_secret])
+                ),
             )
         if notify is not None and notify.webhook is not None:
-            channels.append(
-                gcp.monitoring.NotificationChannel(
-                    "notify-webhook",
-                    project=cfg.project,
-                    display_name=f"[{cfg.stack}] webhook",
-                    # The token travels in the URL (webhook_tokenauth): the URL is the secret.
-                    type="webhook_tokenauth",
-                    labels={
-                        "url": pulumi.Output.secret(args.secret_values[notify.webhook.url_secret])
-                    },
-                    opts=child,
-                )
+            channel(
+                "notify-webhook",
+                "webhook",
+                # The token travels in the URL (webhook_tokenauth): the URL is the secret.
+                type="webhook_tokenauth",
+                labels={"url": pulumi.Output.secret(args.secret_values[notify.webhook.url_secret])},
             )
         # `name` is projects/<p>/notificationChannels/<id>: what an alert policy lists.
         self.channel_ids = [c.name for c in channels]

@@ -133,16 +133,6 @@ def test_pf01_invoker_on_the_wrong_service(prod_plan: Plan) -> None:
     assert failing(broken, "PF01")
 
 
-def test_pf01_push_without_oidc(prod_plan: Plan) -> None:
-    broken = edit(
-        prod_plan.resources,
-        "prediction-request-worker",
-        T.SUBSCRIPTION,
-        lambda i: i["pushConfig"].pop("oidcToken"),
-    )
-    assert_fails(broken, "PF01", "Subscription 'prediction-request-worker'", "OIDC")
-
-
 def test_pf02_dead_letter_topic_without_subscription(prod_plan: Plan) -> None:
     broken = drop(prod_plan.resources, "prediction-request-dead-letter", T.SUBSCRIPTION)
     assert_fails(
@@ -206,33 +196,11 @@ def test_pf04_ack_deadline_below_the_target_timeout(prod_config: dict) -> None:
     )
 
 
-def test_pf04_expiring_subscription(prod_plan: Plan) -> None:
-    broken = edit(
-        prod_plan.resources,
-        "prediction-ready-dead-letter",
-        T.SUBSCRIPTION,
-        lambda i: i.pop("expirationPolicy"),
-    )
-    assert_fails(
-        broken, "PF04", "Subscription 'prediction-ready-dead-letter'", "31 days (the default)"
-    )
-
-
 def _coordinator_key_ref(i: dict) -> dict:
     env = next(
         e for e in i["template"]["containers"][0]["envs"] if e["name"] == "COORDINATOR_API_KEY"
     )
     return env["valueSource"]["secretKeyRef"]
-
-
-def test_pf05_secret_referenced_as_latest(prod_plan: Plan) -> None:
-    broken = edit(
-        prod_plan.resources,
-        "prediction-coordinator",
-        T.CLOUD_RUN,
-        lambda i: _coordinator_key_ref(i).update(version="latest"),
-    )
-    assert_fails(broken, "PF05", "Service 'prediction-coordinator'", "version 'latest'")
 
 
 def test_pf05_secret_without_version(prod_plan: Plan) -> None:
@@ -251,18 +219,6 @@ def test_pf05_service_not_depending_on_the_version(prod_plan: Plan) -> None:
     assert_fails(broken, "PF05", "Service 'prediction-coordinator'", "does not depend on")
 
 
-def test_pf06_credential_as_a_literal(prod_plan: Plan) -> None:
-    broken = edit(
-        prod_plan.resources,
-        "prediction-worker",
-        T.CLOUD_RUN,
-        lambda i: i["template"]["containers"][0]["envs"].append(
-            {"name": "STRIPE_API_KEY", "value": "sk_live_123"}
-        ),
-    )
-    assert_fails(broken, "PF06", "Service 'prediction-worker'", "env STRIPE_API_KEY is a literal")
-
-
 def test_pf07_contract_variable_missing(prod_plan: Plan) -> None:
     def drop_ready(i: dict) -> None:
         c = i["template"]["containers"][0]
@@ -270,25 +226,6 @@ def test_pf07_contract_variable_missing(prod_plan: Plan) -> None:
 
     broken = edit(prod_plan.resources, "prediction-worker", T.CLOUD_RUN, drop_ready)
     assert_fails(broken, "PF07", "Service 'prediction-worker'", "missing READY_TOPIC")
-
-
-def test_pf08_default_compute_account(prod_plan: Plan) -> None:
-    broken = edit(
-        prod_plan.resources,
-        "prediction-worker",
-        T.CLOUD_RUN,
-        lambda i: i["template"].update(
-            serviceAccount="123456789012-compute@developer.gserviceaccount.com"
-        ),
-    )
-    assert_fails(broken, "PF08", "Service 'prediction-worker'", "default compute account")
-    broken = edit(
-        prod_plan.resources,
-        "prediction-worker",
-        T.CLOUD_RUN,
-        lambda i: i["template"].pop("serviceAccount"),
-    )
-    assert_fails(broken, "PF08", "Service 'prediction-worker'", "no service account")
 
 
 def test_pf08_project_editor(prod_plan: Plan) -> None:
@@ -380,19 +317,6 @@ def test_pf08_fails_closed_on_an_account_it_cannot_place(prod_plan: Plan) -> Non
 FIRESTORE_GRANT = "prediction-coordinator-firestore-user"
 
 
-def test_pf13_unconditioned_project_wide_firestore_role(prod_plan: Plan) -> None:
-    broken = edit(
-        prod_plan.resources, FIRESTORE_GRANT, T.PROJECT_IAM_MEMBER, lambda i: i.pop("condition")
-    )
-    assert_fails(
-        broken,
-        "PF13",
-        f"IAMMember '{FIRESTORE_GRANT}'",
-        "roles/datastore.user on the whole project for a runtime identity: it also reaches the "
-        "deploy-lock database",
-    )
-
-
 def test_pf13_conditioned_on_the_deploy_lock_database(prod_plan: Plan) -> None:
     def to_lock(i: dict) -> None:
         i["condition"]["expression"] = (
@@ -453,47 +377,6 @@ def test_pf14_a_push_only_service_with_all_ingress(prod_config: dict) -> None:
     )
 
 
-def test_pf14_operators_cannot_reach_an_internal_service(prod_plan: Plan) -> None:
-    broken = edit(
-        prod_plan.resources,
-        "prediction-coordinator",
-        T.CLOUD_RUN,
-        lambda i: i.update(ingress="INGRESS_TRAFFIC_INTERNAL_ONLY"),
-    )
-    assert_fails(broken, "PF14", "Service 'prediction-coordinator'", "operator callers are granted")
-
-
-def test_pf14_an_unset_ingress_is_all(prod_plan: Plan) -> None:
-    broken = edit(prod_plan.resources, "prediction-worker", T.CLOUD_RUN, lambda i: i.pop("ingress"))
-    assert_fails(broken, "PF14", "Service 'prediction-worker'", "ingress INGRESS_TRAFFIC_ALL")
-
-
-def test_pf10_image_by_tag(prod_plan: Plan) -> None:
-    tag = "us-west2-docker.pkg.dev/nba-props-platform/platform-images/prediction-worker:v1"
-    broken = edit(
-        prod_plan.resources,
-        "prediction-worker",
-        T.CLOUD_RUN,
-        lambda i: i["template"]["containers"][0].update(image=tag),
-    )
-    assert_fails(broken, "PF10", "Service 'prediction-worker'", "is a tag")
-
-
-def test_pf10_context_not_the_repo_root(prod_plan: Plan) -> None:
-    broken = edit(
-        prod_plan.resources,
-        "prediction-worker-image",
-        T.IMAGE,
-        lambda i: i.update(context={"location": "services/worker"}),
-    )
-    assert_fails(
-        broken,
-        "PF10",
-        "Image 'prediction-worker-image'",
-        "build from the repo root with images/<service>.Dockerfile",
-    )
-
-
 def test_pf10_image_check_fails(tmp_path: Path) -> None:
     checkout = tmp_path / "checkout"
     shutil.copytree(
@@ -531,16 +414,6 @@ def test_pf10_without_the_image_check_is_unverifiable_never_passed(prod_plan: Pl
         "Image 'prediction-worker-image'",
     ]
     assert all("image check did not run here" in f.message for f in result.findings)
-
-
-def test_pf11_job_without_oidc(prod_plan: Plan) -> None:
-    broken = edit(
-        prod_plan.resources,
-        "check-stalled",
-        T.SCHEDULER_JOB,
-        lambda i: i["httpTarget"].pop("oidcToken"),
-    )
-    assert_fails(broken, "PF11", "Job 'check-stalled'", "without an OIDC token")
 
 
 def test_pf11_job_identity_may_not_invoke(prod_plan: Plan) -> None:
@@ -612,32 +485,6 @@ def test_pf15_an_uncovered_push_subscription(prod_plan: Plan) -> None:
     assert len(failing(broken, "PF15")) == 1
 
 
-def test_pf15_an_uncovered_dead_letter_subscription(prod_plan: Plan) -> None:
-    name = "alert-dead-letters-prediction-ready-prod-dead-letter-sub"
-    broken = edit(
-        prod_plan.resources,
-        name,
-        T.ALERT_POLICY,
-        lambda i: i.update(enabled=False),
-    )
-    assert_fails(
-        broken,
-        "PF15",
-        "Subscription 'prediction-ready-dead-letter'",
-        "dead letters pile up unnoticed",
-    )
-
-
-def test_pf15_an_alert_that_notifies_nobody(prod_plan: Plan) -> None:
-    broken = edit(
-        prod_plan.resources,
-        "alert-stuck-batches",
-        T.ALERT_POLICY,
-        lambda i: i.update(notificationChannels=[]),
-    )
-    assert_fails(broken, "PF15", "AlertPolicy 'alert-stuck-batches'", "notifies nobody")
-
-
 # --- Unknown values (a real preview of new resources) -----------------------------------------
 
 
@@ -704,3 +551,154 @@ def test_undecidable_is_unverifiable_never_passed(prod_plan: Plan) -> None:
     assert results["PF01"].status == "unverifiable"
     assert all(f.unverifiable for f in results["PF01"].findings)
     assert any("cannot tell" in f.message for f in results["PF01"].findings)
+
+
+WORKER_TAG = "us-west2-docker.pkg.dev/nba-props-platform/platform-images/prediction-worker:v1"
+
+
+@pytest.mark.parametrize(
+    ("name", "typ", "mutate", "rule", "resource", "fragment"),
+    [
+        pytest.param(
+            "prediction-request-worker",
+            T.SUBSCRIPTION,
+            lambda i: i["pushConfig"].pop("oidcToken"),
+            "PF01",
+            "Subscription 'prediction-request-worker'",
+            "OIDC",
+            id="pf01_push_without_oidc",
+        ),
+        pytest.param(
+            "prediction-ready-dead-letter",
+            T.SUBSCRIPTION,
+            lambda i: i.pop("expirationPolicy"),
+            "PF04",
+            "Subscription 'prediction-ready-dead-letter'",
+            "31 days (the default)",
+            id="pf04_expiring_subscription",
+        ),
+        pytest.param(
+            "prediction-coordinator",
+            T.CLOUD_RUN,
+            lambda i: _coordinator_key_ref(i).update(version="latest"),
+            "PF05",
+            "Service 'prediction-coordinator'",
+            "version 'latest'",
+            id="pf05_secret_referenced_as_latest",
+        ),
+        pytest.param(
+            "prediction-worker",
+            T.CLOUD_RUN,
+            lambda i: i["template"]["containers"][0]["envs"].append(
+                {"name": "STRIPE_API_KEY", "value": "sk_live_123"}
+            ),
+            "PF06",
+            "Service 'prediction-worker'",
+            "env STRIPE_API_KEY is a literal",
+            id="pf06_credential_as_a_literal",
+        ),
+        pytest.param(
+            "prediction-worker",
+            T.CLOUD_RUN,
+            lambda i: i["template"].update(
+                serviceAccount="123456789012-compute@developer.gserviceaccount.com"
+            ),
+            "PF08",
+            "Service 'prediction-worker'",
+            "default compute account",
+            id="pf08_default_compute_account",
+        ),
+        pytest.param(
+            "prediction-worker",
+            T.CLOUD_RUN,
+            lambda i: i["template"].pop("serviceAccount"),
+            "PF08",
+            "Service 'prediction-worker'",
+            "no service account",
+            id="pf08_no_service_account",
+        ),
+        pytest.param(
+            FIRESTORE_GRANT,
+            T.PROJECT_IAM_MEMBER,
+            lambda i: i.pop("condition"),
+            "PF13",
+            f"IAMMember '{FIRESTORE_GRANT}'",
+            "roles/datastore.user on the whole project for a runtime identity: it also reaches "
+            "the deploy-lock database",
+            id="pf13_unconditioned_project_wide_firestore_role",
+        ),
+        pytest.param(
+            "prediction-coordinator",
+            T.CLOUD_RUN,
+            lambda i: i.update(ingress="INGRESS_TRAFFIC_INTERNAL_ONLY"),
+            "PF14",
+            "Service 'prediction-coordinator'",
+            "operator callers are granted",
+            id="pf14_operators_cannot_reach_an_internal_service",
+        ),
+        pytest.param(
+            "prediction-worker",
+            T.CLOUD_RUN,
+            lambda i: i.pop("ingress"),
+            "PF14",
+            "Service 'prediction-worker'",
+            "ingress INGRESS_TRAFFIC_ALL",
+            id="pf14_an_unset_ingress_is_all",
+        ),
+        pytest.param(
+            "prediction-worker",
+            T.CLOUD_RUN,
+            lambda i: i["template"]["containers"][0].update(image=WORKER_TAG),
+            "PF10",
+            "Service 'prediction-worker'",
+            "is a tag",
+            id="pf10_image_by_tag",
+        ),
+        pytest.param(
+            "prediction-worker-image",
+            T.IMAGE,
+            lambda i: i.update(context={"location": "services/worker"}),
+            "PF10",
+            "Image 'prediction-worker-image'",
+            "build from the repo root with images/<service>.Dockerfile",
+            id="pf10_context_not_the_repo_root",
+        ),
+        pytest.param(
+            "check-stalled",
+            T.SCHEDULER_JOB,
+            lambda i: i["httpTarget"].pop("oidcToken"),
+            "PF11",
+            "Job 'check-stalled'",
+            "without an OIDC token",
+            id="pf11_job_without_oidc",
+        ),
+        pytest.param(
+            "alert-dead-letters-prediction-ready-prod-dead-letter-sub",
+            T.ALERT_POLICY,
+            lambda i: i.update(enabled=False),
+            "PF15",
+            "Subscription 'prediction-ready-dead-letter'",
+            "dead letters pile up unnoticed",
+            id="pf15_an_uncovered_dead_letter_subscription",
+        ),
+        pytest.param(
+            "alert-stuck-batches",
+            T.ALERT_POLICY,
+            lambda i: i.update(notificationChannels=[]),
+            "PF15",
+            "AlertPolicy 'alert-stuck-batches'",
+            "notifies nobody",
+            id="pf15_an_alert_that_notifies_nobody",
+        ),
+    ],
+)
+def test_one_edit_fails_its_rule(
+    prod_plan: Plan,
+    name: str,
+    typ: str,
+    mutate: Callable[[dict], Any],
+    rule: str,
+    resource: str,
+    fragment: str,
+) -> None:
+    assert_fails(edit(prod_plan.resources, name, typ, mutate), rule, resource, fragment)
