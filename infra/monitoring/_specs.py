@@ -169,6 +169,30 @@ def batch_events_filter(services: list[str]) -> str:
     return f'resource.type = "cloud_run_revision"{scope} AND jsonPayload.{EVENT_FIELD} = ({names})'
 
 
+def _threshold(
+    filter_: str,
+    value: float,
+    for_seconds: int,
+    aggregations: list[dict[str, Any]],
+    *,
+    comparison: str = "COMPARISON_GT",
+    denominator: str | None = None,
+) -> dict[str, Any]:
+    """A threshold condition: ``filter_`` (over ``denominator``, aggregated alike, for a
+    ratio) compared with ``value`` for ``for_seconds``."""
+    threshold: dict[str, Any] = {
+        "filter": filter_,
+        "comparison": comparison,
+        "threshold_value": value,
+        "duration": api_duration(for_seconds),
+        "aggregations": aggregations,
+    }
+    if denominator is not None:
+        threshold["denominator_filter"] = denominator
+        threshold["denominator_aggregations"] = [dict(a) for a in aggregations]
+    return threshold
+
+
 def alert_specs(cfg: StackConfig) -> list[AlertSpec]:
     """Every alert policy the stack declares (none without ``platform.monitoring``)."""
     mon = cfg.platform.monitoring
@@ -190,15 +214,12 @@ def alert_specs(cfg: StackConfig) -> list[AlertSpec]:
                     "attempt, and the work they carry is not done."
                 ),
                 watches=(dl,),
-                threshold={
-                    "filter": _subscription_filter(limits.METRIC_PUBSUB_UNDELIVERED, dl),
-                    "comparison": "COMPARISON_GT",
-                    "threshold_value": 0,
-                    "duration": api_duration(th.dead_letter_for_seconds),
-                    "aggregations": [
-                        {"alignment_period": min_align, "per_series_aligner": "ALIGN_MAX"}
-                    ],
-                },
+                threshold=_threshold(
+                    _subscription_filter(limits.METRIC_PUBSUB_UNDELIVERED, dl),
+                    0,
+                    th.dead_letter_for_seconds,
+                    [{"alignment_period": min_align, "per_series_aligner": "ALIGN_MAX"}],
+                ),
             )
         )
     for name, sub in push_subscriptions(cfg):
@@ -214,15 +235,12 @@ def alert_specs(cfg: StackConfig) -> list[AlertSpec]:
                     "reaching or not finishing in the service."
                 ),
                 watches=(name,),
-                threshold={
-                    "filter": _subscription_filter(limits.METRIC_PUBSUB_OLDEST_UNACKED_AGE, name),
-                    "comparison": "COMPARISON_GT",
-                    "threshold_value": limit,
-                    "duration": api_duration(th.backlog_for_seconds),
-                    "aggregations": [
-                        {"alignment_period": min_align, "per_series_aligner": "ALIGN_MAX"}
-                    ],
-                },
+                threshold=_threshold(
+                    _subscription_filter(limits.METRIC_PUBSUB_OLDEST_UNACKED_AGE, name),
+                    limit,
+                    th.backlog_for_seconds,
+                    [{"alignment_period": min_align, "per_series_aligner": "ALIGN_MAX"}],
+                ),
             )
         )
         group = ["resource.label.subscription_id"]
@@ -237,21 +255,17 @@ def alert_specs(cfg: StackConfig) -> list[AlertSpec]:
                     "retried and will be dead-lettered."
                 ),
                 watches=(name,),
-                threshold={
-                    "filter": _subscription_filter(
+                threshold=_threshold(
+                    _subscription_filter(
                         limits.METRIC_PUBSUB_PUSH_REQUESTS,
                         name,
                         ' AND metric.label.response_class != "ack"',
                     ),
-                    "denominator_filter": _subscription_filter(
-                        limits.METRIC_PUBSUB_PUSH_REQUESTS, name
-                    ),
-                    "comparison": "COMPARISON_GT",
-                    "threshold_value": th.push_error_ratio,
-                    "duration": api_duration(th.push_error_for_seconds),
-                    "aggregations": [_agg("ALIGN_RATE", "REDUCE_SUM", group)],
-                    "denominator_aggregations": [_agg("ALIGN_RATE", "REDUCE_SUM", group)],
-                },
+                    th.push_error_ratio,
+                    th.push_error_for_seconds,
+                    [_agg("ALIGN_RATE", "REDUCE_SUM", group)],
+                    denominator=_subscription_filter(limits.METRIC_PUBSUB_PUSH_REQUESTS, name),
+                ),
             )
         )
     for logical, svc in cfg.platform.services.items():
@@ -268,19 +282,17 @@ def alert_specs(cfg: StackConfig) -> list[AlertSpec]:
                     "answered 2xx and do not count)."
                 ),
                 watches=(name,),
-                threshold={
-                    "filter": _service_filter(
+                threshold=_threshold(
+                    _service_filter(
                         limits.METRIC_RUN_REQUESTS,
                         name,
                         ' AND metric.label.response_code_class = "5xx"',
                     ),
-                    "denominator_filter": _service_filter(limits.METRIC_RUN_REQUESTS, name),
-                    "comparison": "COMPARISON_GT",
-                    "threshold_value": th.server_error_ratio,
-                    "duration": api_duration(th.server_error_for_seconds),
-                    "aggregations": [_agg("ALIGN_RATE", "REDUCE_SUM", group)],
-                    "denominator_aggregations": [_agg("ALIGN_RATE", "REDUCE_SUM", group)],
-                },
+                    th.server_error_ratio,
+                    th.server_error_for_seconds,
+                    [_agg("ALIGN_RATE", "REDUCE_SUM", group)],
+                    denominator=_service_filter(limits.METRIC_RUN_REQUESTS, name),
+                ),
             )
         )
         specs.append(
@@ -294,15 +306,13 @@ def alert_specs(cfg: StackConfig) -> list[AlertSpec]:
                     "(429), so pushes retry and batches slow down."
                 ),
                 watches=(name,),
-                threshold={
-                    "filter": _service_filter(limits.METRIC_RUN_INSTANCES, name),
-                    "comparison": "COMPARISON_GE",
-                    "threshold_value": svc.max_instances,
-                    "duration": api_duration(th.at_max_instances_for_seconds),
-                    "aggregations": [
-                        _agg("ALIGN_MAX", "REDUCE_SUM", group, limits.MONITORING_MIN_ALIGNMENT_S)
-                    ],
-                },
+                threshold=_threshold(
+                    _service_filter(limits.METRIC_RUN_INSTANCES, name),
+                    svc.max_instances,
+                    th.at_max_instances_for_seconds,
+                    [_agg("ALIGN_MAX", "REDUCE_SUM", group, limits.MONITORING_MIN_ALIGNMENT_S)],
+                    comparison="COMPARISON_GE",
+                ),
             )
         )
     coordinators = batch_event_services(cfg)
@@ -319,17 +329,12 @@ def alert_specs(cfg: StackConfig) -> list[AlertSpec]:
                     "items were never done."
                 ),
                 watches=tuple(coordinators),
-                threshold={
-                    "filter": (
-                        f'metric.type = {_q(metric)} AND resource.type = "cloud_run_revision"'
-                    ),
-                    "comparison": "COMPARISON_GT",
-                    "threshold_value": 0,
-                    "duration": "0s",
-                    "aggregations": [
-                        _agg("ALIGN_SUM", "REDUCE_SUM", [f"metric.label.{EVENT_FIELD}"])
-                    ],
-                },
+                threshold=_threshold(
+                    f'metric.type = {_q(metric)} AND resource.type = "cloud_run_revision"',
+                    0,
+                    0,
+                    [_agg("ALIGN_SUM", "REDUCE_SUM", [f"metric.label.{EVENT_FIELD}"])],
+                ),
             )
         )
     for key in cfg.platform.schedules:
