@@ -12,7 +12,34 @@ import pulumi_gcp as gcp
 from infra.config import StackConfig
 from infra.options import child_options, moved_from
 
-__all__ = ["Database", "DatabaseArgs", "firestore_index_specs"]
+__all__ = ["Database", "DatabaseArgs", "firestore_database", "firestore_index_specs"]
+
+
+def firestore_database(
+    resource_name: str,
+    project: str,
+    name: str,
+    location: str,
+    *,
+    protected: bool,
+    opts: pulumi.ResourceOptions,
+) -> gcp.firestore.Database:
+    """A native-mode Firestore database. ``protected``: the API refuses to delete it (not
+    just Pulumi) and a `pulumi destroy` abandons it instead.
+    https://cloud.google.com/firestore/docs/manage-databases#delete_protection
+    """
+    return gcp.firestore.Database(
+        resource_name,
+        project=project,
+        name=name,
+        location_id=location,
+        type="FIRESTORE_NATIVE",
+        delete_protection_state=(
+            "DELETE_PROTECTION_ENABLED" if protected else "DELETE_PROTECTION_DISABLED"
+        ),
+        deletion_policy="ABANDON" if protected else "DELETE",
+        opts=opts,
+    )
 
 
 @dataclass(frozen=True)
@@ -74,21 +101,13 @@ class Database(pulumi.ComponentResource):
             pulumi.ResourceOptions(aliases=moved_from("platform:index:Platform", "platform")),
         )
         fs = cfg.platform.firestore
-        database = gcp.firestore.Database(
+        # Batch state lives here: a `pulumi destroy` or a rename must not drop it.
+        database = firestore_database(
             "firestore",
-            project=cfg.project,
-            name=fs.database,
-            location_id=cfg.firestore_location,
-            type="FIRESTORE_NATIVE",
-            # Batch state lives here: a `pulumi destroy` or a rename must not drop it.
-            # Protection is enforced by the API, not just by Pulumi.
-            # https://cloud.google.com/firestore/docs/manage-databases#delete_protection
-            delete_protection_state=(
-                "DELETE_PROTECTION_ENABLED"
-                if fs.deletion_protection
-                else "DELETE_PROTECTION_DISABLED"
-            ),
-            deletion_policy="ABANDON" if fs.deletion_protection else "DELETE",
+            cfg.project,
+            fs.database,
+            cfg.firestore_location,
+            protected=fs.deletion_protection,
             opts=child,
         )
         for spec in firestore_index_specs(args.indexes):

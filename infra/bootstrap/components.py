@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.database import firestore_database
 from infra.options import enable_apis
 from infra.service import PLATFORM_PROJECT_ROLES
 
@@ -304,14 +305,12 @@ class Bootstrap(pulumi.ComponentResource):
         )
 
         # The deploy lock cannot live in the stack it protects: its own database, here.
-        database = gcp.firestore.Database(
+        database = firestore_database(
             "deploy-lock",
-            project=cfg.project,
-            name=cfg.lock_database,
-            location_id=cfg.region,
-            type="FIRESTORE_NATIVE",
-            delete_protection_state="DELETE_PROTECTION_ENABLED",
-            deletion_policy="ABANDON",
+            cfg.project,
+            cfg.lock_database,
+            cfg.region,
+            protected=True,
             opts=after_apis,
         )
         # `deploy history` lists a stack's records newest first: stack ASC, started_at DESC.

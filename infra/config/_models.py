@@ -282,8 +282,8 @@ class ScheduleConfig(_Frozen):
 
     service: str
     path: str
-    schedule: str
-    time_zone: str = DEFAULT_TIME_ZONE
+    schedule: Annotated[str, AfterValidator(check_cron)]
+    time_zone: Annotated[str, AfterValidator(check_time_zone)] = DEFAULT_TIME_ZONE
     http_method: Literal["POST", "GET"] = "POST"
     attempt_deadline_seconds: int = _within(
         DEFAULT_ATTEMPT_DEADLINE_S, limits.SCHEDULER_HTTP_ATTEMPT_DEADLINE_S
@@ -295,16 +295,6 @@ class ScheduleConfig(_Frozen):
     max_backoff_seconds: int = Field(
         DEFAULT_SCHEDULER_MAX_BACKOFF_S, ge=0, le=SCHEDULER_BACKOFF_MAX_S
     )
-
-    @field_validator("schedule")
-    @classmethod
-    def _cron(cls, v: str) -> str:
-        return check_cron(v)
-
-    @field_validator("time_zone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        return check_time_zone(v)
 
     _backoff = model_validator(mode="after")(_below("min_backoff_seconds", "max_backoff_seconds"))
 

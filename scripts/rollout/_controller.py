@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,15 +40,10 @@ class RolloutResult:
     restored: bool = False  # traffic returned to ``previous``
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "service": self.service,
-            "candidate": self.candidate,
-            "previous": self.previous,
-            "ok": self.ok,
-            "steps": [s.to_dict() for s in self.steps],
-            "error": self.error,
-            "restored": self.restored,
-        }
+        # Every field, in declaration order; the steps as their own dicts.
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["steps"] = [s.to_dict() for s in self.steps]
+        return out
 
 
 def _split(candidate: str, previous: str | None, percent: int) -> dict[str, int]:
