@@ -37,6 +37,8 @@ def _load(command: str) -> typer.Typer:
         from scripts.deploy_lock_cli import app
     elif command == "drift":
         from scripts.drift_cli import app
+    elif command == "adopt":
+        from scripts.adopt_cli import app
     elif command == "batches":
         from scripts.batches_cli import app
     else:
@@ -67,12 +69,17 @@ COMMANDS: dict[str, str] = {
         "service the commits touching its build context) and image drift (running digest vs "
         "the current build context), run with the deployed commit and digests."
     ),
+    "adopt": (
+        "Look up every resource the program declares by its physical name (Google's official "
+        "clients) and write Pulumi's bulk import file for those that exist; list what will be "
+        "created and what could not be checked, with the reason."
+    ),
     "batches": "Inspect and repair prediction batches (Firestore) and dead letters.",
 }
 
 app = make_app(
     help="Operate the prediction platform: plan, preflight, images, local, deploy, lock, "
-    "drift, batches.",
+    "drift, adopt, batches.",
     cls=lazy_group(COMMANDS, _load),
 )
 
@@ -80,7 +87,7 @@ app = make_app(
 @app.callback()
 def _root() -> None:
     """Operate the prediction platform: plan, preflight, images, local, deploy, lock, drift,
-    batches."""
+    adopt, batches."""
 
 
 def main() -> None:

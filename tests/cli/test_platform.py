@@ -63,6 +63,7 @@ def test_platform_has_every_command() -> None:
             "deploy",
             "deploy-lock",
             "drift",
+            "adopt",
             "batches",
         }
     ), out

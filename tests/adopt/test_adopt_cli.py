@@ -1,0 +1,152 @@
+"""``platform adopt --stack prod`` end to end: Google's Pub/Sub emulator holds some of the
+prod topics and subscriptions (created first with the official client, under the physical
+names the plan uses); no credentials exist for anything else."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from scripts.adopt import NO_CREDENTIALS
+from scripts.platform_cli import app
+
+PROJECT = "nba-props-platform"
+P = f"projects/{PROJECT}"
+#: What the emulator holds: (type, logical name, import id, parent key).
+EXISTING = [
+    (
+        "gcp:pubsub/topic:Topic",
+        "prediction-request",
+        f"{P}/topics/prediction-request-prod",
+        "Topic:prediction-request",
+    ),
+    (
+        "gcp:pubsub/topic:Topic",
+        "prediction-ready-dead-letter",
+        f"{P}/topics/prediction-ready-prod-dead-letter",
+        "Topic:prediction-ready",
+    ),
+    (
+        "gcp:pubsub/subscription:Subscription",
+        "prediction-request-worker",
+        f"{P}/subscriptions/prediction-request-worker-prod",
+        "Topic:prediction-request",
+    ),
+]
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def emulator_holding_some(pubsub_emulator, monkeypatch, tmp_path):
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator.host)
+    monkeypatch.delenv("FIRESTORE_EMULATOR_HOST", raising=False)
+    # No credentials of any kind: no key file, an empty gcloud config, no metadata server.
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    monkeypatch.setenv("NO_GCE_CHECK", "true")
+    from google.api_core.exceptions import AlreadyExists
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import pubsub_v1
+
+    publisher = pubsub_v1.PublisherClient(credentials=AnonymousCredentials())
+    subscriber = pubsub_v1.SubscriberClient(credentials=AnonymousCredentials())
+    try:
+        for type_, _name, rid, _parent in EXISTING:
+            try:
+                if type_.endswith("Topic"):
+                    publisher.create_topic(request={"name": rid}, timeout=10)
+                else:
+                    subscriber.create_subscription(
+                        request={"name": rid, "topic": f"{P}/topics/prediction-request-prod"},
+                        timeout=10,
+                    )
+            except AlreadyExists:
+                pass
+    finally:
+        publisher.transport.close()
+        subscriber.close()
+    return tmp_path
+
+
+def _run(tmp_path, *extra):
+    out = tmp_path / "import.json"
+    result = CliRunner().invoke(
+        app, ["adopt", "--stack", "prod", "--out", str(out), "--json", *extra]
+    )
+    return result, out
+
+
+def test_import_file_lists_exactly_what_exists(emulator_holding_some, prod_plan):
+    result, out = _run(emulator_holding_some)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    doc = json.loads(out.read_text())
+    assert [(r["type"], r["name"], r["id"], r.get("parent")) for r in doc["resources"]] == [
+        e for e in sorted(EXISTING, key=lambda e: _plan_index(prod_plan, e))
+    ]
+    components = {
+        (r.type.rsplit(":", 1)[-1], r.name): r.urn for r in prod_plan.resources if not r.custom
+    }
+    assert doc["nameTable"] == {
+        "Topic:prediction-request": components[("Topic", "prediction-request")],
+        "Topic:prediction-ready": components[("Topic", "prediction-ready")],
+    }
+
+    report = json.loads(result.stdout)
+    rows = {(r["type"], r["name"]): r for r in report["resources"]}
+    # The prod topics and subscriptions the emulator does not hold: to create.
+    for name in ("prediction-ready", "prediction-request-dead-letter"):
+        assert rows[("gcp:pubsub/topic:Topic", name)]["status"] == "create"
+    for name in ("prediction-ready-coordinator", "prediction-request-dead-letter"):
+        assert rows[("gcp:pubsub/subscription:Subscription", name)]["status"] == "create"
+    # Cloud-only services: could not check, with the reason.
+    for key in (
+        ("gcp:cloudrunv2/service:Service", "prediction-worker"),
+        ("gcp:secretmanager/secret:Secret", "coordinator-api-key"),
+        ("gcp:firestore/database:Database", "firestore"),
+        ("gcp:serviceaccount/account:Account", "prediction-worker-runtime"),
+    ):
+        assert rows[key]["status"] == "unchecked", rows[key]
+        assert rows[key]["reason"].startswith(NO_CREDENTIALS), rows[key]
+    member = rows[
+        (
+            "gcp:pubsub/topicIAMMember:TopicIAMMember",
+            "prediction-request-publisher-prediction-coordinator",
+        )
+    ]
+    assert member["status"] == "unchecked" and "emulator has no IAM" in member["reason"]
+    assert report["counts"]["import"] == len(EXISTING)
+    assert report["ok"] is True
+
+
+def _plan_index(plan, entry):
+    type_, name = entry[0], entry[1]
+    return next(i for i, r in enumerate(plan.resources) if r.type == type_ and r.name == name)
+
+
+def test_strict_fails_on_what_could_not_be_checked(emulator_holding_some):
+    result, out = _run(emulator_holding_some, "--strict")
+    assert result.exit_code == 1, result.output
+    assert out.exists()  # the file is still written
+    report = json.loads(result.stdout)
+    assert report["ok"] is False and report["counts"]["unchecked"] > 0
+
+
+def test_human_table_reads_at_80_columns(emulator_holding_some):
+    out = emulator_holding_some / "import.json"
+    result = CliRunner().invoke(
+        app, ["adopt", "--stack", "prod", "--out", str(out)], env={"COLUMNS": "80"}
+    )
+    assert result.exit_code == 0, result.output
+    assert all(len(line) <= 80 for line in result.output.splitlines()), result.output
+    assert "no credentials" in result.output and "import" in result.output
+
+
+def test_usage_errors_exit_64(tmp_path):
+    result = CliRunner().invoke(app, ["adopt", "--out", str(tmp_path / "f")])
+    assert result.exit_code == 64, result.output
+    result = CliRunner().invoke(app, ["adopt", "--stack", "prod"])
+    assert result.exit_code == 64, result.output
