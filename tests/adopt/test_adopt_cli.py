@@ -150,3 +150,11 @@ def test_usage_errors_exit_64(tmp_path):
     assert result.exit_code == 64, result.output
     result = CliRunner().invoke(app, ["adopt", "--stack", "prod"])
     assert result.exit_code == 64, result.output
+
+
+def test_the_runbook_section_the_cli_names_exists():
+    from infra.paths import REPO_ROOT
+
+    runbook = (REPO_ROOT / "docs" / "runbooks.md").read_text()
+    assert "\n## Adopting the hand-deployed production\n" in runbook
+    assert "platform adopt --stack prod --out adopt-prod.json --strict" in runbook
