@@ -95,6 +95,14 @@ AllowDirty = Annotated[
     bool,
     typer.Option("--allow-dirty", help="Deploy although the work tree has uncommitted changes."),
 ]
+CheckExisting = Annotated[
+    bool,
+    typer.Option(
+        "--check-existing",
+        help="Before pulumi up: preview, look up each resource it would create (as "
+        "`platform adopt` does) and refuse when one exists already.",
+    ),
+]
 LockProject = Annotated[
     str | None,
     typer.Option(
@@ -207,6 +215,7 @@ def _execute(
     lock_database: str,
     rollback_to: Any = None,
     root: Path = REPO_ROOT,
+    check_existing: bool = False,
 ) -> None:
     if builder not in BUILDERS:
         raise usage_error(f"--builder must be one of: {', '.join(BUILDERS)} (got '{builder}')")
@@ -261,6 +270,7 @@ def _execute(
             builder=image_builder,
             image_tags=default_image_tags(root),
             confirm=confirm,
+            adoption=_existing_creates if check_existing and local is None else None,
         )
     finally:
         reporter.close()
@@ -285,6 +295,7 @@ def deploy(
     allow_dirty: AllowDirty = False,
     lock_project: LockProject = None,
     lock_database: LockDatabase = DEFAULT_LOCK_DATABASE,
+    check_existing: CheckExisting = False,
 ) -> None:
     """Deploy a stack through the locked, verified, recorded pipeline.
 
@@ -306,7 +317,17 @@ def deploy(
         allow_dirty=allow_dirty,
         lock_project=lock_project,
         lock_database=lock_database,
+        check_existing=check_existing,
     )
+
+
+def _existing_creates(changes: Any, plan: Any) -> list[str]:
+    """The preview's creates that exist already (``scripts.adopt``), as "type name (id)"."""
+    from scripts.adopt import GoogleLookups, existing_among, resolve_credentials
+
+    with GoogleLookups(resolve_credentials()) as google:
+        found = existing_among(changes, plan.resources if plan else (), google.lookups())
+    return [f"{d.resource.describe()} ({d.import_id})" for d in found]
 
 
 def _history_client(stack: str, lock_project: str | None, lock_database: str, as_json: bool):

@@ -29,6 +29,7 @@ __all__ = [
     "NOT_IMPORTABLE",
     "Status",
     "absent",
+    "existing_among",
     "exists",
     "import_file",
     "plan_adoption",
@@ -196,3 +197,14 @@ def import_file(report: AdoptionReport) -> dict[str, Any]:
             entry["parent"] = key
         entries.append(entry)
     return {"nameTable": dict(sorted(name_table.items())), "resources": entries}
+
+
+def existing_among(
+    changes: Iterable[Any], resources: Iterable[Resource], lookups: Mapping[str, Lookup]
+) -> list[Decision]:
+    """The preview's creates (``changes``: objects with ``urn`` and ``op``, as the deploy
+    pipeline's ``ResourceChange``) that exist already: each a create that would fail with
+    "already exists". Only the plan's resources at those URNs are looked up."""
+    by_urn = {r.urn: r for r in resources if r.custom}
+    creates = [by_urn[c.urn] for c in changes if c.op == "create" and c.urn in by_urn]
+    return [d for d in (_decide(r, lookups) for r in creates) if d.status is Status.IMPORT]

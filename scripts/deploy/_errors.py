@@ -41,6 +41,11 @@ class PreflightFailed(DeployError):
         )
 
 
+class AdoptionNeeded(DeployError):
+    """The preview would create resources that exist already (``pulumi up`` would stop
+    halfway with "already exists"): adopt them first."""
+
+
 class DirtyTree(DeployError):
     """The work tree has uncommitted changes: the commit label would not describe the deploy."""
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -48,6 +48,7 @@ from scripts.rollout import CheckPolicy, CheckResult, RolloutPolicy
 from ._cloudbuild import ImageBuilder, ensure_images
 from ._cloudrun import ServiceCheck
 from ._errors import (
+    AdoptionNeeded,
     CheckFailed,
     DeployError,
     DirtyTree,
@@ -282,6 +283,25 @@ def _uncommitted_build_inputs(repo: GitRepo) -> list[str]:
     return dirty
 
 
+ADOPT_HINT = (
+    "adopt them first: `platform adopt --stack {stack} --out adopt-{stack}.json`, then "
+    "`pulumi import --file adopt-{stack}.json` (docs/runbooks.md, 'Adopting the "
+    "hand-deployed production')"
+)
+
+
+def _refuse_existing(stack, adoption, target, env, reporter, plan) -> None:
+    """Preview, and refuse when a create is of a resource that exists already: ``up`` would
+    stop halfway with "already exists". ``adoption(changes, plan)`` names those."""
+    preview = target.apply(stack, env=env, dry_run=True, on_output=reporter.output)
+    existing = adoption(preview.changes, plan)
+    if existing:
+        raise AdoptionNeeded(
+            f"the preview of '{stack}' would create {len(existing)} resource(s) that exist "
+            f"already ({'; '.join(existing)}); " + ADOPT_HINT.format(stack=stack)
+        )
+
+
 def run_deploy(
     request: DeployRequest,
     *,
@@ -294,6 +314,7 @@ def run_deploy(
     image_tags: Callable[[str], str] | None = None,
     confirm: Callable[[str], bool] | None = None,
     notifier: Any = None,
+    adoption: Callable[[Sequence[Any], Any], list[str]] | None = None,
 ) -> DeployOutcome:
     """Run the pipeline; never raises for an expected failure: see ``outcome.exit_code``.
 
@@ -444,6 +465,8 @@ def run_deploy(
                 env = {ENV_COMMIT: commit, ENV_LOCK_TOKEN: str(token)}
                 if overrides:
                     env[ENV_IMAGE_OVERRIDES] = json.dumps(overrides, sort_keys=True)
+                if adoption is not None:
+                    _refuse_existing(stack, adoption, target, env, reporter, pf.plan)
                 locker.verify(lease)  # pulumi up (services, traffic)
                 applied = True
                 try:
