@@ -115,6 +115,9 @@ class GoogleLookups:
         self._creds = credentials
         self._timeout = timeout_s
         self._clients: dict[str, Any] = {}
+        #: service -> the answer that showed it cannot be reached (or its API is off): the
+        #: rest of that service's lookups give the same answer at once (fail fast per service).
+        self._down: dict[str, Check] = {}
 
     # -- clients ------------------------------------------------------------------------
     def _client(self, key: str, make: Callable[[Any], Any], *, emulator: str = "") -> Any:
@@ -145,11 +148,16 @@ class GoogleLookups:
         self.close()
 
     # -- one adapter per type -------------------------------------------------------------
-    def _get(self, call: Callable[[], Any]) -> Check:
+    def _get(self, service: str, call: Callable[[], Any]) -> Check:
+        if service in self._down:
+            return self._down[service]
         try:
             call()
         except Exception as exc:  # noqa: BLE001 - classified
-            return _classify(exc)
+            check = _classify(exc)
+            if check.reason.startswith(("unreachable", "API disabled")):
+                self._down[service] = check
+            return check
         return exists()
 
     def _cloud(self, key: str, make: Callable[[Any], Any], get: str) -> Lookup:
@@ -160,7 +168,7 @@ class GoogleLookups:
                 return unchecked(self._creds.problem or NO_CREDENTIALS)
             client = self._client(key, make)
             return self._get(
-                lambda: getattr(client, get)(name=rid, timeout=self._timeout, retry=None)
+                key, lambda: getattr(client, get)(name=rid, timeout=self._timeout, retry=None)
             )
 
         return lookup
@@ -178,9 +186,10 @@ class GoogleLookups:
                     emulator=PUBSUB_EMULATOR,
                 )
                 return self._get(
+                    "pubsub",
                     lambda: client.get_topic(
                         request={"topic": rid}, timeout=self._timeout, retry=None
-                    )
+                    ),
                 )
             client = self._client(
                 "subscriber",
@@ -188,9 +197,10 @@ class GoogleLookups:
                 emulator=PUBSUB_EMULATOR,
             )
             return self._get(
+                "pubsub",
                 lambda: client.get_subscription(
                     request={"subscription": rid}, timeout=self._timeout, retry=None
-                )
+                ),
             )
 
         return lookup
@@ -212,7 +222,7 @@ class GoogleLookups:
             def probe() -> None:
                 list(client.collections(timeout=self._timeout, retry=None))
 
-            check = self._get(probe)
+            check = self._get("firestore", probe)
             if check.found:
                 return exists("the emulator serves every database id")
             return check
@@ -223,7 +233,10 @@ class GoogleLookups:
         client = self._client(
             "firestore-admin", lambda c: firestore_admin_v1.FirestoreAdminClient(credentials=c)
         )
-        return self._get(lambda: client.get_database(name=rid, timeout=self._timeout, retry=None))
+        return self._get(
+            "firestore",
+            lambda: client.get_database(name=rid, timeout=self._timeout, retry=None),
+        )
 
     def _iam(self, key: str, make: Callable[[Any], Any], *, emulator: str = "") -> Lookup:
         """An IAM member: is ``member`` in the ``role`` binding of the resource's policy?"""
@@ -233,6 +246,8 @@ class GoogleLookups:
                 return unchecked("the emulator has no IAM")
             if self._creds.credentials is None:
                 return unchecked(self._creds.problem or NO_CREDENTIALS)
+            if key in self._down:
+                return self._down[key]
             resource, role, member = rid.split(" ", 2)
             client = self._client(key, make)
             try:

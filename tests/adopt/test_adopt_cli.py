@@ -158,3 +158,55 @@ def test_the_runbook_section_the_cli_names_exists():
     runbook = (REPO_ROOT / "docs" / "runbooks.md").read_text()
     assert "\n## Adopting the hand-deployed production\n" in runbook
     assert "platform adopt --stack prod --out adopt-prod.json --strict" in runbook
+
+
+def test_without_emulators_or_credentials_nothing_is_checked_and_nothing_hangs(
+    monkeypatch, tmp_path
+):
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    monkeypatch.delenv("FIRESTORE_EMULATOR_HOST", raising=False)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    result, out = _run(tmp_path)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["counts"]["import"] == 0
+    assert json.loads(out.read_text()) == {"nameTable": {}, "resources": []}
+    topics = [r for r in report["resources"] if r["type"] == "gcp:pubsub/topic:Topic"]
+    assert topics and all(r["reason"].startswith(NO_CREDENTIALS) for r in topics), topics
+
+
+def test_firestore_emulator_database_is_found(firestore_emulator, monkeypatch, tmp_path):
+    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", firestore_emulator.host)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    result, out = _run(tmp_path)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert [(r["type"], r["name"], r["id"], r["parent"]) for r in doc["resources"]] == [
+        (
+            "gcp:firestore/database:Database",
+            "firestore",
+            f"{P}/databases/(default)",
+            "Database:batch-state",
+        )
+    ]
+
+
+def test_an_unreachable_emulator_is_reported_per_resource_not_raised(monkeypatch, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{port}")
+    monkeypatch.delenv("FIRESTORE_EMULATOR_HOST", raising=False)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    result, _out = _run(tmp_path)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    pubsub = [r for r in report["resources"] if r["type"].startswith("gcp:pubsub/topic:")]
+    assert pubsub and all(r["status"] == "unchecked" for r in pubsub), pubsub
+    assert all(r["reason"].startswith("unreachable") for r in pubsub), pubsub
