@@ -111,10 +111,18 @@ class GoogleLookups:
 
     ``lookups()`` gives the mapping :func:`scripts.adopt.plan_adoption` takes."""
 
-    def __init__(self, credentials: Credentials, *, timeout_s: float = CALL_TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        timeout_s: float = CALL_TIMEOUT_S,
+        clients: dict[str, Any] | None = None,
+    ) -> None:
+        """``clients``: ready clients by service key (``run``, ``secrets``, ``iam``,
+        ``registry``, ``scheduler``, ``publisher``, ``subscriber``), e.g. on a test server."""
         self._creds = credentials
         self._timeout = timeout_s
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[str, Any] = dict(clients or {})
         #: service -> the answer that showed it cannot be reached (or its API is off): the
         #: rest of that service's lookups give the same answer at once (fail fast per service).
         self._down: dict[str, Check] = {}
@@ -256,7 +264,8 @@ class GoogleLookups:
                 )
             except Exception as exc:  # noqa: BLE001 - classified
                 check = _classify(exc)
-                return unchecked("its resource does not exist") if check.found is False else check
+                # No resource, no grant on it: created with the resource.
+                return absent("its resource does not exist yet") if check.found is False else check
             for binding in policy.bindings:
                 if binding.role == role and member in binding.members:
                     return exists()
