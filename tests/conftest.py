@@ -56,6 +56,16 @@ def pubsub_emulator() -> Iterator[emulators.PubSubEmulator]:
 
 
 @pytest.fixture
+def http_server() -> Iterator[Any]:
+    """A loopback HTTP server recording every request (tests/loopback.py): webhooks, GitHub's
+    API, a coordinator stand-in."""
+    from tests.loopback import serve
+
+    with serve() as server:
+        yield server
+
+
+@pytest.fixture
 def firestore_db(firestore_emulator: emulators.FirestoreEmulator):
     """An official Firestore client on a freshly wiped emulator database."""
     firestore_emulator.wipe()

@@ -11,6 +11,7 @@ what to do; :func:`run_deploy` never raises for an expected failure and reports 
 :attr:`DeployOutcome.exit_code` (the project's exit-code table) and ``error``.
 """
 
+from ._announce import deploy_notifier
 from ._cloudbuild import (
     CloudBuildAdapter,
     ImageBuilder,
@@ -20,6 +21,7 @@ from ._cloudbuild import (
     ensure_images,
     entry_module,
 )
+from ._cloudcheck import CloudSyntheticCheck
 from ._cloudrun import (
     COMMIT_LABEL,
     LOCK_TOKEN_LABEL,
@@ -67,7 +69,10 @@ from ._pulumi import (
     ResourceChange,
     deploy_engine,
 )
+from ._registry import ArtifactRegistryDigests
+from ._releases import release_tree
 from ._rollback import PREVIOUS, select_rollback
+from ._secrets import SecretManagerSecrets, SecretUnavailable
 from ._stackinfo import StackInfo, StackService, stack_info
 from ._targets import CloudTarget, LocalPlatform, LocalTarget, Target
 from ._tooling import SystemTooling, ToolingCheck, check_tooling, missing_pulumi
@@ -83,9 +88,11 @@ __all__ = [
     "POLICY_PACK_DIR",
     "PREVIOUS",
     "STEPS",
+    "ArtifactRegistryDigests",
     "AutomationPulumi",
     "CloudBuildAdapter",
     "CloudRunAdapter",
+    "CloudSyntheticCheck",
     "CloudTarget",
     "Commit",
     "DeployError",
@@ -116,6 +123,8 @@ __all__ = [
     "Result",
     "RollbackRefused",
     "RunInspector",
+    "SecretManagerSecrets",
+    "SecretUnavailable",
     "ServiceCheck",
     "ServiceRef",
     "ServiceState",
@@ -131,10 +140,12 @@ __all__ = [
     "compute_drift",
     "context_paths",
     "deploy_engine",
+    "deploy_notifier",
     "ensure_images",
     "entry_module",
     "missing_pulumi",
     "new_deployment_id",
+    "release_tree",
     "run_deploy",
     "select_rollback",
     "stack_info",

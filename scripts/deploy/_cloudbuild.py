@@ -337,16 +337,23 @@ class CloudBuildAdapter:
 
 def _tag_resource(target: ImageTarget) -> str:
     """``projects/P/locations/L/repositories/R/packages/<quoted path>/tags/T``."""
-    host, _, rest = target.repository.partition("/")
+    return f"{package_resource(target.repository)}/tags/{target.tag}"
+
+
+def package_resource(repository: str) -> str:
+    """``LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE`` -> the image's package resource,
+    ``projects/P/locations/L/repositories/R/packages/<quoted image path>`` (its tags and its
+    versions, named by digest, live under it)."""
+    host, _, rest = repository.partition("/")
     location = host.removesuffix("-docker.pkg.dev")
     parts = rest.split("/")
     if not host.endswith("-docker.pkg.dev") or len(parts) < 3:
         raise DeployError(
-            f"'{target.repository}' is not an Artifact Registry docker image "
+            f"'{repository}' is not an Artifact Registry docker image "
             "(LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE)"
         )
     project, repo, package = parts[0], parts[1], "/".join(parts[2:])
     return (
         f"projects/{project}/locations/{location}/repositories/{repo}"
-        f"/packages/{quote(package, safe='')}/tags/{target.tag}"
+        f"/packages/{quote(package, safe='')}"
     )

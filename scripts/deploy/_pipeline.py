@@ -23,8 +23,10 @@ Steps, in order (each reported to a :class:`Reporter`):
    result, the Pulumi summary, the digests, the check and rollout figures and the lock token.
 10. **release**: always; on success, failure, SIGINT and SIGTERM.
 
-Each deploy is announced (``started``, then ``succeeded``, ``failed`` or ``rolled_back``) to
-the notifier's channels; an undelivered notification is a warning, never a failure.
+Each deploy is announced to the notifier's channels: ``started`` once the lock is held and the
+record exists, then ``succeeded``, or ``failed`` (followed by ``rolled_back`` when the
+automatic rollback restored the last good release). An undelivered notification is a
+warning, never a failure.
 
 A dry run takes no lock and writes no record: a preview changes nothing.
 """
@@ -315,11 +317,15 @@ def run_deploy(
     confirm: Callable[[str], bool] | None = None,
     notifier: Any = None,
     adoption: Callable[[Sequence[Any], Any], list[str]] | None = None,
+    notifier_for: Callable[[StackInfo], tuple[Any, list[str]]] | None = None,
 ) -> DeployOutcome:
     """Run the pipeline; never raises for an expected failure: see ``outcome.exit_code``.
 
     ``confirm(question)`` is asked once, after the tooling check and before the lock, for a
     real (not dry) run; a False answer stops with exit 1 and nothing changed.
+    ``notifier`` (``send(DeployEvent) -> warnings``), or ``notifier_for(info)`` -> (notifier,
+    setup warnings) when where to announce depends on the stack config (its webhook secret):
+    called once the lock is held, never on a dry run.
     """
     run = _Run(request, reporter)
     out = run.outcome
@@ -424,6 +430,12 @@ def run_deploy(
 
     history = DeploymentHistory(client)
     record: Deployment | None = None
+    if notifier is None and notifier_for is not None:
+        try:
+            notifier, setup_warnings = notifier_for(info)
+            out.warnings.extend(str(w) for w in setup_warnings)
+        except Exception as exc:  # noqa: BLE001 - announcing never fails a deploy
+            out.warnings.append(f"notifications not set up: {type(exc).__name__}: {exc}")
     announce = _Announcer(notifier, None, out)
     stop_heartbeat: Callable[[], None] | None = None
     current = "lock"
@@ -586,10 +598,10 @@ def run_deploy(
                     )  # fmt: skip
                 _finish(history, record, out, Result.FAILED, msg, None, run)
                 if record is not None:
+                    # The release failed either way; the rollback is news of its own.
+                    announce(EventKind.FAILED)
                     if rollback is not None and rollback.result == Result.SUCCEEDED:
                         announce(EventKind.ROLLED_BACK)
-                    else:
-                        announce(EventKind.FAILED)
     finally:
         # 8. release, always
         if stop_heartbeat is not None:
@@ -636,6 +648,11 @@ class _Announcer:
         if self.notifier is None or self.record is None:
             return
         out, rec = self.out, self.record
+        images = dict(out.images or rec.images or {})
+        restored = out.rollback_record if kind == EventKind.ROLLED_BACK else None
+        if restored is not None:
+            # What serves now: the last good release, redeployed by the rollback's own record.
+            rec, images = restored, dict(restored.images or {})
         event = DeployEvent(
             kind=kind,
             stack=rec.stack,
@@ -643,11 +660,11 @@ class _Announcer:
             who=rec.who,
             deployment_id=rec.id,
             lock_token=rec.lock_token,
-            images=dict(out.images or rec.images or {}),
+            images=images,
             check=out.check.to_dict() if out.check else None,
             error=out.error if kind in (EventKind.FAILED, EventKind.ROLLED_BACK) else None,
             ci_run_url=rec.ci_run_url,
-            rollback_of=out.rolled_back_to,
+            rollback_of=out.rolled_back_to if kind == EventKind.ROLLED_BACK else None,
         )
         try:
             warnings = self.notifier.send(event)
@@ -701,6 +718,12 @@ def _auto_rollback(
         return None
     if good is None:
         out.warnings.append("automatic rollback not possible: no earlier succeeded deployment")
+        return None
+    if not target.restores_commits:
+        out.warnings.append(
+            f"automatic rollback to {good.id} not possible: the target runs the work tree "
+            "(--allow-dirty), not a commit's code"
+        )
         return None
     gone = [ref for ref in good.images.values() if target.image_exists(ref) is False]
     if gone:

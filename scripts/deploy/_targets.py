@@ -31,6 +31,9 @@ __all__ = ["Target", "CloudTarget", "LocalPlatform", "LocalTarget"]
 
 class Target(Protocol):
     name: str
+    #: Redeploying a recorded commit serves that commit's code (images by digest; local
+    #: release trees). False: an automatic rollback would change nothing, so it is not tried.
+    restores_commits: bool
 
     def bind(self, info: StackInfo) -> None:
         """Called after preflight with what the plan says about the stack."""
@@ -86,6 +89,7 @@ class CloudTarget:
     """Google Cloud: the Pulumi engine applies, Cloud Run verifies."""
 
     name = "cloud"
+    restores_commits = True  # by the recorded digests
 
     def __init__(
         self,
@@ -268,6 +272,12 @@ class LocalTarget:
         # commit -> the unpacked tree the services run from (scripts.deploy._releases); None:
         # the work tree (`deploy --allow-dirty`, and callers that want it).
         self.releases = releases
+
+    @property
+    def restores_commits(self) -> bool:
+        """Whether redeploying a commit serves that commit's code (an automatic rollback needs
+        it): only when the services run from release trees, not from the work tree."""
+        return self.releases is not None
 
     def bind(self, info: StackInfo) -> None:
         pass

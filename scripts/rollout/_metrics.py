@@ -37,7 +37,9 @@ class RequestSample:
 
 
 def request_count_filter(service: str, revision: str) -> str:
-    """The time-series filter (https://cloud.google.com/monitoring/api/v3/filters)."""
+    """The time-series filter (https://cloud.google.com/monitoring/api/v3/filters) on Cloud
+    Run's request count (``infra.limits.METRIC_RUN_REQUESTS``: DELTA INT64 per revision,
+    labelled ``response_code_class``)."""
     return (
         f'metric.type = "{METRIC_RUN_REQUESTS}" AND resource.type = "cloud_run_revision" '
         f'AND resource.label.service_name = "{service}" '

@@ -109,6 +109,9 @@ class World:
         from scripts.deploy._git import GitRepo
 
         kw.setdefault("stack", "prod")
+        notify = {"notifier": kw.pop("notifier", self.notifier)}
+        if "notifier_for" in kw:
+            notify["notifier_for"] = kw.pop("notifier_for")
         request = DeployRequest(interrupt_grace=grace, **kw)
         return run_deploy(
             request,
@@ -119,7 +122,7 @@ class World:
             reporter=self.reporter,
             builder=self.builder,
             image_tags=default_image_tags(self.repo.root),
-            notifier=self.notifier,
+            **notify,
         )
 
     def records(self):
@@ -195,10 +198,45 @@ def test_a_check_that_predicts_nothing_rolls_back_to_the_last_good_release(world
     up_envs = [c[2] for c in world.engine.calls if c[0] == "up"]
     assert json.loads(up_envs[-1]["PLATFORM_IMAGE_OVERRIDES"]) == good.images
     assert up_envs[-1]["PLATFORM_LOCK_TOKEN"] == up_envs[-2]["PLATFORM_LOCK_TOKEN"]
+    # The release failed, and the rollback is announced after it, naming what serves now.
     kinds = [e.kind for e in world.notifier.events]
-    assert kinds == ["started", "succeeded", "started", "rolled_back"], kinds
-    assert world.notifier.events[-1].rollback_of == good.id
+    assert kinds == ["started", "succeeded", "started", "failed", "rolled_back"], kinds
+    failed_event, rolled_back = world.notifier.events[-2:]
+    assert failed_event.deployment_id == failed.id and failed_event.commit == world.head
+    assert "0 of 20 items predicted" in failed_event.error and not failed_event.rollback_of
+    assert rolled_back.rollback_of == good.id and rolled_back.deployment_id == rollback.id
+    assert rolled_back.commit == good.commit and dict(rolled_back.images) == good.images
     _assert_released(world)
+
+
+def test_notifications_built_from_the_stack_info_once_the_lock_is_held(world):
+    seen = []
+
+    def notifier_for(info):
+        seen.append((info.stack, world.lock().status().held))
+        return world.notifier, ["webhook: setup warning (test)"]
+
+    assert world.deploy(dry_run=True, notifier=None, notifier_for=notifier_for).exit_code in (
+        ExitCode.OK,
+        ExitCode.CHANGES,
+    )
+    assert seen == [], "a dry run announces nothing and reads no secret"
+    out = world.deploy(notifier=None, notifier_for=notifier_for)
+    assert out.exit_code == ExitCode.OK, out.error
+    assert seen == [("prod", True)]
+    assert [e.kind for e in world.notifier.events] == ["started", "succeeded"]
+    assert "webhook: setup warning (test)" in out.warnings
+    (record,) = world.records()
+    assert "webhook: setup warning (test)" in record.warnings
+
+
+def test_a_notifier_that_cannot_be_built_is_a_warning_not_a_failure(world):
+    def broken(info):
+        raise RuntimeError("no channel")
+
+    out = world.deploy(notifier=None, notifier_for=broken)
+    assert out.exit_code == ExitCode.OK, out.error
+    assert any("notifications not set up" in w and "no channel" in w for w in out.warnings)
 
 
 def test_a_failed_check_without_an_earlier_release_fails_and_says_why(world):

@@ -184,6 +184,16 @@ def test_deploy_queues_uses_federation_and_no_keys():
     assert "credentials_json" not in text and "GOOGLE_CREDENTIALS" not in text
 
 
+def test_deploy_may_create_github_deployments_with_the_workflows_token():
+    doc = _load("deploy.yml")
+    # scripts/notify posts the deployment and its statuses with GITHUB_TOKEN: the token needs
+    # `deployments: write` and the deploy step must receive it (Actions passes it only there).
+    assert doc["permissions"]["deployments"] == "write", doc["permissions"]
+    assert doc["permissions"]["contents"] == "read" and doc["permissions"]["id-token"] == "write"
+    (step,) = [s for s in doc["jobs"]["deploy"]["steps"] if "deploy --stack" in s.get("run", "")]
+    assert step.get("env", {}).get("GITHUB_TOKEN") == "${{ github.token }}", step
+
+
 def test_drift_runs_daily_and_fails_on_drift():
     doc = _load("drift.yml")
     assert doc["on"]["schedule"][0]["cron"]

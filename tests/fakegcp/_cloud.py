@@ -9,7 +9,10 @@ their gRPC transports: what an adapter sends and reads goes through the real typ
   ``Revisions/GetRevision``; :meth:`FakeCloudRun.serve` puts a service with its latest ready
   revision, traffic and labels in place.
 * :class:`FakeArtifactRegistry`: ``ArtifactRegistry/GetTag`` over ``tags`` (tag resource ->
-  version name).
+  version name) and ``GetVersion`` over ``versions`` (version resource names: a docker
+  image's versions are named by digest).
+* :class:`FakeSecretManager`: ``SecretManagerService/AccessSecretVersion`` over ``secrets``
+  (``projects/P/secrets/S`` -> its versions' payloads, oldest first; ``latest`` the last).
 * :class:`FakeCloudBuild`: ``CloudBuild/CreateBuild`` answering a long-running operation that
   is not done, and ``google.longrunning.Operations/GetOperation`` completing it after
   ``polls_before_done`` polls, with the built image's digest, or with the build's failure.
@@ -24,18 +27,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from google.cloud import artifactregistry_v1, run_v2
+from google.cloud import artifactregistry_v1, run_v2, secretmanager_v1
 from google.cloud.devtools import cloudbuild_v1
 from google.longrunning import operations_pb2
 from google.rpc import status_pb2
 
 from ._server import FakeGrpc
 
-__all__ = ["FakeCloudRun", "FakeArtifactRegistry", "FakeCloudBuild", "Failure"]
+__all__ = [
+    "FakeCloudRun",
+    "FakeArtifactRegistry",
+    "FakeCloudBuild",
+    "FakeSecretManager",
+    "Failure",
+]
 
 RUN_SERVICES = "google.cloud.run.v2.Services"
 RUN_REVISIONS = "google.cloud.run.v2.Revisions"
 ARTIFACT_REGISTRY = "google.devtools.artifactregistry.v1.ArtifactRegistry"
+SECRET_MANAGER = "google.cloud.secretmanager.v1.SecretManagerService"
 CLOUD_BUILD = "google.devtools.cloudbuild.v1.CloudBuild"
 OPERATIONS = "google.longrunning.Operations"
 _HAS_CONTAINER_STATUSES = any(
@@ -167,6 +177,9 @@ class FakeArtifactRegistry(_Fake):
         """``lookup(tag resource)`` -> version name, or ``tags`` when not given."""
         super().__init__()
         self.tags: dict[str, str] = {}
+        self.versions: set[str] = (
+            set()
+        )  # projects/P/locations/L/repositories/R/packages/X/versions/V
         self._lookup = lookup or self.tags.get
         self.server.unary(
             ARTIFACT_REGISTRY,
@@ -175,6 +188,19 @@ class FakeArtifactRegistry(_Fake):
             artifactregistry_v1.Tag,
             self._get_tag,
         )
+        self.server.unary(
+            ARTIFACT_REGISTRY,
+            "GetVersion",
+            artifactregistry_v1.GetVersionRequest,
+            artifactregistry_v1.Version,
+            self._get_version,
+        )
+
+    def _get_version(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._check("GetVersion", request.name, context)
+        if request.name not in self.versions:
+            context.abort(grpc.StatusCode.NOT_FOUND, "Requested entity was not found.")
+        return artifactregistry_v1.Version(name=request.name)
 
     def _get_tag(self, request: Any, context: grpc.ServicerContext) -> Any:
         self._check("GetTag", request.name, context)
@@ -191,6 +217,53 @@ class FakeArtifactRegistry(_Fake):
         channel = self.server.channel()
         return artifactregistry_v1.ArtifactRegistryClient(
             transport=ArtifactRegistryGrpcTransport(channel=channel)
+        )
+
+
+class FakeSecretManager(_Fake):
+    """Secret versions by secret (``projects/P/secrets/S``): :meth:`put` adds one; an access
+    to ``.../versions/latest`` or ``.../versions/N`` (1-based) answers its payload."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: dict[str, list[bytes]] = {}
+        self.server.unary(
+            SECRET_MANAGER,
+            "AccessSecretVersion",
+            secretmanager_v1.AccessSecretVersionRequest,
+            secretmanager_v1.AccessSecretVersionResponse,
+            self._access,
+        )
+
+    def put(self, project: str, secret: str, value: str | bytes) -> str:
+        data = value.encode() if isinstance(value, str) else value
+        versions = self.secrets.setdefault(f"projects/{project}/secrets/{secret}", [])
+        versions.append(data)
+        return f"projects/{project}/secrets/{secret}/versions/{len(versions)}"
+
+    def _access(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self._check("AccessSecretVersion", request.name, context)
+        secret, _, version = request.name.partition("/versions/")
+        versions = self.secrets.get(secret)
+        if not versions:
+            context.abort(
+                grpc.StatusCode.NOT_FOUND, f"Secret [{secret}] not found or has no versions."
+            )
+        index = len(versions) if version == "latest" else int(version) if version.isdigit() else 0
+        if not 1 <= index <= len(versions):
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Secret Version [{request.name}] not found.")
+        name = f"{secret}/versions/{index}"
+        return secretmanager_v1.AccessSecretVersionResponse(
+            name=name, payload=secretmanager_v1.SecretPayload(data=versions[index - 1])
+        )
+
+    def client(self) -> secretmanager_v1.SecretManagerServiceClient:
+        from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
+            SecretManagerServiceGrpcTransport,
+        )
+
+        return secretmanager_v1.SecretManagerServiceClient(
+            transport=SecretManagerServiceGrpcTransport(channel=self.server.channel())
         )
 
 
