@@ -1,7 +1,8 @@
 """``deploy``: one locked, recorded, verified deploy of a stack; its history; rollback.
 
 Thin over :mod:`scripts.deploy`: this module parses options, builds the real adapters
-(Automation API, Cloud Build, Cloud Run, Firestore) and renders the pipeline's progress.
+(Automation API, Cloud Build, Cloud Run and its traffic, Cloud Monitoring, Secret Manager,
+Artifact Registry, Firestore, the notifier) and renders the pipeline's progress.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from scripts.deploy import (
     GitRepo,
     LocalTarget,
     deploy_engine,
+    deploy_notifier,
     run_deploy,
     select_rollback,
 )
@@ -47,8 +49,10 @@ from scripts.deploy._clients import (
     DEFAULT_LOCK_DATABASE,
     LOCAL_STACK,
     LOCK_DATABASE_ENV,
+    cloud_rollout_adapters,
     firestore_for,
     local_platform,
+    local_releases,
 )
 from scripts.deploy._pipeline import default_image_tags
 from scripts.deploy._preflight import PlanPreflight
@@ -56,7 +60,9 @@ from scripts.deploy._preflight import PlanPreflight
 app = make_app(
     help=(
         "Deploy a stack: preflight, tooling check, deploy lock, build, [b]pulumi up[/b], "
-        "verification on Cloud Run, deployment record, lock release.\n\n"
+        "verification on Cloud Run, post-deploy check (a synthetic batch), progressive "
+        "traffic, deployment record, lock release; a failed verify, check or rollout rolls "
+        "back to the last good release by itself.\n\n"
         "[b]deploy --stack prod[/b] deploys; [b]deploy history[/b] lists deployments; "
         "[b]deploy rollback[/b] redeploys a recorded deployment's images. "
         f"[b]--stack {LOCAL_STACK}[/b] targets the local platform on the emulators."
@@ -193,6 +199,8 @@ def _render(outcome: DeployOutcome, as_json: bool) -> None:
         detail = s.detail.splitlines()[0] if s.detail else ""
         table.add_row(s.name, f"[{colours.get(s.status, 'white')}]{s.status}[/]", escape(detail))
     console.print(table)
+    for line in _evidence(outcome):
+        console.print(escape(line), highlight=False)
     if outcome.deployment:
         console.print(f"deployment record: [b]{outcome.deployment.id}[/b]", highlight=False)
     if outcome.exit_code == ExitCode.OK:
@@ -201,6 +209,43 @@ def _render(outcome: DeployOutcome, as_json: bool) -> None:
         console.print("[yellow]the preview shows changes[/yellow] (exit 2)")
     else:
         err_console.print(f"[red]Error:[/red] {escape(outcome.error or 'failed')}")
+
+
+def _evidence(outcome: DeployOutcome) -> list[str]:
+    """The check's figures, each traffic step, the rollback and the warnings, one line each
+    (the table holds one line per step)."""
+    lines = []
+    if outcome.check is not None:
+        lines.append(f"check: {outcome.check.detail}")
+    for rollout in outcome.rollout:
+        steps = ", ".join(_step_text(s) for s in rollout.get("steps", [])) or "-"
+        if rollout.get("ok"):
+            verdict = "ok"
+        else:
+            restored = "traffic restored" if rollout.get("restored") else "NOT restored"
+            verdict = f"{restored} to {rollout.get('previous')}: {rollout.get('error')}"
+        lines.append(
+            f"rollout {rollout.get('service')} -> {rollout.get('candidate')}: {steps}; {verdict}"
+        )
+    if outcome.rolled_back_to:
+        rb = outcome.rollback_record
+        lines.append(
+            f"rolled back automatically to {outcome.rolled_back_to}"
+            + (f" (record {rb.id}, commit {rb.commit[:12]})" if rb else "")
+        )
+    elif outcome.rollback_record is not None:
+        lines.append(f"automatic rollback {outcome.rollback_record.id} failed")
+    lines.extend(f"warning: {w}" for w in outcome.warnings)
+    return lines
+
+
+def _step_text(step: dict[str, Any]) -> str:
+    samples = step.get("samples") or []
+    text = f"{step.get('percent')}%"
+    if samples:
+        last = samples[-1]
+        text += f" ({last.get('requests')} req, {last.get('error_rate', 0):.1%} 5xx)"
+    return text + (f" breach: {step['breach']}" if step.get("breach") else "")
 
 
 def _execute(
@@ -229,8 +274,12 @@ def _execute(
             platform = local_platform(root)
         except DeployError as exc:
             raise fail(str(exc), as_json=as_json) from None
-        target: Any = LocalTarget(platform)
+        # The services run the deployed commit's code (a rollback then really serves the
+        # previous release); --allow-dirty runs the work tree, and cannot roll back.
+        releases = None if allow_dirty else local_releases(root, platform)
+        target: Any = LocalTarget(platform, releases=releases)
         plan_stack = getattr(platform, "plan_stack", "prod")
+        secrets = None  # no Secret Manager locally: PLATFORM_NOTIFY_WEBHOOK only
         plan = PlanPreflight(root, overrides=overrides)
 
         def preflight(_stack: str):
@@ -238,12 +287,15 @@ def _execute(
 
         image_builder = None
     else:
+        project = _stack_project(stack, root)
+        rollout, secrets = cloud_rollout_adapters(project)
         target = CloudTarget(
             engine=deploy_engine(root),
             inspector=CloudRunAdapter(),
             firestore_factory=lambda info: firestore_for(
                 lock_project or (info.project if info else None), lock_database
             ),
+            **rollout,
         )
         preflight = PlanPreflight(root, overrides=overrides)
         image_builder = None
@@ -271,15 +323,23 @@ def _execute(
             image_tags=default_image_tags(root),
             confirm=confirm,
             adoption=_existing_creates if check_existing and local is None else None,
+            notifier_for=lambda info: deploy_notifier(info, secrets=secrets),
         )
     finally:
         reporter.close()
-        deployed = outcome is not None and outcome.exit_code == ExitCode.OK
-        if local is not None and deployed and not dry_run:
-            # Like `platform local up`: the deployed platform keeps running after we exit.
+        serving = outcome is not None and (
+            outcome.exit_code == ExitCode.OK or outcome.rolled_back_to is not None
+        )
+        if local is not None and serving and not dry_run:
+            # Like `platform local up`: the deployed (or restored) platform keeps running
+            # after we exit.
             local.detach()
     _render(outcome, as_json)
-    if local is not None and not as_json and outcome.exit_code == ExitCode.OK:
+    if (
+        local is not None
+        and not as_json
+        and (outcome.exit_code == ExitCode.OK or outcome.rolled_back_to is not None)
+    ):
         console.print("the local platform keeps running: `platform local down` stops it")
     raise typer.Exit(code=int(outcome.exit_code))
 
@@ -301,8 +361,12 @@ def deploy(
 
     Steps: 1 preflight (config, image checks, policy rules; a dirty tree is refused) ·
     2 tooling (pulumi CLI, GCP credentials) · 3 deploy lock + heartbeat · 4 build ·
-    5 pulumi up (preview with --dry-run) · 6 verify on Cloud Run · 7 record · 8 release.
-    The lock is released on success, failure, SIGINT and SIGTERM.
+    5 pulumi up (preview with --dry-run) · 6 verify on Cloud Run · 7 check (a synthetic
+    batch must be predicted) · 8 rollout (traffic in steps; local: not applicable) ·
+    9 record · 10 release. A failed verify, check or rollout redeploys the last good
+    release under the same lock. Announced to PLATFORM_NOTIFY_WEBHOOK (or the secret
+    deploy.notify.webhook_url_secret names) and GitHub deployments. The lock is released on
+    success, failure, SIGINT and SIGTERM.
     """
     if ctx.invoked_subcommand is not None:
         return

@@ -1,15 +1,22 @@
-"""Official clients for the real runs: the Firestore database of the lock and the records."""
+"""Official clients for the real runs: the Firestore database of the lock and the records, the
+cloud's rollout adapters (Cloud Run traffic, Cloud Monitoring, Secret Manager, Artifact
+Registry), and the local platform with its release trees."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from scripts.deploylock import DATABASE_ENV, DEFAULT_DATABASE
 from scripts.local import LOCAL_STACK, LocalPlatform  # LOCAL_STACK: the local platform's name
 
+from ._cloudcheck import CloudSyntheticCheck
 from ._errors import DeployError
+from ._registry import ArtifactRegistryDigests
+from ._releases import release_tree
+from ._secrets import SecretManagerSecrets
 from ._tooling import probe_metadata_once
 
 __all__ = [
@@ -17,8 +24,11 @@ __all__ = [
     "LOCK_DATABASE_ENV",
     "LOCAL_STACK",
     "LOCAL_TOPOLOGY_STACK",
+    "LazyClient",
+    "cloud_rollout_adapters",
     "firestore_for",
     "local_platform",
+    "local_releases",
 ]
 
 #: The deployment records live beside the deploy lock, in the lock library's one database.
@@ -56,3 +66,52 @@ def local_platform(root: Path) -> Any:
     platform = LocalPlatform(LOCAL_TOPOLOGY_STACK, root=root)
     platform.plan_stack = LOCAL_TOPOLOGY_STACK
     return platform
+
+
+def local_releases(root: Path, platform: Any) -> Callable[[str], Path]:
+    """commit -> its release tree under the local platform's state directory (``releases/``),
+    for ``LocalTarget(releases=...)``: the services run the deployed commit's code."""
+    releases_dir = Path(platform.state_dir) / "releases"
+    return lambda commit: release_tree(Path(root), commit, releases_dir)
+
+
+class LazyClient:
+    """A Google client made on first use: constructing one looks up credentials, which a dry
+    run on a machine without them must not need (it stops at the tooling step instead)."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._client: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        if self._client is None:
+            self._client = self._factory()
+        return getattr(self._client, name)
+
+
+def cloud_rollout_adapters(project: str | None) -> tuple[dict[str, Any], SecretManagerSecrets]:
+    """``CloudTarget``'s ``traffic``, ``metrics``, ``synthetic`` and ``registry`` on Google's
+    clients (made on first use, Application Default Credentials), and the Secret Manager
+    reader they share with the notifications (the webhook secret)."""
+    from scripts.rollout import CloudRunTraffic, MonitoringErrorRate
+
+    def run_services() -> Any:
+        from google.cloud import run_v2
+
+        return run_v2.ServicesClient()
+
+    def metric_service() -> Any:
+        from google.cloud import monitoring_v3
+
+        return monitoring_v3.MetricServiceClient()
+
+    secrets = SecretManagerSecrets()
+    adapters = {
+        "traffic": CloudRunTraffic(LazyClient(run_services)),
+        "metrics": MonitoringErrorRate(LazyClient(metric_service), project=project or ""),
+        "synthetic": CloudSyntheticCheck(secrets=secrets),
+        "registry": ArtifactRegistryDigests(),
+    }
+    return adapters, secrets

@@ -7,6 +7,7 @@ emulators), and the verification (Cloud Run revisions and digests, or a syntheti
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -257,6 +258,10 @@ class LocalPlatform(Protocol):
         ...
 
 
+#: How long the first read of the lock's database on the local emulator may take.
+WARM_UP_S = 60.0
+
+
 class LocalTarget:
     """The local platform as a deploy target."""
 
@@ -302,9 +307,15 @@ class LocalTarget:
 
     def firestore_client(self) -> Any:
         # The lock and the deployment records: the same database `deploy-lock` uses by default.
-        from scripts.deploylock import DEFAULT_DATABASE
+        from scripts.deploylock import DEFAULT_COLLECTION, DEFAULT_DATABASE
 
-        return self.platform.firestore_client(DEFAULT_DATABASE)
+        client = self.platform.firestore_client(DEFAULT_DATABASE)
+        # The emulator makes a named database on its first request: 6 s here on a loaded
+        # machine, the whole retry budget of the lock's calls (its acquire then failed with
+        # 504 Deadline Exceeded). One read with time to spare makes it first.
+        with contextlib.suppress(Exception):  # the lock reports a real outage itself
+            client.collection(DEFAULT_COLLECTION).document("local").get(timeout=WARM_UP_S)
+        return client
 
     def apply(self, stack, *, env, dry_run, on_output=None):
         from ._pulumi import ENV_COMMIT

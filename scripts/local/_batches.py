@@ -9,20 +9,19 @@ for a batch that fails. :func:`demo_items` makes the work items.
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from scripts import processes
 from scripts.local._apply import PubSubAdmin
 from scripts.local._errors import PlatformError
 from scripts.local._topology import Topology
+from scripts.rollout import synthetic_batch_id, synthetic_items
 from shared.contract import API_KEY_HEADER, START_PATH
 
 __all__ = [
@@ -192,14 +191,21 @@ def run_synthetic_batch(
     nothing dead-lettered. Never raises for a batch that fails or does not start.
     """
     t0 = time.monotonic()
-    batch_id = f"synthetic-{datetime.now(UTC):%Y%m%dT%H%M%S}-{os.urandom(3).hex()}"
+    # The same synthetic batch as the cloud's check (scripts.rollout): ids `synthetic-...`,
+    # metadata `synthetic: true`, every item one the worker's baseline predicts.
+    batch_id = synthetic_batch_id()
     try:
         client = connect()
-        client.start(demo_items(items), batch_id=batch_id, metadata={"synthetic": True})
+        client.start(
+            synthetic_items(items),
+            batch_id=batch_id,
+            metadata={"synthetic": True, "purpose": "post-deploy check"},
+        )
     except (PlatformError, OSError) as exc:
         elapsed = round(time.monotonic() - t0, 3)
+        status = {"state": "not-started", "completed": 0, "failed": 0}
         return BatchOutcome(
-            False, batch_id, "not-started", items, 0, 0, 0, elapsed, str(exc)
+            False, batch_id, "not-started", items, 0, 0, 0, elapsed, str(exc), status
         ).to_dict()
     say(f"synthetic batch {batch_id}: {items} items started")
     status = client.wait(batch_id, timeout=timeout, on_progress=on_progress)

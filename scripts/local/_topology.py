@@ -8,6 +8,7 @@ they are here; :meth:`Topology.localise` rewrites them to the local services' po
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -218,6 +219,16 @@ def _dockerfile(graph: Graph, service: Resource, root: Path) -> Path | None:
     for image in graph.deps(service, T.IMAGE):
         location = image.get("dockerfile.location")
         if location:
+            context = image.get("context.location")
+            if context:
+                # The Dockerfile's place in its build context does not depend on where the
+                # program ran: under `root` as the context root (a release tree of a commit,
+                # or a checkout evaluated by another checkout's program).
+                inside = os.path.relpath(os.path.normpath(location), os.path.normpath(context))
+                if not inside.startswith(".."):
+                    path = (root / inside).resolve()
+                    if path.exists():
+                        return path
             for base in (program_dir(root), root):
                 path = (base / str(location)).resolve()
                 if path.exists():

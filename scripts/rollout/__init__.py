@@ -21,7 +21,7 @@ from ._check import CheckPolicy, CheckResult, judge_check
 from ._controller import RolloutResult, StepResult, progressive_rollout
 from ._metrics import MonitoringErrorRate, RequestSample
 from ._policy import RolloutPolicy
-from ._synthetic import run_synthetic_check, synthetic_items
+from ._synthetic import run_synthetic_check, synthetic_batch_id, synthetic_items
 from ._traffic import CANDIDATE_TAG, CloudRunTraffic, TrafficState
 
 __all__ = [
@@ -38,5 +38,6 @@ __all__ = [
     "TrafficState",
     "progressive_rollout",
     "run_synthetic_check",
+    "synthetic_batch_id",
     "synthetic_items",
 ]

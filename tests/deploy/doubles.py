@@ -232,7 +232,7 @@ def by_name(mapping: Mapping[str, ServiceRef]) -> dict[str, ServiceRef]:
 
 
 class FakeSyntheticCheck:
-    """The synthetic batch's runner (the HTTP client is tested in tests/rollout); answers
+    """The synthetic batch's runner (the real one is tested in test_cloud_check.py); answers
     what the test sets: ``predicted`` of ``policy.items``."""
 
     def __init__(self) -> None:

@@ -11,7 +11,13 @@ import sys
 import pytest
 
 from infra.paths import REPO_ROOT
-from scripts.deploy import Deployment, DeploymentHistory, Result, new_deployment_id
+from scripts.deploy import (
+    Deployment,
+    DeploymentHistory,
+    DeployOutcome,
+    Result,
+    new_deployment_id,
+)
 
 ROOT = REPO_ROOT
 NO_PULUMI = shutil.which("pulumi") is None
@@ -113,3 +119,46 @@ def test_history_and_rollback_read_the_records(firestore_emulator, firestore_db)
 
     p = run("deploy", "rollback", "--stack", "prod", "--to", "previous", "--yes", env=env)
     assert p.returncode == 1 and "no previous one" in p.stderr, _msg(p)
+
+
+def test_the_human_output_shows_the_check_the_traffic_steps_the_rollback_and_warnings():
+    from scripts.cli_common import ExitCode, console
+    from scripts.deploy_cli import _render
+    from scripts.rollout import CheckPolicy, judge_check
+
+    check = judge_check(
+        CheckPolicy(),
+        batch_id="synthetic-1",
+        status={"state": "completed", "completed": 20, "failed": 0},
+        dead_lettered=0,
+        elapsed_s=12.5,
+    )
+    step = {"percent": 10, "samples": [{"requests": 250, "error_rate": 0.08}], "breach": "8%"}
+    outcome = DeployOutcome(
+        "prod",
+        exit_code=ExitCode.ERROR,
+        error="traffic step 10% breached",
+        check=check,
+        rollout=[
+            {
+                "service": "prediction-worker",
+                "candidate": "prediction-worker-00003-new",
+                "previous": "prediction-worker-00002-old",
+                "ok": False,
+                "steps": [step],
+                "error": "5xx share 8% > 1%",
+                "restored": True,
+            }
+        ],
+        warnings=["webhook: failed not delivered: webhook answered HTTP 500"],
+        rolled_back_to="prod-good",
+        rollback_record=Deployment(id="prod-rb", stack="prod", commit="b" * 40, who="ci"),
+    )
+    with console.capture() as captured:
+        _render(outcome, as_json=False)
+    text = " ".join(captured.get().split())
+    assert "check: completed: 20/20 predicted (100%), 0 failed, 0 dead-lettered" in text, text
+    assert "rollout prediction-worker -> prediction-worker-00003-new: 10% (250 req" in text
+    assert "traffic restored to prediction-worker-00002-old: 5xx share 8% > 1%" in text
+    assert "rolled back automatically to prod-good (record prod-rb, commit bbbbbbbbbbbb)" in text
+    assert "warning: webhook: failed not delivered: webhook answered HTTP 500" in text
