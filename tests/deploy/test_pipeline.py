@@ -249,6 +249,20 @@ def test_a_failed_check_without_an_earlier_release_fails_and_says_why(world):
     assert record.result == Result.FAILED and record.check["predicted"] == 0
 
 
+def test_no_automatic_rollback_where_the_target_cannot_restore_a_commits_code(world):
+    # `deploy --stack local --allow-dirty`: the services run the work tree, so redeploying the
+    # good commit would restart the same broken code and call it a rollback.
+    assert world.deploy().exit_code == ExitCode.OK
+    world.target.restores_commits = False
+    world.synthetic.predicted = 0
+    ups = len([c for c in world.engine.calls if c[0] == "up"])
+    out = world.deploy()
+    assert out.exit_code == ExitCode.ERROR and out.rolled_back_to is None
+    assert any("runs the work tree" in w for w in out.warnings), out.warnings
+    assert len([c for c in world.engine.calls if c[0] == "up"]) == ups + 1, "no second up"
+    assert [e.kind for e in world.notifier.events][-2:] == ["started", "failed"]
+
+
 def test_automatic_rollback_refuses_a_digest_gone_from_the_registry(world):
     assert world.deploy().exit_code == ExitCode.OK
 
