@@ -61,7 +61,9 @@ COMMANDS: dict[str, str] = {
     "local": "The platform on Google's Firestore and Pub/Sub emulators: up, status, demo, down.",
     "deploy": (
         "Deploy a stack: preflight, tooling check, deploy lock, build, [b]pulumi up[/b], "
-        "verification on Cloud Run, deployment record, lock release."
+        "verification on Cloud Run, post-deploy check (a synthetic batch), progressive "
+        "traffic, deployment record, lock release; a failed verify, check or rollout rolls "
+        "back to the last good release by itself."
     ),
     "deploy-lock": "The per-stack deploy lock in Firestore: one deploy of a stack at a time.",
     "drift": (
