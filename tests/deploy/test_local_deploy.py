@@ -31,6 +31,7 @@ from scripts.deploylock import DEFAULT_DATABASE, DeployLock
 from scripts.emulators import EmulatorUnavailable
 from scripts.local import LocalPlatform, NotRunning, running_firestore
 from scripts.notify import WEBHOOK_ENV
+from shared.indexes import BATCHES_COLLECTION, ITEMS_SUBCOLLECTION
 from tests.deploy.doubles import RecordingReporter
 
 #: The webhook's path carries its credential (as a Slack incoming webhook's does).
@@ -141,6 +142,12 @@ def test_a_broken_worker_is_caught_rolled_back_and_announced(tmp_path, http_serv
         assert out.check.predicted == out.check.items, out.check
         good = out.deployment
         assert (state / "releases" / good_commit / ".complete").exists()
+        # The check's batch and items are marked synthetic where the platform stores them.
+        batch = lp.firestore_client().collection(BATCHES_COLLECTION).document(out.check.batch_id)
+        assert batch.get().to_dict()["metadata"]["synthetic"] is True
+        item_ids = [d.id for d in batch.collection(ITEMS_SUBCOLLECTION).stream()]
+        assert len(item_ids) == out.check.items
+        assert all(i.startswith("synthetic-") for i in item_ids), item_ids
 
         predictor = clone / "services" / "worker" / "predictor.py"
         text = predictor.read_text()
