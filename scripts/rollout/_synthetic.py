@@ -8,6 +8,7 @@ stack's dead-letter subscriptions, messages left in place).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -73,7 +74,7 @@ def run_synthetic_check(
             elapsed_s=monotonic() - t0,
             target=base_url,
         )
-        return CheckResult(**{**result.__dict__, "ok": False, "problems": (why, *result.problems)})
+        return dataclasses.replace(result, ok=False, problems=(why, *result.problems))
 
     body = {
         "batch_id": batch_id,
