@@ -54,6 +54,12 @@ def emulator_holding_some(pubsub_emulator, monkeypatch, tmp_path):
     publisher = pubsub_v1.PublisherClient(credentials=AnonymousCredentials())
     subscriber = pubsub_v1.SubscriberClient(credentials=AnonymousCredentials())
     try:
+        # The emulator is shared by the session: start from an empty project, so "exactly
+        # those" means what this fixture created (another test leaves its own topics behind).
+        for sub in subscriber.list_subscriptions(request={"project": P}, timeout=10):
+            subscriber.delete_subscription(request={"subscription": sub.name}, timeout=10)
+        for topic in publisher.list_topics(request={"project": P}, timeout=10):
+            publisher.delete_topic(request={"topic": topic.name}, timeout=10)
         for type_, _name, rid, _parent in EXISTING:
             try:
                 if type_.endswith("Topic"):
