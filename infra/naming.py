@@ -20,6 +20,8 @@ __all__ = [
     "STACK_SCOPED",
     "DEAD_LETTER_SUFFIX",
     "SERVICE_PREFIX",
+    "service_account_email",
+    "service_account_member",
 ]
 
 DEAD_LETTER_SUFFIX = "dead-letter"
@@ -88,3 +90,20 @@ def physical_name(kind: Kind, logical: str, stack: str) -> str:
     if kind in STACK_SCOPED:
         return f"{logical}-{stack}"
     return logical
+
+
+def service_account_email(account_id: str, project: str) -> str:
+    """A user-managed service account's email: ``ACCOUNT_ID@PROJECT_ID.iam.gserviceaccount.com``.
+
+    https://cloud.google.com/iam/docs/service-account-overview#user-managed
+    (``infra.limits.SERVICE_ACCOUNT_EMAIL_RE`` is its grammar).
+    """
+    return f"{account_id}@{project}.iam.gserviceaccount.com"
+
+
+def service_account_member(email: str) -> str:
+    """The IAM principal of a service account: ``serviceAccount:EMAIL``.
+
+    https://cloud.google.com/iam/docs/principal-identifiers
+    """
+    return f"serviceAccount:{email}"

@@ -29,6 +29,7 @@ from infra.monitoring import (
     NotificationChannels,
     NotificationChannelsArgs,
 )
+from infra.naming import service_account_member
 from infra.registry import ImageRepository, ImageRepositoryArgs
 from infra.schedule import Schedule, ScheduleArgs
 from infra.secret import Secret, SecretArgs
@@ -94,14 +95,14 @@ def compose(
     after_apis = pulumi.ResourceOptions(depends_on=apis.services)
     # The bootstrap's deploy identity: its project roles are the bootstrap's; this stack grants
     # it only rights scoped to resources the stack owns.
-    deployer_member = f"serviceAccount:{p.deploy.service_account}"
+    deployer_member = service_account_member(p.deploy.service_account)
     builder = p.deploy.cloudbuild
     repository = ImageRepository(
         "images",
         ImageRepositoryArgs(
             stack=config,
             deployer_member=deployer_member,
-            builder_member=f"serviceAccount:{builder.service_account}" if builder else None,
+            builder_member=service_account_member(builder.service_account) if builder else None,
         ),
         after_apis,
     )

@@ -13,7 +13,7 @@ from infra.config import ServiceConfig, StackConfig
 from infra.config import substitute as substitute_placeholders
 from infra.deploy_env import DeployEnv, label_value
 from infra.durations import api_duration
-from infra.naming import Kind
+from infra.naming import Kind, service_account_member
 from infra.options import child_options
 from infra.roles import ACT_AS, DATASTORE_USER, RUN_INVOKER, SECRET_ACCESSOR, TOKEN_CREATOR
 
@@ -145,7 +145,7 @@ class Service(pulumi.ComponentResource):
             display_name=f"Runtime identity of {args.name}",
             opts=child,
         )
-        self.runtime_member = runtime.email.apply(lambda e: f"serviceAccount:{e}")
+        self.runtime_member = runtime.email.apply(service_account_member)
         # Deploying a revision that runs as this account needs actAs on it: the deploy identity
         # gets serviceAccountUser on exactly this account, never project-wide.
         # https://cloud.google.com/run/docs/configuring/services/service-identity
@@ -345,7 +345,7 @@ class Service(pulumi.ComponentResource):
             f"{name}-{suffix}-invoker",
             cfg,
             service,
-            account.email.apply(lambda e: f"serviceAccount:{e}"),
+            account.email.apply(service_account_member),
             child,
         )
         # Creating a push subscription or a scheduler job that signs its OIDC tokens as this

@@ -6,6 +6,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.database import firestore_database
+from infra.naming import service_account_member
 from infra.options import enable_apis
 from infra.service import PLATFORM_PROJECT_ROLES
 
@@ -119,7 +120,7 @@ def _account(
     account = gcp.serviceaccount.Account(
         name, project=cfg.project, account_id=account_id, display_name=purpose, opts=opts
     )
-    return account, account.email.apply(lambda e: f"serviceAccount:{e}")
+    return account, account.email.apply(service_account_member)
 
 
 def _project_roles(

@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
+from infra import limits
 from infra.build_context import image_tag
 from infra.config import ConfigError
+from infra.naming import service_account_email, service_account_member
 from infra.paths import PROGRAM_DIR, REPO_ROOT
 from policy.graph import SECRET, Resource, T
 from policy.rules import RULES, run_rules
@@ -139,6 +141,17 @@ def test_physical_names_carry_the_stack_where_they_must(dev_plan: Plan, prod_pla
     assert all(n.endswith(("-dev", "-dev-dead-letter")) for n in names(dev_plan, T.TOPIC))
     assert names(dev_plan, T.CLOUD_RUN) == names(prod_plan, T.CLOUD_RUN)
     assert {r.get("project") for r in dev_plan.of_type(T.CLOUD_RUN)} == {"nba-props-platform-dev"}
+
+
+def test_the_service_account_email_is_the_one_google_documents(prod_plan: Plan) -> None:
+    email = service_account_email("run-coordinator", "nba-props-platform")
+    assert email == "run-coordinator@nba-props-platform.iam.gserviceaccount.com"
+    assert limits.SERVICE_ACCOUNT_EMAIL_RE.fullmatch(email), email
+    assert service_account_member(email) == f"serviceAccount:{email}"
+    # What the mocks return for each account of the stack is the same address.
+    for account in prod_plan.of_type(T.SERVICE_ACCOUNT):
+        expected = service_account_email(account.get("accountId"), account.get("project"))
+        assert account.out("email") == expected, account.urn
 
 
 # --- Graph checks: the preflight rules, on both stacks -----------------------------------------
