@@ -43,6 +43,11 @@ NO_CREDENTIALS = (
     "GOOGLE_APPLICATION_CREDENTIALS)"
 )
 PUBSUB_EMULATOR = "PUBSUB_EMULATOR_HOST"
+#: Pub/Sub kind (also the request's key) -> (client cache key, client class, get method).
+_PUBSUB_GET = {
+    "topic": ("publisher", "PublisherClient", "get_topic"),
+    "subscription": ("subscriber", "SubscriberClient", "get_subscription"),
+}
 FIRESTORE_EMULATOR = "FIRESTORE_EMULATOR_HOST"
 
 
@@ -187,27 +192,16 @@ class GoogleLookups:
                 return unchecked(self._creds.problem or NO_CREDENTIALS)
             from google.cloud import pubsub_v1
 
-            if kind == "topic":
-                client = self._client(
-                    "publisher",
-                    lambda c: pubsub_v1.PublisherClient(credentials=c),
-                    emulator=PUBSUB_EMULATOR,
-                )
-                return self._get(
-                    "pubsub",
-                    lambda: client.get_topic(
-                        request={"topic": rid}, timeout=self._timeout, retry=None
-                    ),
-                )
+            key, client_class, get = _PUBSUB_GET[kind]
             client = self._client(
-                "subscriber",
-                lambda c: pubsub_v1.SubscriberClient(credentials=c),
+                key,
+                lambda c: getattr(pubsub_v1, client_class)(credentials=c),
                 emulator=PUBSUB_EMULATOR,
             )
             return self._get(
                 "pubsub",
-                lambda: client.get_subscription(
-                    request={"subscription": rid}, timeout=self._timeout, retry=None
+                lambda: getattr(client, get)(
+                    request={kind: rid}, timeout=self._timeout, retry=None
                 ),
             )
 

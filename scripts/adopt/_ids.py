@@ -1,14 +1,18 @@
-"""pulumi-gcp's documented import ids, one function per type, from the plan's inputs.
+"""pulumi-gcp's documented import ids: one table of templates keyed by type, filled from the
+plan's inputs.
 
-Each format is the first one in the "Import" section of the type's pulumi-gcp API docs (the
-``pulumi_gcp`` package's docstrings carry the same text, e.g. ``pulumi_gcp/pubsub/topic.py``):
-the full resource path, so the id does not depend on the provider's default project. IAM
-member resources take "the resource in question, the role, and the member identity",
+Each template is the first format in the "Import" section of the type's pulumi-gcp API docs
+(https://www.pulumi.com/registry/packages/gcp/api-docs/<module>/<resource>/#import; the
+``pulumi_gcp`` package's docstrings carry the same text, e.g. ``pulumi_gcp/pubsub/topic.py``,
+where the docs write ``{{project}}`` the template names the plan's input ``{project}``): the
+full resource path, so the id does not depend on the provider's default project. IAM member
+resources take "the resource in question, the role, and the member identity",
 space-delimited (pulumi-gcp, ``gcp:pubsub/topicIAMMember:TopicIAMMember`` "Import").
 """
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable, Mapping
 
 from policy.graph import Resource
@@ -32,115 +36,50 @@ def service_account_email(account_id: str, project: str) -> str:
     return f"{account_id}@{project}.iam.gserviceaccount.com"
 
 
-def _topic(r: Resource) -> str:
-    return f"projects/{_need(r, 'project')}/topics/{_need(r, 'name')}"
+#: Template fields that are not inputs: built from inputs.
+_DERIVED: Mapping[str, Callable[[Resource], str]] = {
+    "email": lambda r: service_account_email(_need(r, "accountId"), _need(r, "project")),
+}
 
 
-def _subscription(r: Resource) -> str:
-    return f"projects/{_need(r, 'project')}/subscriptions/{_need(r, 'name')}"
+def _member(resource: str) -> str:
+    """An IAM member's id: the resource in question, the role, the member identity."""
+    return f"{resource} {{role}} {{member}}"
 
 
-def _run_service(r: Resource) -> str:
-    return (
-        f"projects/{_need(r, 'project')}/locations/{_need(r, 'location')}"
-        f"/services/{_need(r, 'name')}"
-    )
-
-
-def _database(r: Resource) -> str:
-    return f"projects/{_need(r, 'project')}/databases/{_need(r, 'name')}"
-
-
-def _secret(r: Resource) -> str:
-    return f"projects/{_need(r, 'project')}/secrets/{_need(r, 'secretId')}"
-
-
-def _account(r: Resource) -> str:
-    project = _need(r, "project")
-    email = service_account_email(_need(r, "accountId"), project)
-    return f"projects/{project}/serviceAccounts/{email}"
-
-
-def _repository(r: Resource) -> str:
-    return (
-        f"projects/{_need(r, 'project')}/locations/{_need(r, 'location')}"
-        f"/repositories/{_need(r, 'repositoryId')}"
-    )
-
-
-def _job(r: Resource) -> str:
-    return f"projects/{_need(r, 'project')}/locations/{_need(r, 'region')}/jobs/{_need(r, 'name')}"
-
-
-def _metric(r: Resource) -> str:
+#: type token -> import id template, ``{field}`` an input of the plan (or a _DERIVED field).
+IMPORT_IDS: Mapping[str, str] = {
+    "gcp:pubsub/topic:Topic": "projects/{project}/topics/{name}",
+    "gcp:pubsub/subscription:Subscription": "projects/{project}/subscriptions/{name}",
+    "gcp:cloudrunv2/service:Service": "projects/{project}/locations/{location}/services/{name}",
+    "gcp:firestore/database:Database": "projects/{project}/databases/{name}",
+    "gcp:secretmanager/secret:Secret": "projects/{project}/secrets/{secretId}",
+    # Not in pulumi_gcp's docstrings; the API docs and the Terraform provider's
+    # google_service_account "Import": projects/{{project}}/serviceAccounts/{{email}}.
+    "gcp:serviceaccount/account:Account": "projects/{project}/serviceAccounts/{email}",
+    "gcp:artifactregistry/repository:Repository": (
+        "projects/{project}/locations/{location}/repositories/{repositoryId}"
+    ),
+    "gcp:cloudscheduler/job:Job": "projects/{project}/locations/{region}/jobs/{name}",
     # pulumi-gcp documents `{{project}} {{name}}` (space-delimited) and `{{name}}`.
-    return f"{_need(r, 'project')} {_need(r, 'name')}"
-
-
-def _api(r: Resource) -> str:
-    return f"{_need(r, 'project')}/{_need(r, 'service')}"
-
-
-def _member(resource: Callable[[Resource], str]) -> Callable[[Resource], str]:
-    def build(r: Resource) -> str:
-        return f"{resource(r)} {_need(r, 'role')} {_need(r, 'member')}"
-
-    return build
-
-
-def _topic_of_member(r: Resource) -> str:
-    return f"projects/{_need(r, 'project')}/topics/{_need(r, 'topic')}"
-
-
-def _subscription_of_member(r: Resource) -> str:
-    return f"projects/{_need(r, 'project')}/subscriptions/{_need(r, 'subscription')}"
-
-
-def _service_of_member(r: Resource) -> str:
-    return (
-        f"projects/{_need(r, 'project')}/locations/{_need(r, 'location')}"
-        f"/services/{_need(r, 'name')}"
-    )
-
-
-def _secret_of_member(r: Resource) -> str:
-    return f"projects/{_need(r, 'project')}/secrets/{_need(r, 'secretId')}"
-
-
-def _repository_of_member(r: Resource) -> str:
-    return (
-        f"projects/{_need(r, 'project')}/locations/{_need(r, 'location')}"
-        f"/repositories/{_need(r, 'repository')}"
-    )
-
-
-def _account_of_member(r: Resource) -> str:
-    return _need(r, "serviceAccountId")  # already projects/P/serviceAccounts/EMAIL
-
-
-def _project_of_member(r: Resource) -> str:
-    return _need(r, "project")
-
-
-#: type token -> import id builder.
-IMPORT_IDS: Mapping[str, Callable[[Resource], str]] = {
-    "gcp:pubsub/topic:Topic": _topic,
-    "gcp:pubsub/subscription:Subscription": _subscription,
-    "gcp:cloudrunv2/service:Service": _run_service,
-    "gcp:firestore/database:Database": _database,
-    "gcp:secretmanager/secret:Secret": _secret,
-    "gcp:serviceaccount/account:Account": _account,
-    "gcp:artifactregistry/repository:Repository": _repository,
-    "gcp:cloudscheduler/job:Job": _job,
-    "gcp:logging/metric:Metric": _metric,
-    "gcp:projects/service:Service": _api,
-    "gcp:pubsub/topicIAMMember:TopicIAMMember": _member(_topic_of_member),
-    "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember": _member(_subscription_of_member),
-    "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": _member(_service_of_member),
-    "gcp:secretmanager/secretIamMember:SecretIamMember": _member(_secret_of_member),
-    "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": _member(_repository_of_member),
-    "gcp:serviceaccount/iAMMember:IAMMember": _member(_account_of_member),
-    "gcp:projects/iAMMember:IAMMember": _member(_project_of_member),
+    "gcp:logging/metric:Metric": "{project} {name}",
+    "gcp:projects/service:Service": "{project}/{service}",  # docs: {{project_id}}/{{service}}
+    "gcp:pubsub/topicIAMMember:TopicIAMMember": _member("projects/{project}/topics/{topic}"),
+    "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember": _member(
+        "projects/{project}/subscriptions/{subscription}"
+    ),
+    "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": _member(
+        "projects/{project}/locations/{location}/services/{name}"
+    ),
+    "gcp:secretmanager/secretIamMember:SecretIamMember": _member(
+        "projects/{project}/secrets/{secretId}"
+    ),
+    "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember": _member(
+        "projects/{project}/locations/{location}/repositories/{repository}"
+    ),
+    # serviceAccountId is already projects/P/serviceAccounts/EMAIL.
+    "gcp:serviceaccount/iAMMember:IAMMember": _member("{serviceAccountId}"),
+    "gcp:projects/iAMMember:IAMMember": _member("{project}"),
 }
 
 #: Types adopt cannot look up, with the reason (shown as "could not check").
@@ -160,7 +99,13 @@ UNSUPPORTED: Mapping[str, str] = {
 def import_id(r: Resource) -> str:
     """pulumi-gcp's import id of ``r``; KeyError (with the reason) for a type without one or
     a missing input."""
-    build = IMPORT_IDS.get(r.type)
-    if build is None:
+    template = IMPORT_IDS.get(r.type)
+    if template is None:
         raise KeyError(f"no import id format known for {r.type}")
-    return build(r)
+    fields = [f for _, f, _, _ in string.Formatter().parse(template) if f]
+    return template.format_map({f: _field(r, f) for f in fields})
+
+
+def _field(r: Resource, name: str) -> str:
+    derive = _DERIVED.get(name)
+    return derive(r) if derive is not None else _need(r, name)
