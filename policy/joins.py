@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from infra.naming import service_account_member
 from infra.roles import RUN_INVOKER
 from policy.graph import UNKNOWN, Graph, Resource, T
 
@@ -85,9 +86,9 @@ def member_is(grant_member: Any, grant: Resource, sa: Resource | None, email: An
     if sa is not None and sa.urn in grant.dependencies:
         return True
     if known(grant_member) and known(email):
-        return grant_member == f"serviceAccount:{email}"
+        return grant_member == service_account_member(email)
     if sa is not None and known(grant_member) and known(sa.out("email")):
-        return grant_member == f"serviceAccount:{sa.out('email')}"
+        return grant_member == service_account_member(sa.out("email"))
     return None
 
 

@@ -23,7 +23,7 @@ from ._google import (
     GoogleLookups,
     resolve_credentials,
 )
-from ._ids import IMPORT_IDS, UNSUPPORTED, import_id, service_account_email
+from ._ids import IMPORT_IDS, UNSUPPORTED, import_id
 from ._report import (
     NOT_IMPORTABLE,
     AdoptionReport,
@@ -60,6 +60,5 @@ __all__ = [
     "import_id",
     "plan_adoption",
     "resolve_credentials",
-    "service_account_email",
     "unchecked",
 ]

@@ -15,9 +15,10 @@ from __future__ import annotations
 import string
 from collections.abc import Callable, Mapping
 
+from infra.naming import service_account_email
 from policy.graph import Resource
 
-__all__ = ["IMPORT_IDS", "UNSUPPORTED", "import_id", "service_account_email"]
+__all__ = ["IMPORT_IDS", "UNSUPPORTED", "import_id"]
 
 
 class _MissingInput(KeyError):
@@ -29,11 +30,6 @@ def _need(r: Resource, key: str) -> str:
     if not isinstance(value, str) or not value:
         raise _MissingInput(f"{r.describe()} has no '{key}' input to build its import id")
     return value
-
-
-def service_account_email(account_id: str, project: str) -> str:
-    """A user-managed service account's email (IAM docs: service-account-id@project-id...)."""
-    return f"{account_id}@{project}.iam.gserviceaccount.com"
 
 
 #: Template fields that are not inputs: built from inputs.

@@ -17,6 +17,7 @@ from typing import Any
 
 from pulumi.runtime.mocks import MockMonitor
 
+from infra.naming import service_account_email, service_account_member
 from policy.graph import Resource, T, normalise
 
 __all__ = ["EVALUATION_LOCK", "PlanMocks", "RecordingMonitor", "run_program"]
@@ -58,9 +59,9 @@ class PlanMocks:
         out = dict(inputs)
         rid = f"{name}-id"
         if typ == T.SERVICE_ACCOUNT:
-            email = f"{inputs['accountId']}@{project}.iam.gserviceaccount.com"
+            email = service_account_email(inputs["accountId"], project)
             rid = f"projects/{project}/serviceAccounts/{email}"
-            out.update(email=email, name=rid, member=f"serviceAccount:{email}")
+            out.update(email=email, name=rid, member=service_account_member(email))
         elif typ == T.CLOUD_RUN:
             svc = inputs.get("name", name)
             out["uri"] = f"https://{svc}-{_fake_hex(project, 10)}.a.run.app"
