@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from infra import limits
 from infra.config import StackConfig, SubscriptionConfig
@@ -97,18 +97,22 @@ def _q(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _subscription_filter(metric: str, subscription: str, extra: str = "") -> str:
-    return (
-        f'metric.type = {_q(metric)} AND resource.type = "pubsub_subscription" AND '
-        f"resource.label.subscription_id = {_q(subscription)}{extra}"
-    )
+@dataclass(frozen=True)
+class _Monitored:
+    """A monitored resource type and the label naming one resource of it."""
+
+    type: str
+    label: str
+
+    def filter(self, metric: str, name: str, extra: str = "") -> str:
+        return (
+            f"metric.type = {_q(metric)} AND resource.type = {_q(self.type)} AND "
+            f"{self.label} = {_q(name)}{extra}"
+        )
 
 
-def _service_filter(metric: str, service: str, extra: str = "") -> str:
-    return (
-        f'metric.type = {_q(metric)} AND resource.type = "cloud_run_revision" AND '
-        f"resource.label.service_name = {_q(service)}{extra}"
-    )
+_SUBSCRIPTION = _Monitored("pubsub_subscription", "resource.label.subscription_id")
+_REVISION = _Monitored("cloud_run_revision", "resource.label.service_name")
 
 
 def _agg(aligner: str, reducer: str, group_by: list[str], period: int = ALIGN_S) -> dict:
@@ -193,169 +197,190 @@ def _threshold(
     return threshold
 
 
+def _peak_above(filter_: str, value: float, for_seconds: int) -> dict[str, Any]:
+    """The series' maximum, at the finest alignment Monitoring allows, above ``value``."""
+    align = {
+        "alignment_period": api_duration(limits.MONITORING_MIN_ALIGNMENT_S),
+        "per_series_aligner": "ALIGN_MAX",
+    }
+    return _threshold(filter_, value, for_seconds, [align])
+
+
+def _share_above(
+    on: _Monitored, metric: str, name: str, failed: str, ratio: float, for_seconds: int
+) -> dict[str, Any]:
+    """The rate of ``metric`` matching ``failed`` over its whole rate above ``ratio``."""
+    return _threshold(
+        on.filter(metric, name, failed),
+        ratio,
+        for_seconds,
+        [_agg("ALIGN_RATE", "REDUCE_SUM", [on.label])],
+        denominator=on.filter(metric, name),
+    )
+
+
+class _Wording(NamedTuple):
+    title: str  # the display name, after "[<stack>] "
+    summary: str
+
+
+#: What each alert says: ``{name}`` is the physical name it watches, other fields its facts.
+_WORDING = {
+    AlertKind.DEAD_LETTERS: _Wording(
+        "Dead letters retained in {name}",
+        "Messages were dead-lettered into {name}: their deliveries failed every attempt, and "
+        "the work they carry is not done.",
+    ),
+    AlertKind.BACKLOG_AGE: _Wording(
+        "Push backlog of {name} older than {limit}s",
+        "The oldest undelivered message of {name} is older than {limit} s, more than every "
+        "delivery attempt and backoff could take: pushes are not reaching or not finishing in "
+        "the service.",
+    ),
+    AlertKind.PUSH_ERRORS: _Wording(
+        "Push errors on {name} above {ratio:.0%}",
+        "More than {ratio:.0%} of the pushes of {name} were not acknowledged (5xx, 429, "
+        "timeouts, refused tokens): messages are being retried and will be dead-lettered.",
+    ),
+    AlertKind.SERVER_ERRORS: _Wording(
+        "{name}: 5xx above {ratio:.0%}",
+        "More than {ratio:.0%} of the requests {name} answered were 5xx: the service itself is "
+        "failing (permanent item failures are answered 2xx and do not count).",
+    ),
+    AlertKind.AT_MAX_INSTANCES: _Wording(
+        "{name} at max_instances ({max_instances})",
+        "{name} has run at its max_instances ({max_instances}) for {for_seconds} s: requests "
+        "queue and are refused (429), so pushes retry and batches slow down.",
+    ),
+    AlertKind.STUCK_BATCHES: _Wording(
+        "Batches closed abnormally",
+        "The coordinator closed a batch abnormally ({events}): some of its items were never done.",
+    ),
+    AlertKind.SCHEDULER_FAILING: _Wording(
+        "Scheduled job {name} failing",
+        "An attempt of the Cloud Scheduler job {name} failed (an error status from the "
+        "service, a refused token, or a deadline): the sweep it runs did not happen.",
+    ),
+}
+
+
+def _spec(
+    stack: str,
+    kind: AlertKind,
+    name: str | None,
+    *,
+    threshold: dict[str, Any] | None = None,
+    log_filter: str | None = None,
+    watches: tuple[str, ...] | None = None,
+    **facts: Any,
+) -> AlertSpec:
+    """The alert of ``kind`` on ``name`` (None for one alert a stack), worded from the table.
+
+    Its key (the Pulumi resource name) is ``alert-<kind>[-<name>]``.
+    """
+    wording = _WORDING[kind]
+    return AlertSpec(
+        key=f"alert-{kind}-{name}" if name else f"alert-{kind}",
+        kind=kind,
+        display_name=f"[{stack}] " + wording.title.format(name=name, **facts),
+        summary=wording.summary.format(name=name, **facts),
+        watches=watches if watches is not None else (name,),  # type: ignore[arg-type]
+        threshold=threshold,
+        log_filter=log_filter,
+    )
+
+
 def alert_specs(cfg: StackConfig) -> list[AlertSpec]:
     """Every alert policy the stack declares (none without ``platform.monitoring``)."""
     mon = cfg.platform.monitoring
     if mon is None:
         return []
     th = mon.thresholds
-    specs: list[AlertSpec] = []
     stack = cfg.stack
-    min_align = api_duration(limits.MONITORING_MIN_ALIGNMENT_S)
+    specs: list[AlertSpec] = []
 
     for dl in dead_letter_subscriptions(cfg):
+        undelivered = _SUBSCRIPTION.filter(limits.METRIC_PUBSUB_UNDELIVERED, dl)
         specs.append(
-            AlertSpec(
-                key=f"alert-dead-letters-{dl}",
-                kind=AlertKind.DEAD_LETTERS,
-                display_name=f"[{stack}] Dead letters retained in {dl}",
-                summary=(
-                    f"Messages were dead-lettered into {dl}: their deliveries failed every "
-                    "attempt, and the work they carry is not done."
-                ),
-                watches=(dl,),
-                threshold=_threshold(
-                    _subscription_filter(limits.METRIC_PUBSUB_UNDELIVERED, dl),
-                    0,
-                    th.dead_letter_for_seconds,
-                    [{"alignment_period": min_align, "per_series_aligner": "ALIGN_MAX"}],
-                ),
+            _spec(
+                stack,
+                AlertKind.DEAD_LETTERS,
+                dl,
+                threshold=_peak_above(undelivered, 0, th.dead_letter_for_seconds),
             )
         )
     for name, sub in push_subscriptions(cfg):
         limit = backlog_threshold_seconds(sub, th.backlog_margin_seconds)
-        specs.append(
-            AlertSpec(
-                key=f"alert-backlog-age-{name}",
-                kind=AlertKind.BACKLOG_AGE,
-                display_name=f"[{stack}] Push backlog of {name} older than {limit}s",
-                summary=(
-                    f"The oldest undelivered message of {name} is older than {limit} s, more "
-                    "than every delivery attempt and backoff could take: pushes are not "
-                    "reaching or not finishing in the service."
-                ),
-                watches=(name,),
-                threshold=_threshold(
-                    _subscription_filter(limits.METRIC_PUBSUB_OLDEST_UNACKED_AGE, name),
-                    limit,
-                    th.backlog_for_seconds,
-                    [{"alignment_period": min_align, "per_series_aligner": "ALIGN_MAX"}],
-                ),
-            )
+        oldest = _SUBSCRIPTION.filter(limits.METRIC_PUBSUB_OLDEST_UNACKED_AGE, name)
+        threshold = _peak_above(oldest, limit, th.backlog_for_seconds)
+        specs.append(_spec(stack, AlertKind.BACKLOG_AGE, name, threshold=threshold, limit=limit))
+        ratio = th.push_error_ratio
+        threshold = _share_above(
+            _SUBSCRIPTION,
+            limits.METRIC_PUBSUB_PUSH_REQUESTS,
+            name,
+            ' AND metric.label.response_class != "ack"',
+            ratio,
+            th.push_error_for_seconds,
         )
-        group = ["resource.label.subscription_id"]
-        specs.append(
-            AlertSpec(
-                key=f"alert-push-errors-{name}",
-                kind=AlertKind.PUSH_ERRORS,
-                display_name=f"[{stack}] Push errors on {name} above {th.push_error_ratio:.0%}",
-                summary=(
-                    f"More than {th.push_error_ratio:.0%} of the pushes of {name} were not "
-                    "acknowledged (5xx, 429, timeouts, refused tokens): messages are being "
-                    "retried and will be dead-lettered."
-                ),
-                watches=(name,),
-                threshold=_threshold(
-                    _subscription_filter(
-                        limits.METRIC_PUBSUB_PUSH_REQUESTS,
-                        name,
-                        ' AND metric.label.response_class != "ack"',
-                    ),
-                    th.push_error_ratio,
-                    th.push_error_for_seconds,
-                    [_agg("ALIGN_RATE", "REDUCE_SUM", group)],
-                    denominator=_subscription_filter(limits.METRIC_PUBSUB_PUSH_REQUESTS, name),
-                ),
-            )
-        )
+        specs.append(_spec(stack, AlertKind.PUSH_ERRORS, name, threshold=threshold, ratio=ratio))
     for logical, svc in cfg.platform.services.items():
         name = cfg.name(Kind.SERVICE, logical)
-        group = ["resource.label.service_name"]
-        specs.append(
-            AlertSpec(
-                key=f"alert-server-errors-{name}",
-                kind=AlertKind.SERVER_ERRORS,
-                display_name=f"[{stack}] {name}: 5xx above {th.server_error_ratio:.0%}",
-                summary=(
-                    f"More than {th.server_error_ratio:.0%} of the requests {name} answered "
-                    "were 5xx: the service itself is failing (permanent item failures are "
-                    "answered 2xx and do not count)."
-                ),
-                watches=(name,),
-                threshold=_threshold(
-                    _service_filter(
-                        limits.METRIC_RUN_REQUESTS,
-                        name,
-                        ' AND metric.label.response_code_class = "5xx"',
-                    ),
-                    th.server_error_ratio,
-                    th.server_error_for_seconds,
-                    [_agg("ALIGN_RATE", "REDUCE_SUM", group)],
-                    denominator=_service_filter(limits.METRIC_RUN_REQUESTS, name),
-                ),
-            )
+        ratio = th.server_error_ratio
+        threshold = _share_above(
+            _REVISION,
+            limits.METRIC_RUN_REQUESTS,
+            name,
+            ' AND metric.label.response_code_class = "5xx"',
+            ratio,
+            th.server_error_for_seconds,
+        )
+        specs.append(_spec(stack, AlertKind.SERVER_ERRORS, name, threshold=threshold, ratio=ratio))
+        for_seconds = th.at_max_instances_for_seconds
+        threshold = _threshold(
+            _REVISION.filter(limits.METRIC_RUN_INSTANCES, name),
+            svc.max_instances,
+            for_seconds,
+            [_agg("ALIGN_MAX", "REDUCE_SUM", [_REVISION.label], limits.MONITORING_MIN_ALIGNMENT_S)],
+            comparison="COMPARISON_GE",
         )
         specs.append(
-            AlertSpec(
-                key=f"alert-at-max-instances-{name}",
-                kind=AlertKind.AT_MAX_INSTANCES,
-                display_name=f"[{stack}] {name} at max_instances ({svc.max_instances})",
-                summary=(
-                    f"{name} has run at its max_instances ({svc.max_instances}) for "
-                    f"{th.at_max_instances_for_seconds} s: requests queue and are refused "
-                    "(429), so pushes retry and batches slow down."
-                ),
-                watches=(name,),
-                threshold=_threshold(
-                    _service_filter(limits.METRIC_RUN_INSTANCES, name),
-                    svc.max_instances,
-                    th.at_max_instances_for_seconds,
-                    [_agg("ALIGN_MAX", "REDUCE_SUM", group, limits.MONITORING_MIN_ALIGNMENT_S)],
-                    comparison="COMPARISON_GE",
-                ),
+            _spec(
+                stack,
+                AlertKind.AT_MAX_INSTANCES,
+                name,
+                threshold=threshold,
+                max_instances=svc.max_instances,
+                for_seconds=for_seconds,
             )
         )
     coordinators = batch_event_services(cfg)
     if coordinators:
         metric = limits.USER_METRIC_PREFIX + cfg.name(Kind.LOG_METRIC, BATCH_EVENTS_METRIC)
+        threshold = _threshold(
+            f'metric.type = {_q(metric)} AND resource.type = "cloud_run_revision"',
+            0,
+            0,
+            [_agg("ALIGN_SUM", "REDUCE_SUM", [f"metric.label.{EVENT_FIELD}"])],
+        )
         events = ", ".join(f'"{e}"' for e in STUCK_BATCH_EVENTS)
         specs.append(
-            AlertSpec(
-                key="alert-stuck-batches",
-                kind=AlertKind.STUCK_BATCHES,
-                display_name=f"[{stack}] Batches closed abnormally",
-                summary=(
-                    f"The coordinator closed a batch abnormally ({events}): some of its "
-                    "items were never done."
-                ),
+            _spec(
+                stack,
+                AlertKind.STUCK_BATCHES,
+                None,
+                threshold=threshold,
                 watches=tuple(coordinators),
-                threshold=_threshold(
-                    f'metric.type = {_q(metric)} AND resource.type = "cloud_run_revision"',
-                    0,
-                    0,
-                    [_agg("ALIGN_SUM", "REDUCE_SUM", [f"metric.label.{EVENT_FIELD}"])],
-                ),
+                events=events,
             )
         )
     for key in cfg.platform.schedules:
         job = cfg.name(Kind.SCHEDULER_JOB, key)
-        specs.append(
-            AlertSpec(
-                key=f"alert-scheduler-failing-{job}",
-                kind=AlertKind.SCHEDULER_FAILING,
-                display_name=f"[{stack}] Scheduled job {job} failing",
-                summary=(
-                    f"An attempt of the Cloud Scheduler job {job} failed (an error status "
-                    "from the service, a refused token, or a deadline): the sweep it runs "
-                    "did not happen."
-                ),
-                watches=(job,),
-                # Cloud Scheduler logs each attempt on the job; failed ones at ERROR.
-                # https://cloud.google.com/scheduler/docs/view-logs
-                log_filter=(
-                    'resource.type = "cloud_scheduler_job" AND '
-                    f"resource.labels.job_id = {_q(job)} AND severity >= ERROR"
-                ),
-            )
+        # Cloud Scheduler logs each attempt on the job; failed ones at ERROR.
+        # https://cloud.google.com/scheduler/docs/view-logs
+        failed = (
+            'resource.type = "cloud_scheduler_job" AND '
+            f"resource.labels.job_id = {_q(job)} AND severity >= ERROR"
         )
+        specs.append(_spec(stack, AlertKind.SCHEDULER_FAILING, job, log_filter=failed))
     return specs
