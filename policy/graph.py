@@ -29,6 +29,7 @@ __all__ = [
     "UNKNOWN",
     "SECRET",
     "normalise",
+    "thaw",
     "get",
     "is_unknown",
     "T",
@@ -120,6 +121,15 @@ def normalise(value: Any) -> Any:
         return UNKNOWN
     if type(value).__name__ == "Unknown":  # pulumi.output.Unknown / pulumi_policy unknowns
         return UNKNOWN
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """A value in normal form back as plain dicts and lists (to edit a copy, or for JSON)."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [thaw(v) for v in value]
     return value
 
 

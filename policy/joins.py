@@ -24,6 +24,8 @@ __all__ = [
     "cloud_run_by_url",
     "targets_service",
     "member_is",
+    "grant_members",
+    "invoker_grants",
     "may_invoke",
     "topic_matches",
     "same_name",
@@ -92,20 +94,28 @@ def member_is(grant_member: Any, grant: Resource, sa: Resource | None, email: An
     return None
 
 
+def grant_members(grant: Resource) -> list[Any]:
+    """Whom an IAM resource grants to: a binding's ``members``, a member resource's ``member``."""
+    if grant.type.endswith(("IAMBinding", "IamBinding")):
+        return list(grant.get("members") or ())
+    return [grant.get("member")]
+
+
+def invoker_grants(graph: Graph) -> Iterator[tuple[Resource, list[Any]]]:
+    """Every roles/run.invoker grant on a Cloud Run service (member or binding resource), with
+    its members (a whole ``ServiceIamPolicy`` is not a grant: rules judge it on its own)."""
+    for grant in graph.of_type(T.RUN_INVOKER_MEMBER, T.RUN_IAM_BINDING):
+        if grant.get("role") == RUN_INVOKER:
+            yield grant, grant_members(grant)
+
+
 def may_invoke(graph: Graph, svc: Resource, sa: Resource | None, email: Any) -> bool | None:
     """Whether ``sa``/``email`` holds roles/run.invoker on ``svc`` (None: undecidable)."""
     undecided = False
-    for grant in graph.of_type(T.RUN_INVOKER_MEMBER, T.RUN_IAM_BINDING):
-        if grant.get("role") != RUN_INVOKER:
-            continue
+    for grant, members in invoker_grants(graph):
         on = targets_service(grant, svc)
         if on is False:
             continue
-        members = (
-            [grant.get("member")]
-            if grant.type == T.RUN_INVOKER_MEMBER
-            else list(grant.get("members") or ())
-        )
         for member in members:
             who = member_is(member, grant, sa, email)
             if who and on:

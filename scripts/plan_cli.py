@@ -135,7 +135,7 @@ def _print_totals(counts: dict[str, int]) -> None:
 def _print_rules(results: Sequence[RuleResult]) -> bool:
     """The rule table, then every finding on its own lines; True when a rule fails."""
     console.print()
-    table = Table(title="Preflight rules (policy/rules.py)", title_justify="left")
+    table = Table(title="Preflight rules (policy/rules/)", title_justify="left")
     table.add_column("rule", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("checks")

@@ -18,7 +18,7 @@ from typing import Any
 from pulumi.runtime.mocks import MockMonitor
 
 from infra.naming import service_account_email, service_account_member
-from policy.graph import Resource, T, normalise
+from policy.graph import Resource, T, normalise, thaw
 
 __all__ = ["EVALUATION_LOCK", "PlanMocks", "RecordingMonitor", "run_program"]
 
@@ -266,13 +266,5 @@ def _run_program_in_loop(
     outputs: dict[str, Any] = {}
     if root is not None and getattr(root, "outputs", None):
         resolved = _sync_await(pulumi.Output.from_input(dict(root.outputs)).future())
-        outputs = _plain(normalise(resolved or {}))
+        outputs = thaw(normalise(resolved or {}))
     return monitor.records, outputs
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    return value

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from infra import limits
 from infra.config._formats import _tz_names
-from policy.graph import T
+from policy.graph import T, thaw
 from scripts.plan import Plan, evaluate_stack
 
 DOCS = Path(googleapiclient.__file__).parent / "discovery_cache" / "documents"
@@ -48,14 +48,6 @@ def param(api: str, path: tuple[str, ...], name: str) -> dict[str, Any]:
     for part in path[:-1]:
         node = node["resources"][part]
     return node["methods"][path[-1]]["parameters"][name]
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 # --- Pulumi inputs in the API's shape ----------------------------------------------------------
@@ -174,9 +166,9 @@ def _resource_problems(plan: Plan) -> list[str]:
         if r.type not in _TO_API:
             continue
         api, name, pulumi_only, to_api = _TO_API[r.type]
-        inputs = to_api({k: v for k, v in _plain(r.inputs).items() if k not in pulumi_only})
+        inputs = to_api({k: v for k, v in thaw(r.inputs).items() if k not in pulumi_only})
         found += problems(api, {"$ref": name}, inputs, f"{r.type} {r.name}")
-        found += [f"{r.type} {r.name}: {p}" for p in _bounded(r.type, _plain(r.inputs))]
+        found += [f"{r.type} {r.name}: {p}" for p in _bounded(r.type, thaw(r.inputs))]
     return found
 
 
@@ -354,18 +346,18 @@ def test_every_registered_input_is_one_google_accepts(request, which: str) -> No
 def test_the_check_catches_a_value_google_does_not_accept(prod_plan: Plan) -> None:
     # The checker itself can fail: a wrong enum, an unknown field, an out-of-range value.
     run = next(r for r in prod_plan.custom() if r.type == T.CLOUD_RUN)
-    inputs = _run_service(_plain(run.inputs))
+    inputs = _run_service(thaw(run.inputs))
     inputs["ingress"] = "INGRESS_TRAFFIC_EVERYWHERE"
     inputs["template"]["containers"][0]["resources"]["limits"]["cpu"] = "3"
     inputs["template"]["executionEnviroment"] = "GEN2"
     found = list(problems("run.v2", {"$ref": "GoogleCloudRunV2Service"}, inputs, "svc"))
     assert any("INGRESS_TRAFFIC_EVERYWHERE" in p for p in found), found
     assert any("executionEnviroment: no such field" in p for p in found), found
-    raw = _plain(run.inputs)
+    raw = thaw(run.inputs)
     raw["template"]["containers"][0]["resources"]["limits"]["cpu"] = "3"
     assert list(_bounded(T.CLOUD_RUN, raw)) == ["cpu '3'"]
     sub = next(r for r in prod_plan.custom() if r.type == T.SUBSCRIPTION and r.get("pushConfig"))
-    raw = _plain(sub.inputs)
+    raw = thaw(sub.inputs)
     raw["ackDeadlineSeconds"] = 601
     assert list(_bounded(T.SUBSCRIPTION, raw)) == ["ackDeadlineSeconds 601"]
 

@@ -19,19 +19,11 @@ import pytest
 
 from infra.paths import REPO_ROOT
 from policy.findings import Facts
-from policy.graph import UNKNOWN, Graph, Resource, T, normalise
-from policy.rules import RULES, Finding, rule_results, run_rules
+from policy.graph import UNKNOWN, Graph, Resource, T, normalise, thaw
+from policy.rules import RULES, Finding, rule, rule_results, run_rules
 from scripts.plan import Plan, evaluate_stack, plan_facts, preflight
 
 PLATFORM = "prediction-platform:platform"
-
-
-def thaw(value: Any) -> Any:
-    if isinstance(value, MappingProxyType | dict):
-        return {k: thaw(v) for k, v in value.items()}
-    if isinstance(value, tuple | list):
-        return [thaw(v) for v in value]
-    return value
 
 
 def with_inputs(r: Resource, fn: Callable[[dict], Any], **changes: Any) -> Resource:
@@ -91,6 +83,19 @@ def config_plan(prod_config: dict, fn: Callable[[dict], Any]) -> Plan:
 def test_there_are_fifteen_rules_with_unique_ids() -> None:
     assert [r.id for r in RULES] == [f"PF{i:02d}" for i in range(1, 16)]
     assert len({r.policy_name for r in RULES}) == 15
+
+
+def test_a_rule_needs_a_free_id_and_its_docstring_title() -> None:
+    def check(graph: Graph, rule: object) -> list[Finding]:
+        """Flags nothing"""
+        return []
+
+    with pytest.raises(ValueError, match="PF01 registered twice"):
+        rule("PF01")(check)
+    check.__doc__ = None
+    with pytest.raises(ValueError, match="PF99 .*no docstring"):
+        rule("PF99")(check)
+    assert [r.id for r in RULES] == [f"PF{i:02d}" for i in range(1, 16)]
 
 
 @pytest.mark.parametrize("stack", ["prod", "dev"])
