@@ -4,47 +4,26 @@ official client pointed at it."""
 
 from __future__ import annotations
 
-import grpc
 import pytest
-from google.cloud import run_v2
-from google.cloud.run_v2.services.services.transports.grpc import ServicesGrpcTransport
-from google.iam.v1 import iam_policy_pb2, policy_pb2
+from google.iam.v1 import policy_pb2
 
 from scripts.adopt import Credentials, GoogleLookups, Status, plan_adoption
-from tests.fakegcp import FakeGrpc
+from tests.fakegcp import FakeCloudRun
 
 P = "projects/nba-props-platform/locations/us-west2/services"
 PUSH_WORKER = "serviceAccount:push-worker@nba-props-platform.iam.gserviceaccount.com"
-RUN = "google.cloud.run.v2.Services"
 
 
 @pytest.fixture
 def cloud_run():
-    server = FakeGrpc()
-
-    def get_service(request, context):
-        if request.name == f"{P}/prediction-worker":
-            return run_v2.Service(name=request.name)
-        context.abort(grpc.StatusCode.NOT_FOUND, f"{request.name} not found")
-
-    def get_iam_policy(request, context):
-        if request.resource != f"{P}/prediction-worker":
-            context.abort(grpc.StatusCode.NOT_FOUND, "no such service")
+    """The worker exists, with its push identity (and allUsers) as invokers; nothing else."""
+    with FakeCloudRun() as fake:
+        worker = f"{P}/prediction-worker"
+        fake.serve(worker, "us-west2-docker.pkg.dev/nba-props-platform/platform/worker:1")
         policy = policy_pb2.Policy()
         policy.bindings.add(role="roles/run.invoker", members=[PUSH_WORKER, "allUsers"])
-        return policy
-
-    server.unary(RUN, "GetService", run_v2.GetServiceRequest, run_v2.Service, get_service)
-    server.unary(
-        RUN,
-        "GetIamPolicy",
-        iam_policy_pb2.GetIamPolicyRequest,
-        policy_pb2.Policy,
-        get_iam_policy,
-    )
-    with server:
-        client = run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=server.channel()))
-        yield client, server
+        fake.policies[worker] = policy
+        yield fake.clients()[0], fake
 
 
 def test_cloud_run_services_and_their_invokers_through_the_official_client(cloud_run, prod_plan):

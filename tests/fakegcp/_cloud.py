@@ -5,9 +5,10 @@ real response messages, records every request, and answers errors with real stat
 (:meth:`fail`). ``clients()`` returns Google's official clients wired to the server through
 their gRPC transports: what an adapter sends and reads goes through the real types.
 
-* :class:`FakeCloudRun`: ``google.cloud.run.v2.Services/GetService`` and
-  ``Revisions/GetRevision``; :meth:`FakeCloudRun.serve` puts a service with its latest ready
-  revision, traffic and labels in place.
+* :class:`FakeCloudRun`: ``google.cloud.run.v2.Services/GetService``, ``UpdateService``
+  (traffic, conditioned on the etag), ``GetIamPolicy`` and ``Revisions/GetRevision``;
+  :meth:`FakeCloudRun.serve` puts a service with its latest ready revision, traffic and labels
+  in place.
 * :class:`FakeArtifactRegistry`: ``ArtifactRegistry/GetTag`` over ``tags`` (tag resource ->
   version name) and ``GetVersion`` over ``versions`` (version resource names: a docker
   image's versions are named by digest).
@@ -22,17 +23,18 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.cloud import artifactregistry_v1, run_v2, secretmanager_v1
 from google.cloud.devtools import cloudbuild_v1
+from google.iam.v1 import iam_policy_pb2, policy_pb2
 from google.longrunning import operations_pb2
 from google.rpc import status_pb2
 
-from ._server import FakeGrpc
+from ._server import FakeGrpc, done_operation
 
 __all__ = [
     "FakeCloudRun",
@@ -52,6 +54,7 @@ _HAS_CONTAINER_STATUSES = any(
     f.name == "container_statuses" for f in run_v2.Revision.pb().DESCRIPTOR.fields
 )
 _LATEST = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST
+_REVISION = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
 
 
 @dataclass(frozen=True)
@@ -101,25 +104,90 @@ class _Fake:
 
 
 class FakeCloudRun(_Fake):
+    """Services and their revisions as run_v2 messages, changed the way Cloud Run changes them.
+
+    ``UpdateService`` applies the request's traffic block: an ``etag`` in the request must be
+    the service's current one (ABORTED otherwise, so a concurrent change is not overwritten),
+    every revision named must exist and the percents must sum to 100 (INVALID_ARGUMENT). An
+    applied change bumps the etag, recomputes ``traffic_statuses`` (tags get their URL) and is
+    recorded in :meth:`history`. ``GetIamPolicy`` answers ``policies[resource]`` for a service
+    that exists."""
+
     def __init__(self) -> None:
         super().__init__()
         self.services: dict[str, run_v2.Service] = {}
         self.revisions: dict[str, run_v2.Revision] = {}
+        self.policies: dict[str, policy_pb2.Policy] = {}
+        self._history: dict[str, list[dict[str, int]]] = {}
         s = self.server
         s.unary(RUN_SERVICES, "GetService", run_v2.GetServiceRequest, run_v2.Service, self._get)
+        s.unary(
+            RUN_SERVICES,
+            "UpdateService",
+            run_v2.UpdateServiceRequest,
+            operations_pb2.Operation,
+            self._update,
+        )
+        s.unary(
+            RUN_SERVICES,
+            "GetIamPolicy",
+            iam_policy_pb2.GetIamPolicyRequest,
+            policy_pb2.Policy,
+            self._get_iam_policy,
+        )
         s.unary(RUN_REVISIONS, "GetRevision", run_v2.GetRevisionRequest, run_v2.Revision, self._rev)
 
+    def _service(self, method: str, name: str, context: grpc.ServicerContext) -> run_v2.Service:
+        self._check(method, name, context)
+        if name not in self.services:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Resource '{name}' was not found")
+        return self.services[name]
+
     def _get(self, request: run_v2.GetServiceRequest, context: grpc.ServicerContext) -> Any:
-        self._check("GetService", request.name, context)
-        if request.name not in self.services:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"Resource '{request.name}' was not found")
-        return self.services[request.name]
+        with self._lock:
+            return self._service("GetService", request.name, context)
+
+    def _get_iam_policy(self, request: Any, context: grpc.ServicerContext) -> Any:
+        with self._lock:
+            self._service("GetIamPolicy", request.resource, context)
+            return self.policies.get(request.resource, policy_pb2.Policy())
+
+    def _update(self, request: run_v2.UpdateServiceRequest, context: grpc.ServicerContext) -> Any:
+        name = request.service.name
+        with self._lock:
+            current = self._service("UpdateService", name, context)
+            if request.service.etag and request.service.etag != current.etag:
+                context.abort(grpc.StatusCode.ABORTED, "etag mismatch: the service changed")
+            targets = list(request.service.traffic)
+            for t in targets:
+                if t.type_ == _REVISION and f"{name}/revisions/{t.revision}" not in self.revisions:
+                    context.abort(
+                        grpc.StatusCode.INVALID_ARGUMENT, f"Revision {t.revision} not found"
+                    )
+            if sum(t.percent for t in targets) != 100:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "traffic must sum to 100")
+            updated = run_v2.Service.deserialize(run_v2.Service.serialize(current))
+            updated.traffic = targets
+            updated.traffic_statuses = _statuses(updated.uri, targets)
+            number = int(current.etag.strip('"') or 0) + 1
+            updated.etag = f'"{number}"'
+            self.services[name] = updated
+            self._history.setdefault(name, []).append(self.split(name))
+            return done_operation(f"{name}/operations/op{number}", updated)
 
     def _rev(self, request: run_v2.GetRevisionRequest, context: grpc.ServicerContext) -> Any:
         self._check("GetRevision", request.name, context)
         if request.name not in self.revisions:
             context.abort(grpc.StatusCode.NOT_FOUND, f"Resource '{request.name}' was not found")
         return self.revisions[request.name]
+
+    def split(self, resource: str) -> dict[str, int]:
+        """The service's traffic block: revision -> percent (targets with a share only)."""
+        return {t.revision: t.percent for t in self.services[resource].traffic if t.percent}
+
+    def history(self, resource: str) -> list[dict[str, int]]:
+        """The split after each applied ``UpdateService``, oldest first."""
+        return list(self._history.get(resource, []))
 
     def serve(
         self,
@@ -131,26 +199,44 @@ class FakeCloudRun(_Fake):
         revision: str | None = None,
         ready: bool = True,
         digest: str | None = None,
+        traffic: Mapping[str, int] | None = None,
     ) -> run_v2.Service:
         """``resource`` (``projects/P/locations/L/services/S``) serving ``image`` from its latest
-        ready revision with ``percent`` of the traffic (the rest on an older revision)."""
+        ready revision with ``percent`` of the traffic (the rest on an older revision), or, with
+        ``traffic`` (revision -> percent), split by revision name; every revision named exists."""
         short = resource.rsplit("/", 1)[-1]
         revision = revision or f"{short}-00002-abc"
         rev_name = f"{resource}/revisions/{revision}"
-        statuses = [run_v2.TrafficTargetStatus(type_=_LATEST, percent=percent)]
-        if percent < 100:
-            statuses.append(
-                run_v2.TrafficTargetStatus(revision=f"{short}-00001-old", percent=100 - percent)
-            )
+        if traffic is None:
+            targets = [run_v2.TrafficTarget(type_=_LATEST, percent=percent)]
+            if percent < 100:
+                old = f"{short}-00001-old"
+                targets.append(
+                    run_v2.TrafficTarget(type_=_REVISION, revision=old, percent=100 - percent)
+                )
+        else:
+            targets = [
+                run_v2.TrafficTarget(type_=_REVISION, revision=rev, percent=pct)
+                for rev, pct in traffic.items()
+            ]
+        uri = f"https://{short}-abc123-uw.a.run.app"
         service = run_v2.Service(
             name=resource,
-            uri=f"https://{short}-abc123-uw.a.run.app",
+            uri=uri,
+            etag='"1"',
             labels=labels or {},
             latest_ready_revision=rev_name if ready else "",
             latest_created_revision=rev_name,
-            traffic_statuses=statuses,
+            traffic=targets,
+            traffic_statuses=_statuses(uri, targets),
         )
         self.services[resource] = service
+        for t in targets:
+            if t.revision:
+                name = f"{resource}/revisions/{t.revision}"
+                self.revisions[name] = run_v2.Revision(
+                    name=name, containers=[run_v2.Container(image=image)]
+                )
         revision_fields: dict[str, Any] = {
             "name": rev_name,
             "containers": [run_v2.Container(image=image)],
@@ -170,6 +256,22 @@ class FakeCloudRun(_Fake):
             run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=self.server.channel())),
             run_v2.RevisionsClient(transport=RevisionsGrpcTransport(channel=self.server.channel())),
         )
+
+
+def _statuses(uri: str, targets: list[run_v2.TrafficTarget]) -> list[run_v2.TrafficTargetStatus]:
+    """What Cloud Run reports for a traffic block: each target, a tagged one with its URL
+    (``https://TAG---SERVICE-HASH.a.run.app``)."""
+    host = uri.removeprefix("https://")
+    return [
+        run_v2.TrafficTargetStatus(
+            type_=t.type_,
+            revision=t.revision,
+            percent=t.percent,
+            tag=t.tag,
+            uri=f"https://{t.tag}---{host}" if t.tag else "",
+        )
+        for t in targets
+    ]
 
 
 class FakeArtifactRegistry(_Fake):

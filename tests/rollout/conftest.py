@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import grpc
 import pytest
@@ -12,103 +11,21 @@ from google.cloud import monitoring_v3, run_v2
 from google.cloud.monitoring_v3.services.metric_service.transports.grpc import (
     MetricServiceGrpcTransport,
 )
-from google.cloud.run_v2.services.services.transports.grpc import ServicesGrpcTransport
 
-from tests.fakegcp import FakeGrpc, done_operation
+from tests.fakegcp import FakeCloudRun, FakeGrpc
 
 PROJECT, REGION, NAME = "demo-proj", "us-west2", "prediction-worker"
 RESOURCE = f"projects/{PROJECT}/locations/{REGION}/services/{NAME}"
-REV = run_v2.TrafficTargetAllocationType.TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION
-
-
-@dataclass
-class CloudRunWorld:
-    """One service whose traffic block the fake applies like Cloud Run does."""
-
-    revisions: list[str]
-    traffic: list[run_v2.TrafficTarget] = field(default_factory=list)
-    etag: int = 1
-    deny_updates: bool = False
-    history: list[dict[str, int]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def service(self) -> run_v2.Service:
-        statuses = [
-            run_v2.TrafficTargetStatus(
-                type_=t.type_,
-                revision=t.revision,
-                percent=t.percent,
-                tag=t.tag,
-                uri=f"https://{t.tag}---{NAME}-abc-uw.a.run.app" if t.tag else "",
-            )
-            for t in self.traffic
-        ]
-        return run_v2.Service(
-            name=RESOURCE,
-            uri=f"https://{NAME}-abc-uw.a.run.app",
-            etag=f'"{self.etag}"',
-            latest_ready_revision=f"{RESOURCE}/revisions/{self.revisions[-1]}",
-            latest_created_revision=f"{RESOURCE}/revisions/{self.revisions[-1]}",
-            traffic=list(self.traffic),
-            traffic_statuses=statuses,
-        )
-
-    def split(self) -> dict[str, int]:
-        return {t.revision: t.percent for t in self.traffic if t.percent}
+OLD, NEW = f"{NAME}-00001-aaa", f"{NAME}-00002-bbb"
+IMAGE = f"{REGION}-docker.pkg.dev/{PROJECT}/platform/{NAME}@sha256:{'b' * 64}"
 
 
 @pytest.fixture
-def cloud_run() -> Iterator[tuple[CloudRunWorld, run_v2.ServicesClient, FakeGrpc]]:
-    world = CloudRunWorld(revisions=[f"{NAME}-00001-aaa", f"{NAME}-00002-bbb"])
-    world.traffic = [run_v2.TrafficTarget(type_=REV, revision=world.revisions[0], percent=100)]
-    server = FakeGrpc()
-
-    def get_service(request, context):
-        if request.name != RESOURCE:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"Resource '{request.name}' not found")
-        with world.lock:
-            return world.service()
-
-    def update_service(request, context):
-        with world.lock:
-            if world.deny_updates:
-                context.abort(
-                    grpc.StatusCode.PERMISSION_DENIED, "Permission 'run.services.update' denied"
-                )
-            if request.service.etag and request.service.etag != f'"{world.etag}"':
-                context.abort(grpc.StatusCode.ABORTED, "etag mismatch: the service changed")
-            known = set(world.revisions)
-            for t in request.service.traffic:
-                if t.type_ == REV and t.revision not in known:
-                    context.abort(
-                        grpc.StatusCode.INVALID_ARGUMENT, f"Revision {t.revision} not found"
-                    )
-            if sum(t.percent for t in request.service.traffic) != 100:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "traffic must sum to 100")
-            world.traffic = list(request.service.traffic)
-            world.etag += 1
-            world.history.append(world.split())
-            return done_operation(f"{RESOURCE}/operations/op{world.etag}", world.service())
-
-    server.unary(
-        "google.cloud.run.v2.Services",
-        "GetService",
-        run_v2.GetServiceRequest,
-        run_v2.Service,
-        get_service,
-    )
-    from google.longrunning import operations_pb2
-
-    server.unary(
-        "google.cloud.run.v2.Services",
-        "UpdateService",
-        run_v2.UpdateServiceRequest,
-        operations_pb2.Operation,
-        update_service,
-    )
-    with server:
-        client = run_v2.ServicesClient(transport=ServicesGrpcTransport(channel=server.channel()))
-        yield world, client, server
+def cloud_run() -> Iterator[tuple[FakeCloudRun, run_v2.ServicesClient]]:
+    """The service with two revisions, the older one serving all traffic by name."""
+    with FakeCloudRun() as fake:
+        fake.serve(RESOURCE, IMAGE, revision=NEW, traffic={OLD: 100})
+        yield fake, fake.clients()[0]
 
 
 @dataclass
