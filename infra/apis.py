@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 
 from infra.config import StackConfig
-from infra.options import child_options, enable_apis, moved_from
+from infra.options import FORMER_PLATFORM, child_options, enable_apis
 
 __all__ = ["Apis", "ApisArgs", "REQUIRED_APIS"]
 
@@ -38,10 +38,7 @@ class Apis(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ApisArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:index:Apis", name, None, opts)
-        child = pulumi.ResourceOptions.merge(
-            child_options(self, opts),
-            # Declared under the former Platform component: kept, not re-created.
-            pulumi.ResourceOptions(aliases=moved_from("platform:index:Platform", "platform")),
-        )
+        # Declared under the former Platform component: kept, not re-created.
+        child = child_options(self, opts, formerly_under=FORMER_PLATFORM)
         self.services = list(enable_apis(args.stack.project, args.apis, child))
         self.register_outputs({"services": [s.service for s in self.services]})

@@ -10,7 +10,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.config import StackConfig
-from infra.options import child_options, moved_from
+from infra.options import FORMER_PLATFORM, child_options
 
 __all__ = ["Database", "DatabaseArgs", "firestore_database", "firestore_index_specs"]
 
@@ -96,10 +96,7 @@ class Database(pulumi.ComponentResource):
         cfg = args.stack
         # Declared under the former Platform component: kept, not re-created (a replaced
         # database would be an empty one).
-        child = pulumi.ResourceOptions.merge(
-            child_options(self, opts),
-            pulumi.ResourceOptions(aliases=moved_from("platform:index:Platform", "platform")),
-        )
+        child = child_options(self, opts, formerly_under=FORMER_PLATFORM)
         fs = cfg.platform.firestore
         # Batch state lives here: a `pulumi destroy` or a rename must not drop it.
         database = firestore_database(

@@ -7,13 +7,19 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_gcp as gcp
 
-__all__ = ["child_options", "after", "enable_apis", "moved_from"]
+__all__ = ["child_options", "after", "enable_apis", "moved_from", "FORMER_PLATFORM"]
+
+#: The root-level component that declared the APIs, the repository and the database before
+#: issue 15 split it (type, name): their children alias it (``child_options(formerly_under=)``).
+FORMER_PLATFORM = ("platform:index:Platform", "platform")
 
 
 def child_options(
     parent: pulumi.Resource,
     opts: pulumi.ResourceOptions | None,
     depends_on: Sequence[pulumi.Resource] = (),
+    *,
+    formerly_under: tuple[str, str] | None = None,
 ) -> pulumi.ResourceOptions:
     """``parent=`` plus the component's own ``depends_on`` (the required APIs) and ``depends_on``.
 
@@ -21,11 +27,17 @@ def child_options(
     first `pulumi up` would create a topic before the Pub/Sub API is enabled. The component's
     ``depends_on`` may be one resource, a list, or an Output of either (as Pulumi allows):
     ``ResourceOptions.merge`` normalises them, so nothing here unpacks it by hand.
+
+    ``formerly_under``: the (type, name) of the root-level component the children were declared
+    under before they moved into ``parent``; aliased, so existing stacks keep them.
     """
     inherited = pulumi.ResourceOptions(depends_on=opts.depends_on if opts else None)
-    return pulumi.ResourceOptions.merge(
-        inherited, pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on) or None)
+    own = pulumi.ResourceOptions(
+        parent=parent,
+        depends_on=list(depends_on) or None,
+        aliases=moved_from(*formerly_under) if formerly_under else None,
     )
+    return pulumi.ResourceOptions.merge(inherited, own)
 
 
 def after(value: pulumi.Input[str], *resources: pulumi.Resource) -> pulumi.Output[str]:

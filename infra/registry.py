@@ -9,7 +9,8 @@ import pulumi_gcp as gcp
 
 from infra.config import StackConfig
 from infra.durations import api_duration
-from infra.options import after, child_options, moved_from
+from infra.iam import Grants
+from infra.options import FORMER_PLATFORM, after, child_options
 from infra.roles import ARTIFACT_WRITER
 
 __all__ = ["ImageRepository", "ImageRepositoryArgs", "IMAGE_MAX_AGE_SECONDS", "IMAGES_KEPT"]
@@ -49,10 +50,7 @@ class ImageRepository(pulumi.ComponentResource):
         super().__init__("platform:index:ImageRepository", name, None, opts)
         cfg = args.stack
         # Declared under the former Platform component: kept, not re-created.
-        child = pulumi.ResourceOptions.merge(
-            child_options(self, opts),
-            pulumi.ResourceOptions(aliases=moved_from("platform:index:Platform", "platform")),
-        )
+        child = child_options(self, opts, formerly_under=FORMER_PLATFORM)
         repository = gcp.artifactregistry.Repository(
             "images",
             project=cfg.project,
@@ -85,29 +83,20 @@ class ImageRepository(pulumi.ComponentResource):
         # `pulumi up` (docker-build) pushes the images it deploys: writer on exactly this
         # repository, so the push does not hang on a project-wide Artifact Registry role.
         # https://cloud.google.com/artifact-registry/docs/access-control#roles
-        writer = gcp.artifactregistry.RepositoryIamMember(
-            "deployer-pushes-images",
-            project=cfg.project,
-            location=cfg.region,
+        on_repository = Grants.in_region(
+            gcp.artifactregistry.RepositoryIamMember,
+            cfg,
+            child,
             repository=repository.repository_id,
-            role=ARTIFACT_WRITER,
-            member=args.deployer_member,
-            opts=child,
         )
-        grants = [writer]
+        grants = [
+            on_repository.grant("deployer-pushes-images", ARTIFACT_WRITER, args.deployer_member)
+        ]
         if args.builder_member:
             # Cloud Build pushes as the bootstrap's build identity: writer here, nothing more.
             # https://cloud.google.com/build/docs/securing-builds/configure-user-specified-service-accounts
             grants.append(
-                gcp.artifactregistry.RepositoryIamMember(
-                    "builder-pushes-images",
-                    project=cfg.project,
-                    location=cfg.region,
-                    repository=repository.repository_id,
-                    role="roles/artifactregistry.writer",
-                    member=args.builder_member,
-                    opts=child,
-                )
+                on_repository.grant("builder-pushes-images", ARTIFACT_WRITER, args.builder_member)
             )
         self.host = f"{cfg.region}-docker.pkg.dev"
         self.url = after(

@@ -16,6 +16,7 @@ __all__ = [
     "DATASTORE_USER",
     "SECRET_ACCESSOR",
     "ARTIFACT_WRITER",
+    "WORKLOAD_IDENTITY_USER",
     "BASIC_ROLES",
 ]
 
@@ -35,5 +36,8 @@ PUBSUB_SUBSCRIBER = "roles/pubsub.subscriber"
 DATASTORE_USER = "roles/datastore.user"
 SECRET_ACCESSOR = "roles/secretmanager.secretAccessor"
 ARTIFACT_WRITER = "roles/artifactregistry.writer"
+#: May impersonate the account through Workload Identity Federation (GitHub's OIDC tokens).
+#: https://cloud.google.com/iam/docs/workload-identity-federation-with-deployment-pipelines
+WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
 #: Project-wide basic roles: never granted by this program (least privilege, rule PF08).
 BASIC_ROLES = ("roles/editor", "roles/owner")

@@ -13,6 +13,7 @@ from infra.config import ServiceConfig, StackConfig
 from infra.config import substitute as substitute_placeholders
 from infra.deploy_env import DeployEnv, label_value
 from infra.durations import api_duration
+from infra.iam import Grants, on_account
 from infra.naming import Kind, service_account_member
 from infra.options import child_options
 from infra.roles import ACT_AS, DATASTORE_USER, RUN_INVOKER, SECRET_ACCESSOR, TOKEN_CREATOR
@@ -56,38 +57,6 @@ def substitute(value: str, cfg: StackConfig) -> str:
     refuses an unknown ``{placeholder}`` and checks the substituted size).
     """
     return substitute_placeholders(value, project=cfg.project, region=cfg.region, stack=cfg.stack)
-
-
-def _invoker(
-    resource_name: str,
-    cfg: StackConfig,
-    service: gcp.cloudrunv2.Service,
-    member: pulumi.Input[str],
-    opts: pulumi.ResourceOptions,
-) -> gcp.cloudrunv2.ServiceIamMember:
-    """``roles/run.invoker`` for ``member`` on exactly this service."""
-    return gcp.cloudrunv2.ServiceIamMember(
-        resource_name,
-        project=cfg.project,
-        location=cfg.region,
-        name=service.name,
-        role=RUN_INVOKER,
-        member=member,
-        opts=opts,
-    )
-
-
-def _on_account(
-    resource_name: str,
-    account: gcp.serviceaccount.Account,
-    role: str,
-    member: pulumi.Input[str],
-    opts: pulumi.ResourceOptions,
-) -> gcp.serviceaccount.IAMMember:
-    """``role`` for ``member`` on exactly one service account (never project-wide)."""
-    return gcp.serviceaccount.IAMMember(
-        resource_name, service_account_id=account.name, role=role, member=member, opts=opts
-    )
 
 
 @dataclass(frozen=True)
@@ -149,8 +118,8 @@ class Service(pulumi.ComponentResource):
         # Deploying a revision that runs as this account needs actAs on it: the deploy identity
         # gets serviceAccountUser on exactly this account, never project-wide.
         # https://cloud.google.com/run/docs/configuring/services/service-identity
-        deployer_acts_as = _on_account(
-            f"{name}-deployer-acts-as", runtime, ACT_AS, args.deployer_member, child
+        deployer_acts_as = on_account(runtime, child).grant(
+            f"{name}-deployer-acts-as", ACT_AS, args.deployer_member
         )
 
         grants: list[pulumi.Resource] = []
@@ -161,30 +130,29 @@ class Service(pulumi.ComponentResource):
             # https://cloud.google.com/firestore/docs/security/iam#iam_conditions
             # https://cloud.google.com/firestore/docs/manage-databases#configure_per-database_access_permissions
             database = firestore_database_resource(cfg.project, cfg.platform.firestore.database)
+            on_project = Grants(gcp.projects.IAMMember, child, project=cfg.project)
+            only_this_database = gcp.projects.IAMMemberConditionArgs(
+                title=f"only-database-{cfg.platform.firestore.database}"[:100],
+                description=f"{args.name} reads and writes {database} only",
+                expression=f'resource.name == "{database}"',
+            )
             grants.append(
-                gcp.projects.IAMMember(
+                on_project.grant(
                     f"{name}-firestore-user",
-                    project=cfg.project,
-                    role=DATASTORE_USER,
-                    member=self.runtime_member,
-                    condition=gcp.projects.IAMMemberConditionArgs(
-                        title=f"only-database-{cfg.platform.firestore.database}"[:100],
-                        description=f"{args.name} reads and writes {database} only",
-                        expression=f'resource.name == "{database}"',
-                    ),
-                    opts=child,
+                    DATASTORE_USER,
+                    self.runtime_member,
+                    condition=only_this_database,
                 )
             )
         for secret in sorted(set(svc.secret_env.values())):
+            on_secret = Grants(
+                gcp.secretmanager.SecretIamMember,
+                child,
+                project=cfg.project,
+                secret_id=args.secrets[secret].secret_id,
+            )
             grants.append(
-                gcp.secretmanager.SecretIamMember(
-                    f"{name}-reads-{secret}",
-                    project=cfg.project,
-                    secret_id=args.secrets[secret].secret_id,
-                    role=SECRET_ACCESSOR,
-                    member=self.runtime_member,
-                    opts=child,
-                )
+                on_secret.grant(f"{name}-reads-{secret}", SECRET_ACCESSOR, self.runtime_member)
             )
 
         self.image_ref = pulumi.Output.from_input(args.image)
@@ -288,22 +256,24 @@ class Service(pulumi.ComponentResource):
         self.url = service.uri
         self.service_name = service.name
 
+        # Invoker on exactly this service, for each caller.
+        invokers = Grants.in_region(gcp.cloudrunv2.ServiceIamMember, cfg, child, name=service.name)
         if svc.public:
-            _invoker(f"{name}-public", cfg, service, "allUsers", child)
+            invokers.grant(f"{name}-public", RUN_INVOKER, "allUsers")
 
         # Operators (groups, users) who call the service themselves: invoker here only.
         for member in svc.operators:
-            _invoker(f"{name}-operator-{member_slug(member)}", cfg, service, member, child)
+            invokers.grant(f"{name}-operator-{member_slug(member)}", RUN_INVOKER, member)
 
         self.push_identity_email = None
         if args.pushed_by_pubsub:
             self.push_identity_email = self._caller(
-                name, args, service, Kind.PUSH_ACCOUNT, "pushes", child
+                name, args, invokers, Kind.PUSH_ACCOUNT, "pushes", child
             )
         self.scheduler_identity_email = None
         if args.called_by_scheduler:
             self.scheduler_identity_email = self._caller(
-                name, args, service, Kind.SCHEDULER_ACCOUNT, "scheduler", child
+                name, args, invokers, Kind.SCHEDULER_ACCOUNT, "scheduler", child
             )
 
         self.register_outputs(
@@ -321,7 +291,7 @@ class Service(pulumi.ComponentResource):
         self,
         name: str,
         args: ServiceArgs,
-        service: gcp.cloudrunv2.Service,
+        invokers: Grants[gcp.cloudrunv2.ServiceIamMember],
         kind: Kind,
         suffix: str,
         child: pulumi.ResourceOptions,
@@ -341,19 +311,16 @@ class Service(pulumi.ComponentResource):
             display_name=f"{who} calls {args.name} as this identity",
             opts=child,
         )
-        binding = _invoker(
-            f"{name}-{suffix}-invoker",
-            cfg,
-            service,
-            account.email.apply(service_account_member),
-            child,
+        binding = invokers.grant(
+            f"{name}-{suffix}-invoker", RUN_INVOKER, account.email.apply(service_account_member)
         )
+        on_this_account = on_account(account, child)
         # Creating a push subscription or a scheduler job that signs its OIDC tokens as this
         # account needs actAs on it: the deploy identity gets it on exactly this account.
         # https://cloud.google.com/pubsub/docs/reference/rest/v1/projects.subscriptions#oidctoken
         # https://cloud.google.com/scheduler/docs/reference/rest/v1/projects.locations.jobs#oidctoken
-        deployer_acts_as = _on_account(
-            f"{name}-{suffix}-deployer-acts-as", account, ACT_AS, args.deployer_member, child
+        deployer_acts_as = on_this_account.grant(
+            f"{name}-{suffix}-deployer-acts-as", ACT_AS, args.deployer_member
         )
         ready = [binding.id, deployer_acts_as.id]
         if kind is Kind.PUSH_ACCOUNT:
@@ -364,12 +331,8 @@ class Service(pulumi.ComponentResource):
             # production project was set up by hand long before this program); granting it on
             # exactly this account is harmless where it is implied.
             # https://cloud.google.com/pubsub/docs/authenticate-push-subscriptions#setup_for_push_authentication
-            token_creator = _on_account(
-                f"{name}-{suffix}-agent-token-creator",
-                account,
-                TOKEN_CREATOR,
-                args.pubsub_agent_member,
-                child,
+            token_creator = on_this_account.grant(
+                f"{name}-{suffix}-agent-token-creator", TOKEN_CREATOR, args.pubsub_agent_member
             )
             ready.append(token_creator.id)
         return pulumi.Output.all(account.email, *ready).apply(lambda v: v[0])

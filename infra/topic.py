@@ -10,6 +10,7 @@ import pulumi_gcp as gcp
 
 from infra.config import DEAD_LETTER_RETENTION, StackConfig, TopicConfig
 from infra.durations import api_duration
+from infra.iam import Grants
 from infra.naming import Kind
 from infra.options import after, child_options
 from infra.roles import PUBSUB_PUBLISHER, PUBSUB_SUBSCRIBER
@@ -29,24 +30,6 @@ def pubsub_agent_member(project: str) -> pulumi.Output[str]:
     number = gcp.organizations.get_project_output(project_id=project).number
     return number.apply(
         lambda n: f"serviceAccount:service-{n}@gcp-sa-pubsub.iam.gserviceaccount.com"
-    )
-
-
-def _publisher(
-    resource_name: str,
-    cfg: StackConfig,
-    topic: gcp.pubsub.Topic,
-    member: pulumi.Input[str],
-    opts: pulumi.ResourceOptions,
-) -> gcp.pubsub.TopicIAMMember:
-    """``roles/pubsub.publisher`` for ``member`` on exactly this topic."""
-    return gcp.pubsub.TopicIAMMember(
-        resource_name,
-        project=cfg.project,
-        topic=topic.name,
-        role=PUBSUB_PUBLISHER,
-        member=member,
-        opts=opts,
     )
 
 
@@ -109,19 +92,19 @@ class Topic(pulumi.ComponentResource):
             opts=child,
         )
         # The service agent publishes undeliverable messages to the dead-letter topic.
-        dl_publisher = _publisher(
-            f"{name}-dead-letter-agent-publisher",
-            cfg,
-            dead_letter,
-            args.pubsub_agent_member,
-            child,
+        on_dead_letter = Grants(
+            gcp.pubsub.TopicIAMMember, child, project=cfg.project, topic=dead_letter.name
+        )
+        dl_publisher = on_dead_letter.grant(
+            f"{name}-dead-letter-agent-publisher", PUBSUB_PUBLISHER, args.pubsub_agent_member
         )
 
-        publishers = []
-        for service, member in sorted(args.publishers.items()):
-            # Exactly the topics the service's config says it publishes to; nothing project-wide.
-            publisher = _publisher(f"{name}-publisher-{service}", cfg, topic, member, child)
-            publishers.append(publisher)
+        # Exactly the topics the service's config says it publishes to; nothing project-wide.
+        on_topic = Grants(gcp.pubsub.TopicIAMMember, child, project=cfg.project, topic=topic.name)
+        publishers = [
+            on_topic.grant(f"{name}-publisher-{service}", PUBSUB_PUBLISHER, member)
+            for service, member in sorted(args.publishers.items())
+        ]
 
         self.subscription_names = []
         for sub in args.config.subscriptions:
@@ -160,13 +143,14 @@ class Topic(pulumi.ComponentResource):
                 opts=child_options(self, opts, depends_on=[dl_publisher]),
             )
             # ...and may acknowledge (subscribe) on the source subscription.
-            agent_subscriber = gcp.pubsub.SubscriptionIAMMember(
-                f"{logical}-agent-subscriber",
+            on_subscription = Grants(
+                gcp.pubsub.SubscriptionIAMMember,
+                child,
                 project=cfg.project,
                 subscription=subscription.name,
-                role=PUBSUB_SUBSCRIBER,
-                member=args.pubsub_agent_member,
-                opts=child,
+            )
+            agent_subscriber = on_subscription.grant(
+                f"{logical}-agent-subscriber", PUBSUB_SUBSCRIBER, args.pubsub_agent_member
             )
             self.subscription_names.append(after(subscription.name, agent_subscriber))
 

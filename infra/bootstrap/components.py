@@ -6,8 +6,10 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.database import firestore_database
+from infra.iam import Grants, on_account
 from infra.naming import service_account_member
 from infra.options import enable_apis
+from infra.roles import ACT_AS, WORKLOAD_IDENTITY_USER
 from infra.service import PLATFORM_PROJECT_ROLES
 
 from .config import BootstrapConfig
@@ -132,30 +134,14 @@ def _project_roles(
     conditions: dict[str, tuple[str, str]] | None = None,
 ) -> None:
     """Each of ``roles`` for ``member`` on the project, with its IAM condition if it has one."""
+    on_project = Grants(gcp.projects.IAMMember, opts, project=cfg.project)
     for role in roles:
         condition = None
         if conditions and role in conditions:
             title, expression = conditions[role]
             condition = gcp.projects.IAMMemberConditionArgs(title=title, expression=expression)
-        gcp.projects.IAMMember(
-            f"{prefix}-{role.removeprefix('roles/').replace('.', '-')}",
-            project=cfg.project,
-            role=role,
-            member=member,
-            condition=condition,
-            opts=opts,
-        )
-
-
-def _bucket_role(
-    name: str,
-    bucket: gcp.storage.Bucket,
-    role: str,
-    member: pulumi.Input[str],
-    opts: pulumi.ResourceOptions,
-) -> None:
-    """``role`` for ``member`` on exactly this bucket."""
-    gcp.storage.BucketIAMMember(name, bucket=bucket.name, role=role, member=member, opts=opts)
+        resource_name = f"{prefix}-{role.removeprefix('roles/').replace('.', '-')}"
+        on_project.grant(resource_name, role, member, condition=condition)
 
 
 class Bootstrap(pulumi.ComponentResource):
@@ -224,14 +210,10 @@ class Bootstrap(pulumi.ComponentResource):
             "deployer", cfg, DEPLOYER_PROJECT_ROLES, member, child, DEPLOYER_ROLE_CONDITIONS
         )
         # State and secrets: on exactly the bucket and the key, not project-wide.
-        _bucket_role("deployer-state", bucket, "roles/storage.objectAdmin", member, child)
-        gcp.kms.CryptoKeyIAMMember(
-            "deployer-secrets",
-            crypto_key_id=key.id,
-            role="roles/cloudkms.cryptoKeyEncrypterDecrypter",
-            member=member,
-            opts=child,
-        )
+        on_state = Grants(gcp.storage.BucketIAMMember, child, bucket=bucket.name)
+        on_state.grant("deployer-state", "roles/storage.objectAdmin", member)
+        on_key = Grants(gcp.kms.CryptoKeyIAMMember, child, crypto_key_id=key.id)
+        on_key.grant("deployer-secrets", "roles/cloudkms.cryptoKeyEncrypterDecrypter", member)
 
         # `deploy --builder cloudbuild`: image builds run as their own identity, never as the
         # deployer, so a Dockerfile's RUN step never holds the deploy rights.
@@ -251,20 +233,13 @@ class Bootstrap(pulumi.ComponentResource):
             after_apis,
         )
         # The deployer uploads each build context (and may replace one of the same tag)...
-        _bucket_role("deployer-build-sources", sources, "roles/storage.objectAdmin", member, child)
+        on_sources = Grants(gcp.storage.BucketIAMMember, child, bucket=sources.name)
+        on_sources.grant("deployer-build-sources", "roles/storage.objectAdmin", member)
         # ...which the build, running as the builder, reads.
-        _bucket_role(
-            "builder-reads-sources", sources, "roles/storage.objectViewer", builder_member, child
-        )
+        on_sources.grant("builder-reads-sources", "roles/storage.objectViewer", builder_member)
         # Creating a build that runs as the builder needs actAs on exactly that account.
         # https://cloud.google.com/build/docs/securing-builds/configure-user-specified-service-accounts
-        gcp.serviceaccount.IAMMember(
-            "deployer-acts-as-builder",
-            service_account_id=builder.name,
-            role="roles/iam.serviceAccountUser",
-            member=member,
-            opts=child,
-        )
+        on_account(builder, child).grant("deployer-acts-as-builder", ACT_AS, member)
 
         pool = gcp.iam.WorkloadIdentityPool(
             "github",
@@ -292,17 +267,14 @@ class Bootstrap(pulumi.ComponentResource):
             oidc=gcp.iam.WorkloadIdentityPoolProviderOidcArgs(issuer_uri=GITHUB_OIDC_ISSUER),
             opts=child,
         )
-        gcp.serviceaccount.IAMMember(
-            "deployer-federated",
-            service_account_id=deployer.name,
-            role="roles/iam.workloadIdentityUser",
-            member=pool.name.apply(
-                lambda n: (
-                    f"principalSet://iam.googleapis.com/{n}/attribute.repository/"
-                    f"{cfg.github_repository}"
-                )
-            ),
-            opts=child,
+        repository_principals = pool.name.apply(
+            lambda n: (
+                f"principalSet://iam.googleapis.com/{n}/attribute.repository/"
+                f"{cfg.github_repository}"
+            )
+        )
+        on_account(deployer, child).grant(
+            "deployer-federated", WORKLOAD_IDENTITY_USER, repository_principals
         )
 
         # The deploy lock cannot live in the stack it protects: its own database, here.
