@@ -8,8 +8,9 @@ is one lock object re-acquiring after its own release. Both are one commit (crea
 document + Increment the token counter). ``verify`` is the holder's re-check before a mutation
 (one read of both documents); ``release`` one conditional delete + history event.
 Contention: 16 threads per round all try at once, the winner holds until all have tried, then
-releases; rounds/second and overlaps (two holders at once, detected by a counter outside the
-lock). Usage::
+releases; rounds/second and overlaps (two holders at once, detected outside the lock by the
+lock tests' file-system marker). The round protocol and the thread harness are the lock tests'
+(``tests/lock/_workers.py``, a plain module without pytest). Usage::
 
     .venv/bin/python benchmarks/lock_bench.py [--iterations 500] [--rounds 100] [--json]
 """
@@ -22,6 +23,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -33,6 +35,7 @@ os.environ.setdefault("NO_GCE_CHECK", "true")
 
 from scripts.deploylock import DeployLock, HolderInfo  # noqa: E402
 from scripts.emulators import firestore_client, start_firestore  # noqa: E402
+from tests.lock import _workers  # noqa: E402
 
 PROJECT = "demo-bench"
 CONTENDERS = 16
@@ -89,52 +92,32 @@ def uncontended(client, iterations: int) -> dict[str, dict[str, float]]:
 
 def contention(emulator, rounds: int) -> dict[str, float]:
     barrier = threading.Barrier(CONTENDERS)
-    inside = 0
-    overlaps = 0
-    winners: list[int] = []
-    guard = threading.Lock()
-    errors: list[BaseException] = []
+    wins: list[tuple[int, bool]] = []  # (token, alone)
 
-    def contender(i: int) -> None:
-        nonlocal inside, overlaps
-        lock = DeployLock(
-            firestore_client(emulator, PROJECT), stack="contended", ttl=timedelta(minutes=1)
-        )
-        me = HolderInfo(who=f"bench-{i}", host="bench", pid=i)
-        try:
-            for _ in range(rounds):
-                barrier.wait()
-                lease = lock.try_acquire(me)
-                if lease:
-                    with guard:
-                        inside += 1
-                        overlaps += inside > 1
-                barrier.wait()
-                if lease:
-                    with guard:
-                        inside -= 1
-                        winners.append(lease.token)
-                    lock.release(lease)
-                barrier.wait()
-        except BaseException as exc:
-            errors.append(exc)
-            barrier.abort()
+    def won(_rnd: int, lease, alone: bool) -> None:
+        wins.append((lease.token, alone))
 
-    threads = [threading.Thread(target=contender, args=(i,)) for i in range(CONTENDERS)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
+    with tempfile.TemporaryDirectory(prefix="lock-bench-") as marker_dir:
+
+        def contender(i: int) -> None:
+            lock = DeployLock(
+                firestore_client(emulator, PROJECT), stack="contended", ttl=timedelta(minutes=1)
+            )
+            me = HolderInfo(who=f"bench-{i}", host="bench", pid=i)
+            _workers.contend_rounds(lambda _rnd: lock, me, rounds, barrier, marker_dir, won)
+
+        started = time.perf_counter()
+        errors = _workers.in_threads(CONTENDERS, contender, barrier=barrier)
+        elapsed = time.perf_counter() - started
     if errors:
         raise errors[0]
+    winners = [token for token, _ in wins]
     return {
         "contenders": CONTENDERS,
         "rounds": rounds,
         "rounds_per_s": rounds / elapsed,
         "winners": len(winners),
-        "overlaps": overlaps,
+        "overlaps": sum(not alone for _, alone in wins),
         "tokens_strictly_increasing": winners == sorted(set(winners)),
     }
 

@@ -1,11 +1,18 @@
-"""Code run in separate processes by the lock tests (spawned: importable by module path)."""
+"""Code run in separate processes by the lock tests (spawned: importable by module path), and
+the contention harness the thread tests and ``benchmarks/lock_bench.py`` share with them.
+
+A plain module (no pytest), so the benchmark imports it too: one copy of the round protocol
+(:func:`contend_rounds`) and of the thread harness (:func:`in_threads`)."""
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 
 def enter(marker_dir: str) -> bool:
@@ -23,9 +30,64 @@ def leave(marker_dir: str) -> None:
     os.unlink(os.path.join(marker_dir, "inside"))
 
 
+def contend_rounds(
+    lock_for: Callable[[int], Any],
+    holder: Any,
+    rounds: int,
+    barrier: Any,
+    marker_dir: str,
+    won: Callable[[int, Any, bool], None],
+) -> None:
+    """One contender's ``rounds``: each round every contender tries ``lock_for(round)`` at once
+    (``barrier``, a threading or multiprocessing one); the winner claims the file-system marker
+    (:func:`enter`) and holds until every contender has tried, then leaves, reports
+    ``won(round, lease, alone)`` (``alone`` False: the marker saw another holder inside) and
+    releases."""
+    for rnd in range(rounds):
+        lock = lock_for(rnd)
+        barrier.wait()
+        lease = lock.try_acquire(holder)
+        alone = enter(marker_dir) if lease else True
+        barrier.wait()  # everyone has tried while the winner holds
+        if lease:
+            if alone:
+                leave(marker_dir)
+            won(rnd, lease, alone)
+            lock.release(lease)
+        barrier.wait()
+
+
+def in_threads(
+    count: int,
+    target: Callable[[int], None],
+    *,
+    barrier: threading.Barrier | None = None,
+    timeout: float | None = None,
+) -> list[BaseException]:
+    """Run ``target(i)`` for ``i`` in ``range(count)``, each in its own thread, all started
+    before any is joined (each join waits ``timeout``). Returns what the threads raised; a
+    raising thread aborts ``barrier`` so the others stop waiting for it."""
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            target(i)
+        except BaseException as exc:  # surfaced to the caller
+            errors.append(exc)
+            if barrier is not None:
+                barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    return errors
+
+
 def contender(host: str, project: str, stack: str, rounds: int, barrier, marker_dir: str,
               results) -> None:  # fmt: skip
-    """One of N processes: each round, all try at once; the winner holds until all tried."""
+    """One of N processes in :func:`contend_rounds`; each win is put on ``results``."""
     from scripts.deploylock import DEFAULT_DATABASE, DeployLock, HolderInfo
     from scripts.emulators import firestore_client
 
@@ -34,18 +96,14 @@ def contender(host: str, project: str, stack: str, rounds: int, barrier, marker_
         stack=stack,
         ttl=timedelta(seconds=30),
     )
-    holder = HolderInfo.detect(reason="contention test")
-    for rnd in range(rounds):
-        barrier.wait()
-        lease = lock.try_acquire(holder)
-        ok = enter(marker_dir) if lease else True
-        barrier.wait()  # everyone has tried while the winner holds
-        if lease:
-            if ok:
-                leave(marker_dir)
-            lock.release(lease)
-            results.put((rnd, lease.token, ok, os.getpid()))
-        barrier.wait()
+    contend_rounds(
+        lambda _rnd: lock,
+        HolderInfo.detect(reason="contention test"),
+        rounds,
+        barrier,
+        marker_dir,
+        lambda rnd, lease, alone: results.put((rnd, lease.token, alone, os.getpid())),
+    )
 
 
 def holder_main(args: list[str]) -> None:

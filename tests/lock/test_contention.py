@@ -30,40 +30,30 @@ def check_rounds(results: list[tuple[int, int, bool, int]], rounds: int) -> None
     assert tokens == sorted(set(tokens)), f"tokens not strictly increasing: {tokens}"
 
 
+def _client(firestore_emulator):
+    # One client per contender, as separate deploy processes would have.
+    return firestore_client(
+        firestore_emulator, firestore_emulator.project, database=DEFAULT_DATABASE
+    )
+
+
 def test_16_threads_one_winner_per_round(firestore_db, firestore_emulator, tmp_path):
     rounds = 50
     barrier = threading.Barrier(CONTENDERS)
     results: list[tuple[int, int, bool, int]] = []
-    errors: list[BaseException] = []
 
     def contender(i: int) -> None:
-        # One client per contender, as separate deploy processes would have.
-        client = firestore_client(
-            firestore_emulator, firestore_emulator.project, database=DEFAULT_DATABASE
+        lock = DeployLock(_client(firestore_emulator), stack="prod", ttl=timedelta(seconds=30))
+        _workers.contend_rounds(
+            lambda _rnd: lock,
+            HolderInfo(who=f"thread-{i}", host="test", pid=i),
+            rounds,
+            barrier,
+            str(tmp_path),
+            lambda rnd, lease, alone: results.append((rnd, lease.token, alone, i)),
         )
-        lock = DeployLock(client, stack="prod", ttl=timedelta(seconds=30))
-        me = HolderInfo(who=f"thread-{i}", host="test", pid=i)
-        try:
-            for rnd in range(rounds):
-                barrier.wait()
-                lease = lock.try_acquire(me)
-                ok = _workers.enter(str(tmp_path)) if lease else True
-                barrier.wait()
-                if lease:
-                    if ok:
-                        _workers.leave(str(tmp_path))
-                    lock.release(lease)
-                    results.append((rnd, lease.token, ok, i))
-                barrier.wait()
-        except BaseException as exc:  # surface in the main thread
-            errors.append(exc)
-            barrier.abort()
 
-    threads = [threading.Thread(target=contender, args=(i,)) for i in range(CONTENDERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    errors = _workers.in_threads(CONTENDERS, contender, barrier=barrier, timeout=120)
     assert not errors, errors
     check_rounds(results, rounds)
     assert [r[1] for r in sorted(results)] == list(range(1, rounds + 1))
@@ -74,30 +64,19 @@ def test_16_threads_churn_with_wait_never_overlap(make_lock, firestore_emulator,
     per_thread = 4
     overlaps: list[str] = []
     tokens: list[int] = []
-    errors: list[BaseException] = []
 
     def worker(i: int) -> None:
-        client = firestore_client(
-            firestore_emulator, firestore_emulator.project, database=DEFAULT_DATABASE
-        )
-        lock = DeployLock(client, stack="prod", ttl=timedelta(seconds=30))
-        try:
-            for _ in range(per_thread):
-                lease = lock.acquire(HolderInfo(who=f"t{i}", host="test", pid=i), wait=60)
-                if not _workers.enter(str(tmp_path)):
-                    overlaps.append(f"t{i} token {lease.token}")
-                else:
-                    _workers.leave(str(tmp_path))
-                tokens.append(lease.token)
-                assert lock.release(lease)
-        except BaseException as exc:
-            errors.append(exc)
+        lock = DeployLock(_client(firestore_emulator), stack="prod", ttl=timedelta(seconds=30))
+        for _ in range(per_thread):
+            lease = lock.acquire(HolderInfo(who=f"t{i}", host="test", pid=i), wait=60)
+            if not _workers.enter(str(tmp_path)):
+                overlaps.append(f"t{i} token {lease.token}")
+            else:
+                _workers.leave(str(tmp_path))
+            tokens.append(lease.token)
+            assert lock.release(lease)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(CONTENDERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
+    errors = _workers.in_threads(CONTENDERS, worker, timeout=120)
     assert not errors and not overlaps, (errors, overlaps)
     assert tokens == list(range(1, CONTENDERS * per_thread + 1)), tokens
     history = make_lock().history(500)

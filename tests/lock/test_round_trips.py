@@ -105,36 +105,25 @@ def test_16_fresh_processes_worth_of_creates_one_winner_per_round(firestore_emul
     contenders, rounds = 16, 20
     barrier = threading.Barrier(contenders)
     results: list[tuple[int, int, bool, int, int]] = []
-    errors: list[BaseException] = []
 
     def contender(i: int) -> None:
         client = firestore_client(
             firestore_emulator, firestore_emulator.project, database=DEFAULT_DATABASE
         )
-        me = HolderInfo(who=f"thread-{i}", host="test", pid=i)
-        try:
-            for rnd in range(rounds):
-                lock = DeployLock(client, stack="prod", ttl=timedelta(seconds=30))
-                calls = count_rpcs(lock)
-                barrier.wait()
-                lease = lock.try_acquire(me)
-                ok = _workers.enter(str(tmp_path)) if lease else True
-                barrier.wait()
-                if lease:
-                    if ok:
-                        _workers.leave(str(tmp_path))
-                    results.append((rnd, lease.token, ok, i, len(calls)))
-                    lock.release(lease)
-                barrier.wait()
-        except BaseException as exc:
-            errors.append(exc)
-            barrier.abort()
+        calls: dict[int, list[str]] = {}  # round -> that round's lock's RPCs
 
-    threads = [threading.Thread(target=contender, args=(i,)) for i in range(contenders)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=180)
+        def fresh(rnd: int) -> DeployLock:
+            lock = DeployLock(client, stack="prod", ttl=timedelta(seconds=30))
+            calls[rnd] = count_rpcs(lock)
+            return lock
+
+        def won(rnd, lease, alone) -> None:  # before its release: the acquire's RPCs only
+            results.append((rnd, lease.token, alone, i, len(calls[rnd])))
+
+        me = HolderInfo(who=f"thread-{i}", host="test", pid=i)
+        _workers.contend_rounds(fresh, me, rounds, barrier, str(tmp_path), won)
+
+    errors = _workers.in_threads(contenders, contender, barrier=barrier, timeout=180)
     assert not errors, errors
     by_round: dict[int, list] = {}
     for rnd, token, ok, who, rpcs in results:
