@@ -11,7 +11,7 @@ import pulumi_gcp as gcp
 from infra.config import DEAD_LETTER_RETENTION, StackConfig, TopicConfig
 from infra.durations import api_duration
 from infra.iam import Grants
-from infra.naming import Kind
+from infra.naming import Kind, service_account_member
 from infra.options import after, child_options
 from infra.roles import PUBSUB_PUBLISHER, PUBSUB_SUBSCRIBER
 
@@ -29,7 +29,7 @@ def pubsub_agent_member(project: str) -> pulumi.Output[str]:
     """
     number = gcp.organizations.get_project_output(project_id=project).number
     return number.apply(
-        lambda n: f"serviceAccount:service-{n}@gcp-sa-pubsub.iam.gserviceaccount.com"
+        lambda n: service_account_member(f"service-{n}@gcp-sa-pubsub.iam.gserviceaccount.com")
     )
 
 
