@@ -1,6 +1,6 @@
 """The predefined IAM roles the program grants and the preflight rules look for: one home.
 
-The program (``infra/``) grants them, the rules (``policy/rules.py``) check the grants, and
+The program (``infra/``) grants them, the rules (``policy/rules/``) check the grants, and
 the offline plan's inventory shows them; each imports the name from here.
 https://cloud.google.com/iam/docs/understanding-roles
 """

@@ -12,15 +12,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from policy.graph import T
+
 from ._cloudbuild import ImageTarget, split_image
 from ._cloudrun import ServiceRef
 from ._errors import DeployError
 
 __all__ = ["StackService", "StackInfo", "stack_info"]
-
-CLOUD_RUN_TYPE = "gcp:cloudrunv2/service:Service"
-IMAGE_TYPE = "docker-build:index:Image"
-SUBSCRIPTION_TYPE = "gcp:pubsub/subscription:Subscription"
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,7 @@ def stack_info(
     region = _config_value(config, "gcp:region")
     images: dict[str, ImageTarget] = {}
     for res in resources:
-        if res.type != IMAGE_TYPE:
+        if res.type != T.IMAGE:
             continue
         tags = _get(res.inputs, "tags") or []
         for tagged in tags:
@@ -97,7 +95,7 @@ def stack_info(
             images[service] = ImageTarget(service, repository, tag)
     services: dict[str, StackService] = {}
     for res in resources:
-        if res.type != CLOUD_RUN_TYPE:
+        if res.type != T.CLOUD_RUN:
             continue
         name = _get(res.inputs, "name") or res.name
         svc_project = _get(res.inputs, "project") or project
@@ -118,7 +116,7 @@ def stack_info(
         sorted(
             str(_get(res.inputs, "name") or res.name)
             for res in resources
-            if res.type == SUBSCRIPTION_TYPE and not _get(res.inputs, "pushConfig", "push_config")
+            if res.type == T.SUBSCRIPTION and not _get(res.inputs, "pushConfig", "push_config")
         )
     )
     first = next(iter(services.values())).ref

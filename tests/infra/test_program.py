@@ -1,6 +1,6 @@
 """The program under Pulumi's mocks (preview=False, so every apply runs), prod and dev stacks.
 
-Graph checks are the preflight rules (``policy/rules.py``), run here on the plans: written
+Graph checks are the preflight rules (``policy/rules/``), run here on the plans: written
 once, reused by ``platform plan``, the deploy pipeline and the policy pack.
 """
 
