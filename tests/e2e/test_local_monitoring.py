@@ -11,17 +11,18 @@ dead-lettered, the coordinator's ``/start``, the ``batches`` and ``platform`` CL
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from scripts.local import NOT_APPLIED, LocalPlatform, demo_items
 from tests.e2e.conftest import IDLE_WINDOW_S
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.emulator]
 
@@ -70,15 +71,8 @@ def _dir(platform: LocalPlatform) -> str:
     return str(platform.state_dir)
 
 
-def _wait(predicate, *, timeout: float, interval: float = 0.5, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+#: The polls here read the emulators or run the CLI: every 0.5 s unless a call says.
+_wait = functools.partial(wait_for, interval=0.5)
 
 
 def _by_name(rows: list[dict], key: str = "subscription") -> dict[str, dict]:

@@ -9,6 +9,7 @@ started from their Dockerfile's CMD, the scheduler jobs' paths, the ``batches`` 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import subprocess
@@ -22,6 +23,7 @@ import pytest
 from infra.paths import REPO_ROOT
 from scripts.local import LocalPlatform, RefusedStack, demo_items
 from tests.e2e.conftest import IDLE_WINDOW_S, PLATFORM_KEY, prod_config
+from tests.polling import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.emulator]
 
@@ -57,15 +59,8 @@ def _json(proc: subprocess.CompletedProcess) -> dict:
     return json.loads(proc.stdout)
 
 
-def _wait(predicate, *, timeout: float, interval: float = 0.25, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
+#: The polls here read the emulators or run the CLI: every 0.25 s unless a call says.
+_wait = functools.partial(wait_for, interval=0.25)
 
 
 def test_1_a_batch_of_200_completes_and_status_agrees_with_batches_inspect(platform):

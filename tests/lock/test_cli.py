@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from scripts.cli_common import ExitCode
 from scripts.deploy_lock_cli import app
 from scripts.deploylock import HolderInfo
+from tests.polling import wait_for
 
 from .conftest import DEPLOY_LOCK, REPO
 
@@ -207,7 +208,7 @@ def test_two_runs_at_once_second_is_told_who_holds(cli_env, make_lock):
         env=cli_env, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     lock = make_lock()
-    _wait_until(lambda: lock.status().held, 20, "first run never acquired")
+    wait_for(lambda: lock.status().held, timeout=20, what="the first run to acquire")
     try:
         second = dl(["run", "--stack", "prod", "--", "sleep", "1"], cli_env)
         out = expect_proc(second, 3)
@@ -236,7 +237,7 @@ def test_run_releases_on_sigterm(cli_env, make_lock):
         env=cli_env, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     lock = make_lock()
-    _wait_until(lambda: lock.status().held, 20, "run never acquired")
+    wait_for(lambda: lock.status().held, timeout=20, what="the run to acquire")
     time.sleep(0.3)  # let it start the command
     proc.send_signal(signal.SIGTERM)
     code = proc.wait(20)
@@ -260,7 +261,7 @@ def test_run_stops_command_when_lease_is_lost(cli_env, make_lock, tmp_path):
         env=cli_env, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     lock = make_lock()
-    _wait_until(lambda: lock.status().held, 20, "run never acquired")
+    wait_for(lambda: lock.status().held, timeout=20, what="the run to acquire")
     lock.force_release(reason="testing loss", by=HolderInfo(who="ops", host="h", pid=1))
     started = time.monotonic()
     code = proc.wait(20)
@@ -283,13 +284,15 @@ def test_sigkilled_cli_runner_takes_its_command_with_it(cli_env, make_lock, tmp_
         env=cli_env, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        _wait_until(lambda: len(_workers.read_ticks(ticks)[0]) == 2, 60, "never ticked")
+        wait_for(lambda: len(_workers.read_ticks(ticks)[0]) == 2, timeout=60, what="both to tick")
     finally:
         proc.kill()
         proc.wait(10)
     killed = time.monotonic()
     pids = _workers.read_ticks(ticks)[0]
-    _wait_until(lambda: not any(_alive(p) for p in pids), 10, f"{pids} outlived the runner")
+    wait_for(
+        lambda: not any(_alive(p) for p in pids), timeout=10, what=f"{pids} to end with the runner"
+    )
     assert time.monotonic() - killed < 5  # SIGINT ignored, SIGKILL 1 s later
 
 
@@ -370,15 +373,6 @@ def test_no_credentials_exits_1_with_advice(tmp_path):
     out = expect_proc(dl(["status", "--stack", "prod", "--project", "p"], env), 1)
     assert "cannot create a Firestore client" in out and "application-default login" in out
     assert time.monotonic() - started < 15
-
-
-def _wait_until(predicate, timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    pytest.fail(message)
 
 
 def test_the_console_script_and_platform_deploy_lock_run_the_same_app():

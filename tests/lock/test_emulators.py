@@ -13,6 +13,7 @@ import pytest
 
 from infra.paths import REPO_ROOT
 from scripts import emulators
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.emulator
 
@@ -97,10 +98,12 @@ def test_an_emulator_dies_with_a_sigkilled_parent(kind):
         assert _pid_alive(pid)
         parent.kill()
         parent.wait(10)
-        deadline = time.monotonic() + 15
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not _pid_alive(pid), f"{kind} emulator {pid} outlived its SIGKILLed parent"
+        wait_for(
+            lambda: not _pid_alive(pid),
+            timeout=15,
+            interval=0.2,
+            what=f"{kind} emulator {pid} to end with its SIGKILLed parent",
+        )
     finally:
         parent.kill()
 

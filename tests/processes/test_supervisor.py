@@ -14,6 +14,7 @@ import psutil
 import pytest
 
 from scripts import processes
+from tests.polling import wait_for
 
 #: A parent that starts a child and both sleep: the tree stop() must end.
 _TREE = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); print('ready', flush=True); time.sleep(60)"  # noqa: E501
@@ -29,20 +30,15 @@ def _spawn(tmp_path: Path, code: str, name: str = "p") -> processes.ProcRecord:
     )
 
 
-def _wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
-
-
 def _children(rec: processes.ProcRecord) -> list[psutil.Process]:
     return psutil.Process(rec.pid).children(recursive=True)
 
 
 def test_stop_ends_the_whole_tree_and_reports_it_was_running(tmp_path):
     rec = _spawn(tmp_path, _TREE)
-    _wait_for(lambda: "ready" in (tmp_path / "p.log").read_text())
+    wait_for(
+        lambda: "ready" in (tmp_path / "p.log").read_text(), timeout=10, interval=0.05, what="ready"
+    )
     (child,) = _children(rec)
     assert processes.alive(rec)
     assert processes.stop(rec, grace=5) is True
@@ -56,7 +52,9 @@ def test_stop_ends_the_whole_tree_and_reports_it_was_running(tmp_path):
 def test_a_process_ignoring_sigterm_is_killed_after_the_grace(tmp_path):
     code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"  # noqa: E501
     rec = _spawn(tmp_path, code)
-    _wait_for(lambda: "ready" in (tmp_path / "p.log").read_text())
+    wait_for(
+        lambda: "ready" in (tmp_path / "p.log").read_text(), timeout=10, interval=0.05, what="ready"
+    )
     started = time.monotonic()
     assert processes.stop(rec, grace=0.5)
     assert not processes.alive(rec)
@@ -97,6 +95,7 @@ _PARENT = """
 import sys, time
 from pathlib import Path
 from scripts import processes
+from tests.polling import wait_for
 proc = processes.launch([sys.executable, "-c", "import time; time.sleep(60)"],
                         log_path=Path(sys.argv[1]), die_with_parent=True)
 print(proc.pid, flush=True)

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from google.api_core.exceptions import DeadlineExceeded
 
 from tests.conftest import EMULATOR_PROJECT
+from tests.polling import wait_for
 
 API_KEY = "test-api-key"
 
@@ -170,25 +171,35 @@ class Coordinator:
         return resp.json()
 
     def wait_published(self, batch_id: str, timeout: float = 60.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status = self.status(batch_id)
-            if status["state"] != "publishing":
-                return status
-            time.sleep(0.05)
-        raise AssertionError(f"batch {batch_id} still publishing after {timeout} s: {status}")
+        return self._wait_status(
+            batch_id, lambda s: s["state"] != "publishing", "to leave publishing", timeout, 0.05
+        )
 
     def wait_state(self, batch_id: str, state: str, timeout: float = 15.0) -> dict[str, Any]:
         """Poll /status until the batch is in ``state`` (the progress tracker finishes batches
         on its own thread, just after the last completion)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.status(batch_id)
-            if status["state"] == state:
-                return status
-            if time.monotonic() > deadline:
-                raise AssertionError(f"batch {batch_id} not {state} after {timeout} s: {status}")
-            time.sleep(0.02)
+        return self._wait_status(batch_id, lambda s: s["state"] == state, f"to be {state}", timeout)
+
+    def _wait_status(
+        self,
+        batch_id: str,
+        done: Callable[[dict[str, Any]], bool],
+        what: str,
+        timeout: float,
+        interval: float = 0.02,
+    ) -> dict[str, Any]:
+        seen: list[dict[str, Any]] = []
+
+        def poll() -> dict[str, Any] | None:
+            seen.append(self.status(batch_id))
+            return seen[-1] if done(seen[-1]) else None
+
+        return wait_for(
+            poll,
+            timeout=timeout,
+            interval=interval,
+            what=lambda: f"batch {batch_id} {what}: {seen[-1]}",
+        )
 
     def complete(
         self,

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 
 from scripts import emulators, processes
 from tests.conftest import EMULATOR_PROJECT
+from tests.polling import wait_for
 from tests.services.conftest import API_KEY, envelope, items, register
 
 pytestmark = pytest.mark.emulator
@@ -82,10 +83,12 @@ def test_publish_failure_marks_the_batch_publish_failed(
             "/start", json={"batch_id": "b-pf", "items": items(5)}, headers={"X-API-Key": API_KEY}
         )
         assert resp.status_code == 202
-        deadline = time.monotonic() + 30
-        while (status := client.get("/status/b-pf").json())["state"] == "publishing":
-            assert time.monotonic() < deadline, status
-            time.sleep(0.05)
+        status = wait_for(
+            lambda: (s := client.get("/status/b-pf").json())["state"] != "publishing" and s,
+            timeout=30,
+            interval=0.05,
+            what="the batch to leave publishing",
+        )
     assert status["state"] == "publish_failed", status
     assert "NotFound" in status["error"]
 
