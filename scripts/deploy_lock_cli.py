@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -236,7 +237,57 @@ def acquire(
     )
 
 
-@app.command(
+def _release(lock: DeployLock, stack: str, token: int, secret: str | None) -> tuple[Any, str]:
+    try:
+        lease = lock.lease_for(token, secret, action="release")
+    except LeaseLost as exc:
+        if exc.why != "it was already released":
+            raise
+        released = False
+    else:
+        released = lock.release(lease)
+    note = "released" if released else "was already released"
+    return (
+        {"stack": stack, "token": token, "released": released},
+        f"lock of stack [b]{stack}[/b] (token {token}) {note}",
+    )
+
+
+def _renew(lock: DeployLock, stack: str, token: int, secret: str | None) -> tuple[Any, str]:
+    lease = lock.renew(lock.lease_for(token, secret, action="renew"))
+    return (
+        {"lease": lease.to_dict()},
+        f"renewed the lock of stack [b]{stack}[/b] (token {token}): expires "
+        f"{lease.expires_at:%Y-%m-%d %H:%M:%S} UTC",
+    )
+
+
+def _lease_command(
+    use: Callable[[DeployLock, str, int, str | None], tuple[Any, str]],
+) -> Callable[..., None]:
+    """A command acting on the lease with ``--token``, proven by its holder secret: ``use``
+    returns (the JSON object, the human line); the lock's errors map to the exit codes."""
+
+    def command(
+        stack: Stack,
+        token: Token,
+        holder_secret: HolderSecret = None,
+        project: Project = None,
+        database: Database = DEFAULT_DATABASE,
+        json_out: Json = False,
+    ) -> None:
+        lock = _lock(project, database, stack, _DEFAULT_TTL_TEXT, json_out)
+        try:
+            data, human = use(lock, stack, token, holder_secret)
+        except DeployLockError as exc:
+            raise _domain_error(exc, json_out) from None
+        emit(data, as_json=json_out, human=human)
+
+    return command
+
+
+app.command(
+    "release",
     help=(
         "Release the lease with this fencing token, proving it with its holder secret.\n\n"
         "Exits 3 without the right secret (refused and recorded), or if it is no longer the "
@@ -245,36 +296,9 @@ def acquire(
     ),
     short_help="Release the lease with this fencing token and holder secret.",
     epilog=EXIT_CODES_HELP,
-)
-def release(
-    stack: Stack,
-    token: Token,
-    holder_secret: HolderSecret = None,
-    project: Project = None,
-    database: Database = DEFAULT_DATABASE,
-    json_out: Json = False,
-) -> None:
-    lock = _lock(project, database, stack, _DEFAULT_TTL_TEXT, json_out)
-    try:
-        try:
-            lease = lock.lease_for(token, holder_secret, action="release")
-        except LeaseLost as exc:
-            if exc.why != "it was already released":
-                raise
-            released = False
-        else:
-            released = lock.release(lease)
-    except DeployLockError as exc:
-        raise _domain_error(exc, json_out) from None
-    note = "released" if released else "was already released"
-    emit(
-        {"stack": stack, "token": token, "released": released},
-        as_json=json_out,
-        human=f"lock of stack [b]{stack}[/b] (token {token}) {note}",
-    )
-
-
-@app.command(
+)(_lease_command(_release))
+app.command(
+    "renew",
     help=(
         "Extend the lease with this fencing token by its TTL (needs its holder secret).\n\n"
         "Exits 3 without the right secret (refused and recorded), or if it is no longer the "
@@ -282,26 +306,7 @@ def release(
     ),
     short_help="Extend the lease with this fencing token by its TTL.",
     epilog=EXIT_CODES_HELP,
-)
-def renew(
-    stack: Stack,
-    token: Token,
-    holder_secret: HolderSecret = None,
-    project: Project = None,
-    database: Database = DEFAULT_DATABASE,
-    json_out: Json = False,
-) -> None:
-    lock = _lock(project, database, stack, _DEFAULT_TTL_TEXT, json_out)
-    try:
-        lease = lock.renew(lock.lease_for(token, holder_secret, action="renew"))
-    except DeployLockError as exc:
-        raise _domain_error(exc, json_out) from None
-    emit(
-        {"lease": lease.to_dict()},
-        as_json=json_out,
-        human=f"renewed the lock of stack [b]{stack}[/b] (token {token}): expires "
-        f"{lease.expires_at:%Y-%m-%d %H:%M:%S} UTC",
-    )
+)(_lease_command(_renew))
 
 
 @app.command(
