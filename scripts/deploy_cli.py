@@ -29,6 +29,9 @@ from scripts.cli_common import (
 )
 from scripts.deploy import (
     BUILDERS,
+    DEFAULT_LOCK_DATABASE,
+    LOCAL_STACK,
+    LOCK_DATABASE_ENV,
     PREVIOUS,
     CloudBuildAdapter,
     CloudRunAdapter,
@@ -40,22 +43,17 @@ from scripts.deploy import (
     DeployRequest,
     GitRepo,
     LocalTarget,
+    PlanPreflight,
+    cloud_rollout_adapters,
+    default_image_tags,
     deploy_engine,
     deploy_notifier,
-    run_deploy,
-    select_rollback,
-)
-from scripts.deploy._clients import (
-    DEFAULT_LOCK_DATABASE,
-    LOCAL_STACK,
-    LOCK_DATABASE_ENV,
-    cloud_rollout_adapters,
     firestore_for,
     local_platform,
     local_releases,
+    run_deploy,
+    select_rollback,
 )
-from scripts.deploy._pipeline import default_image_tags
-from scripts.deploy._preflight import PlanPreflight
 
 app = make_app(
     help=(
@@ -253,7 +251,7 @@ def _execute(
     stack: str,
     dry_run: bool,
     yes: bool,
-    as_json: bool,
+    json_out: bool,
     builder: str,
     allow_dirty: bool,
     lock_project: str | None,
@@ -262,6 +260,8 @@ def _execute(
     root: Path = REPO_ROOT,
     check_existing: bool = False,
 ) -> None:
+    """One pipeline run; the options are named as the commands' parameters, which pass them
+    on as parsed (``ctx.params``)."""
     if builder not in BUILDERS:
         raise usage_error(f"--builder must be one of: {', '.join(BUILDERS)} (got '{builder}')")
     if not dry_run and not yes and not sys.stdin.isatty():
@@ -273,7 +273,7 @@ def _execute(
         try:
             platform = local_platform(root)
         except DeployError as exc:
-            raise fail(str(exc), as_json=as_json) from None
+            raise fail(str(exc), as_json=json_out) from None
         # The services run the deployed commit's code (a rollback then really serves the
         # previous release); --allow-dirty runs the work tree, and cannot roll back.
         releases = None if allow_dirty else local_releases(root, platform)
@@ -300,9 +300,9 @@ def _execute(
         preflight = PlanPreflight(root, overrides=overrides)
         image_builder = None
         if builder == "cloudbuild" and rollback_to is None:
-            image_builder = _cloud_builder(stack, root, as_json)
+            image_builder = _cloud_builder(stack, root, json_out)
 
-    reporter = RichReporter(err_console if as_json else console)
+    reporter = RichReporter(err_console if json_out else console)
     local = target.platform if isinstance(target, LocalTarget) else None
     outcome: DeployOutcome | None = None
     try:
@@ -334,10 +334,10 @@ def _execute(
             # Like `platform local up`: the deployed (or restored) platform keeps running
             # after we exit.
             local.detach()
-    _render(outcome, as_json)
+    _render(outcome, json_out)
     if (
         local is not None
-        and not as_json
+        and not json_out
         and (outcome.exit_code == ExitCode.OK or outcome.rolled_back_to is not None)
     ):
         console.print("the local platform keeps running: `platform local down` stops it")
@@ -372,17 +372,7 @@ def deploy(
         return
     if not stack:
         raise usage_error("--stack is required (e.g. deploy --stack prod)")
-    _execute(
-        stack=stack,
-        dry_run=dry_run,
-        yes=yes,
-        as_json=json_out,
-        builder=builder,
-        allow_dirty=allow_dirty,
-        lock_project=lock_project,
-        lock_database=lock_database,
-        check_existing=check_existing,
-    )
+    _execute(**ctx.params)
 
 
 def _existing_creates(changes: Any, plan: Any) -> list[str]:
@@ -458,6 +448,7 @@ def history(
 
 @app.command(epilog=EXIT_CODES_HELP)
 def rollback(
+    ctx: typer.Context,
     stack: Stack = None,
     to: Annotated[
         str | None,
@@ -489,17 +480,8 @@ def rollback(
         raise fail(str(exc), as_json=json_out) from None
     except Exception as exc:  # noqa: BLE001
         raise fail(f"cannot read deployment history: {exc}", as_json=json_out) from None
-    _execute(
-        stack=stack,
-        dry_run=dry_run,
-        yes=yes,
-        as_json=json_out,
-        builder="local",
-        allow_dirty=allow_dirty,
-        lock_project=lock_project,
-        lock_database=lock_database,
-        rollback_to=target,
-    )
+    options = {k: v for k, v in ctx.params.items() if k != "to"}
+    _execute(**options, builder="local", rollback_to=target)
 
 
 def main() -> None:

@@ -16,6 +16,9 @@ from rich.table import Table
 from infra.paths import REPO_ROOT
 from scripts.cli_common import ExitCode, console, err_console, fail, run_app, usage_error
 from scripts.deploy import (
+    DEFAULT_LOCK_DATABASE,
+    LOCAL_STACK,
+    LOCK_DATABASE_ENV,
     AutomationPulumi,
     CloudBuildAdapter,
     CloudRunAdapter,
@@ -25,14 +28,10 @@ from scripts.deploy import (
     GitRepo,
     SystemTooling,
     compute_drift,
-)
-from scripts.deploy._clients import (
-    DEFAULT_LOCK_DATABASE,
-    LOCAL_STACK,
-    LOCK_DATABASE_ENV,
+    evaluate_plan,
     firestore_for,
+    plan_stack_info,
 )
-from scripts.deploy._preflight import _info, evaluate_plan
 
 app = typer.Typer(
     rich_markup_mode="rich",
@@ -114,7 +113,7 @@ def drift(
         raise usage_error("drift compares a cloud stack (prod, dev); the local platform has none")
     root = REPO_ROOT
     try:
-        info = _info(evaluate_plan(stack, root))
+        info = plan_stack_info(evaluate_plan(stack, root))
     except Exception as exc:  # noqa: BLE001 - ConfigError / PlanError, each with its message
         raise fail(f"cannot evaluate stack '{stack}': {exc}", as_json=json_out) from None
     missing = SystemTooling(which=_which_if_needed(config)).missing()

@@ -12,6 +12,15 @@ what to do; :func:`run_deploy` never raises for an expected failure and reports 
 """
 
 from ._announce import deploy_notifier
+from ._clients import (
+    DEFAULT_LOCK_DATABASE,
+    LOCAL_STACK,
+    LOCK_DATABASE_ENV,
+    cloud_rollout_adapters,
+    firestore_for,
+    local_platform,
+    local_releases,
+)
 from ._cloudbuild import (
     CloudBuildAdapter,
     ImageBuilder,
@@ -56,8 +65,10 @@ from ._pipeline import (
     Preflight,
     PreflightResult,
     Reporter,
+    default_image_tags,
     run_deploy,
 )
+from ._preflight import PlanPreflight, evaluate_plan, plan_stack_info
 from ._pulumi import (
     ENV_COMMIT,
     ENV_IMAGE_OVERRIDES,
@@ -78,6 +89,17 @@ from ._targets import CloudTarget, LocalPlatform, LocalTarget, Target
 from ._tooling import SystemTooling, ToolingCheck, check_tooling, missing_pulumi
 
 __all__ = [
+    "plan_stack_info",
+    "evaluate_plan",
+    "PlanPreflight",
+    "default_image_tags",
+    "local_releases",
+    "local_platform",
+    "firestore_for",
+    "cloud_rollout_adapters",
+    "LOCK_DATABASE_ENV",
+    "LOCAL_STACK",
+    "DEFAULT_LOCK_DATABASE",
     "BUILDERS",
     "COLLECTION",
     "COMMIT_LABEL",

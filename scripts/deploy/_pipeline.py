@@ -85,6 +85,7 @@ __all__ = [
     "Reporter",
     "StepRecord",
     "DeployOutcome",
+    "default_image_tags",
     "run_deploy",
 ]
 
@@ -866,6 +867,7 @@ def _dry_run(run: _Run, info: StackInfo, target: Target, builder, commit: str) -
 
 
 def default_image_tags(root: Path) -> Callable[[str], str]:
+    """service -> its image tag from the build context's content hash (``infra.build_context``)."""
     from infra.build_context import image_tag
 
     return lambda service: image_tag(service, root)

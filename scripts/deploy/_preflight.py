@@ -25,7 +25,7 @@ from ._pipeline import PreflightResult
 from ._pulumi import ENV_IMAGE_OVERRIDES
 from ._stackinfo import stack_info
 
-__all__ = ["PlanPreflight", "evaluate_plan"]
+__all__ = ["PlanPreflight", "evaluate_plan", "plan_stack_info"]
 
 
 def evaluate_plan(stack: str, root: Path, env: Mapping[str, str] | None = None) -> Plan:
@@ -33,7 +33,9 @@ def evaluate_plan(stack: str, root: Path, env: Mapping[str, str] | None = None) 
     return evaluate_stack(stack, root=root, env=dict(env or {}))
 
 
-def _info(plan: Any):
+def plan_stack_info(plan: Any):
+    """The :class:`StackInfo` of an offline plan: its services, images, project and region, the
+    coordinator service and its API key's secret."""
     cfg = plan.config
     platform = getattr(cfg, "platform", None)
     coordinator = api_key_secret = None
@@ -80,7 +82,7 @@ class PlanPreflight:
         except (PlanError, FileNotFoundError) as exc:
             return PreflightResult(errors=[f"offline plan of '{stack}': {exc}"])
         try:
-            info = _info(plan)
+            info = plan_stack_info(plan)
         except DeployError as exc:
             return PreflightResult(errors=[str(exc)], plan=plan)
         errors, warnings = _rule_findings(plan)

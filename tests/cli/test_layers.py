@@ -106,3 +106,26 @@ def test_every_operator_package_and_cli_is_in_the_layers_contract() -> None:
     assert libraries == named[2], libraries ^ named[2]
     (clis_contract,) = [c for c in config["contracts"] if c["type"] == "independence"]
     assert set(clis_contract["modules"]) == clis
+
+
+def test_the_clis_import_only_public_names() -> None:
+    """A CLI imports a library's API from its ``__init__`` (``from scripts.deploy import
+    ...``), never a private module (``scripts.deploy._clients``) or a private name."""
+    problems = []
+    for path in sorted((REPO_ROOT / "scripts").glob("*_cli.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                modules = [node.module]
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.Import):
+                modules, names = [a.name for a in node.names], []
+            else:
+                continue
+            ours = [m for m in modules if m.split(".")[0] in PACKAGES]
+            private = [m for m in ours if any(p.startswith("_") for p in m.split("."))]
+            private += [n for n in names if ours and n.startswith("_")]
+            if private:
+                rel = path.relative_to(REPO_ROOT)
+                problems.append(f"{rel}:{node.lineno}: imports {', '.join(private)}")
+    assert not problems, "\n".join(problems)

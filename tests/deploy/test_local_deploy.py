@@ -21,12 +21,12 @@ from scripts.deploy import (
     DeployRequest,
     GitRepo,
     LocalTarget,
+    PlanPreflight,
     Result,
     deploy_notifier,
+    local_releases,
     run_deploy,
 )
-from scripts.deploy._clients import local_releases
-from scripts.deploy._preflight import PlanPreflight
 from scripts.deploylock import DEFAULT_DATABASE, DeployLock
 from scripts.emulators import EmulatorUnavailable
 from scripts.local import LocalPlatform, NotRunning, running_firestore
