@@ -14,6 +14,7 @@ from scripts.local import LOCAL_STACK, LocalPlatform  # LOCAL_STACK: the local p
 
 from ._cloudcheck import CloudSyntheticCheck
 from ._errors import DeployError
+from ._lazyclient import LazyClient
 from ._registry import ArtifactRegistryDigests
 from ._releases import release_tree
 from ._secrets import SecretManagerSecrets
@@ -73,22 +74,6 @@ def local_releases(root: Path, platform: Any) -> Callable[[str], Path]:
     for ``LocalTarget(releases=...)``: the services run the deployed commit's code."""
     releases_dir = Path(platform.state_dir) / "releases"
     return lambda commit: release_tree(Path(root), commit, releases_dir)
-
-
-class LazyClient:
-    """A Google client made on first use: constructing one looks up credentials, which a dry
-    run on a machine without them must not need (it stops at the tooling step instead)."""
-
-    def __init__(self, factory: Callable[[], Any]) -> None:
-        self._factory = factory
-        self._client: Any = None
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        if self._client is None:
-            self._client = self._factory()
-        return getattr(self._client, name)
 
 
 def cloud_rollout_adapters(project: str | None) -> tuple[dict[str, Any], SecretManagerSecrets]:

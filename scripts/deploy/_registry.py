@@ -7,6 +7,7 @@ from typing import Any
 
 from ._cloudbuild import package_resource
 from ._errors import DeployError
+from ._lazyclient import LazyClient
 
 __all__ = ["ArtifactRegistryDigests", "version_resource"]
 
@@ -26,19 +27,18 @@ def version_resource(ref: str) -> str | None:
         return None
 
 
+def _registry_client() -> Any:
+    from google.cloud import artifactregistry_v1
+
+    return artifactregistry_v1.ArtifactRegistryClient()
+
+
 class ArtifactRegistryDigests:
     """``client``: an ``artifactregistry_v1.ArtifactRegistryClient`` (default: Google's, made
     on first use with Application Default Credentials)."""
 
     def __init__(self, client: Any = None) -> None:
-        self._client = client
-
-    def _registry(self) -> Any:
-        if self._client is None:
-            from google.cloud import artifactregistry_v1
-
-            self._client = artifactregistry_v1.ArtifactRegistryClient()
-        return self._client
+        self._client = client if client is not None else LazyClient(_registry_client)
 
     def digest_exists(self, ref: str) -> bool | None:
         """True: the version exists; False: Artifact Registry says NOT_FOUND (deleted, e.g. by
@@ -50,7 +50,7 @@ class ArtifactRegistryDigests:
         if name is None:
             return None
         try:
-            self._registry().get_version(name=name, timeout=TIMEOUT_S)
+            self._client.get_version(name=name, timeout=TIMEOUT_S)
         except gexc.NotFound:
             return False
         except Exception:  # noqa: BLE001 - GoogleAPICallError, no credentials: unknown

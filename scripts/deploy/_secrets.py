@@ -9,10 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 from ._errors import DeployError
+from ._lazyclient import LazyClient
 
 __all__ = ["SecretManagerSecrets", "SecretUnavailable"]
 
 TIMEOUT_S = 30.0
+
+
+def _secret_manager_client() -> Any:
+    from google.cloud import secretmanager_v1
+
+    return secretmanager_v1.SecretManagerServiceClient()
 
 
 class SecretUnavailable(DeployError):
@@ -24,14 +31,7 @@ class SecretManagerSecrets:
     on first use with Application Default Credentials)."""
 
     def __init__(self, client: Any = None) -> None:
-        self._client = client
-
-    def _secrets(self) -> Any:
-        if self._client is None:
-            from google.cloud import secretmanager_v1
-
-            self._client = secretmanager_v1.SecretManagerServiceClient()
-        return self._client
+        self._client = client if client is not None else LazyClient(_secret_manager_client)
 
     def read(self, project: str, secret: str, *, version: str = "latest") -> str:
         """The secret's value (UTF-8, surrounding whitespace stripped); ``latest`` is Secret
@@ -41,7 +41,7 @@ class SecretManagerSecrets:
 
         name = f"projects/{project}/secrets/{secret}/versions/{version}"
         try:
-            response = self._secrets().access_secret_version(name=name, timeout=TIMEOUT_S)
+            response = self._client.access_secret_version(name=name, timeout=TIMEOUT_S)
         except gexc.NotFound:
             raise SecretUnavailable(
                 f"Secret Manager secret '{secret}' of project '{project}' does not exist or "
