@@ -102,6 +102,9 @@ class _Emulator:
     _env_var = ""
     _name = ""
     _kind = ""
+    #: What runs it, for the message when it is missing: (what, Debian package, the
+    #: environment variable that overrides its path).
+    _install = ("", "", "")
 
     def __init__(
         self,
@@ -158,6 +161,11 @@ class FirestoreEmulator(_Emulator):
     _env_var = "FIRESTORE_EMULATOR_HOST"
     _name = "Firestore emulator"
     _kind = "firestore"
+    _install = (
+        "Firestore emulator jar",
+        "google-cloud-cli-firestore-emulator",
+        "FIRESTORE_EMULATOR_JAR",
+    )
 
     def wipe(self, *databases: str, timeout: float = 30) -> None:
         """Delete every document in these databases (default: ``(default)`` and the deploy
@@ -177,6 +185,11 @@ class PubSubEmulator(_Emulator):
     _env_var = "PUBSUB_EMULATOR_HOST"
     _name = "Pub/Sub emulator"
     _kind = "pubsub"
+    _install = (
+        "Pub/Sub emulator launcher",
+        "google-cloud-cli-pubsub-emulator",
+        "PUBSUB_EMULATOR_LAUNCHER",
+    )
 
 
 def _need_java() -> str:
@@ -208,16 +221,20 @@ E = TypeVar("E", bound=_Emulator)
 
 def _launch(
     cls: type[E],
-    command: Callable[[int], list[str]],
+    program: Path,
+    command: Callable[[str, int], list[str]],
     *,
     port: int | None,
     project: str,
     timeout: float,
     detached: bool,
 ) -> E:
-    """Start ``command(port)`` (a free port by default) and wait until it answers 'Ok'."""
+    """Check that ``program`` (the jar or launcher) and Java are installed, start
+    ``command(java, port)`` (a free port by default) and wait until it answers 'Ok'."""
+    _need_file(program, *cls._install)
+    java = _need_java()
     port = port or processes.free_port()
-    cmd = command(port)
+    cmd = command(java, port)
     fd, log_name = tempfile.mkstemp(prefix=f"{cls.__name__.lower()}-{port}-", suffix=".log")
     os.close(fd)
     log_path = Path(log_name)
@@ -266,16 +283,10 @@ def start_firestore(
     :raises EmulatorUnavailable: the jar or Java is missing.
     :raises EmulatorStartError: it exited or did not become ready in time (log quoted).
     """
-    _need_file(
-        FIRESTORE_JAR,
-        "Firestore emulator jar",
-        "google-cloud-cli-firestore-emulator",
-        "FIRESTORE_EMULATOR_JAR",
-    )
-    java = _need_java()
     return _launch(
         FirestoreEmulator,
-        lambda port: [
+        FIRESTORE_JAR,
+        lambda java, port: [
             java,
             "-Duser.language=en",
             "-cp",
@@ -302,16 +313,10 @@ def start_pubsub(
     :raises EmulatorUnavailable: the launcher or Java is missing.
     :raises EmulatorStartError: it exited or did not become ready in time (log quoted).
     """
-    _need_file(
-        PUBSUB_LAUNCHER,
-        "Pub/Sub emulator launcher",
-        "google-cloud-cli-pubsub-emulator",
-        "PUBSUB_EMULATOR_LAUNCHER",
-    )
-    _need_java()
     return _launch(
         PubSubEmulator,
-        lambda port: [str(PUBSUB_LAUNCHER), f"--host={_HOST}", f"--port={port}"],
+        PUBSUB_LAUNCHER,
+        lambda _java, port: [str(PUBSUB_LAUNCHER), f"--host={_HOST}", f"--port={port}"],
         port=port,
         project=project,
         timeout=timeout,
