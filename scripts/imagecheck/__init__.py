@@ -46,7 +46,7 @@ from ._check import (
     check_image,
     check_images,
 )
-from ._dockerfile import AppEntry, image_cmd, parse_entry
+from ._dockerfile import AppEntry, dockerfile_entry, image_cmd, parse_entry
 
 __all__ = [
     "AppEntry",
@@ -56,6 +56,7 @@ __all__ = [
     "check_builds",
     "check_image",
     "check_images",
+    "dockerfile_entry",
     "image_cmd",
     "parse_entry",
 ]

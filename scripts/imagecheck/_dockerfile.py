@@ -23,6 +23,7 @@ __all__ = [
     "Run",
     "SERVERS",
     "Stage",
+    "dockerfile_entry",
     "dockerfile_errors",
     "image_cmd",
     "parse_entry",
@@ -44,6 +45,7 @@ class AppEntry:
     attr: str  # "app"
     app_dir: str  # absolute image path put first on sys.path (uvicorn --app-dir, default cwd)
     argv: tuple[str, ...]  # CMD as exec'd (ENTRYPOINT + CMD)
+    options: tuple[str, ...] = ()  # the server's arguments other than the app
 
 
 @dataclass
@@ -164,7 +166,19 @@ def parse_entry(argv: Sequence[str], workdir: str = "/") -> AppEntry:
         elif w.startswith("--app-dir="):
             app_dir = posixpath.normpath(posixpath.join(workdir, w.split("=", 1)[1]))
     module, attr = spec.split(":", 1)
-    return AppEntry(server=exe, module=module, attr=attr, app_dir=app_dir, argv=tuple(argv))
+    options = tuple(w for w in rest if w != spec)
+    return AppEntry(
+        server=exe, module=module, attr=attr, app_dir=app_dir, argv=tuple(argv), options=options
+    )
+
+
+def dockerfile_entry(dockerfile: Path) -> tuple[AppEntry, dict[str, str]]:
+    """What the image of ``dockerfile`` starts (ENTRYPOINT + CMD, :func:`parse_entry`) and the
+    ENV it starts with; ValueError if its CMD names no server with an app."""
+    dockerfile = Path(dockerfile).resolve()
+    stage = stage_facts(BuildContext(root=dockerfile.parent, dockerfile=dockerfile))
+    argv = (stage.entrypoint or []) + (stage.cmd or [])
+    return parse_entry(argv, stage.workdir), dict(stage.env)
 
 
 def image_cmd(service: str, root: Path | None = None) -> list[str]:

@@ -1,6 +1,6 @@
 """Run a service the way its image does: the Dockerfile's CMD, on a free local port.
 
-The CMD is parsed (``dockerfile-parse``), never copied: for
+The CMD is parsed (by the image check's parser), never copied: for
 ``CMD ["sh", "-c", "exec uvicorn services.worker.main:app --host 0.0.0.0 --port ${PORT:-8080}"]``
 the service runs as ``python -m uvicorn services.worker.main:app --host 127.0.0.1 --port N``
 with this checkout as the working directory (the image's WORKDIR holds the same ``shared/``
@@ -16,9 +16,7 @@ and ``services/`` tree). Its environment is exactly:
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
 import sys
 import time
 import urllib.error
@@ -28,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scripts import processes
+from scripts.imagecheck import dockerfile_entry
 from scripts.local._secrets import load_secrets
 from scripts.local._topology import ServiceSpec
 
@@ -79,44 +78,30 @@ class EntryPoint:
 
 
 def entry_point(dockerfile: Path) -> EntryPoint:
-    """Parse ``dockerfile``'s CMD (exec form, optionally through ``sh -c``) and ENV."""
-    from dockerfile_parse import DockerfileParser
-
-    parser = DockerfileParser(path=str(dockerfile), env_replace=False)
-    raw = parser.cmd
-    if not raw:
-        raise ServiceStartError(f"{dockerfile}: no CMD")
+    """What ``dockerfile``'s image runs (:func:`scripts.imagecheck.dockerfile_entry`: ENTRYPOINT
+    + CMD, exec or shell form, optionally through ``sh -c "exec ..."``) and its ENV; host and
+    port are left out (the local platform binds 127.0.0.1 and a free port)."""
     try:
-        argv = json.loads(raw)
-    except json.JSONDecodeError:
-        argv = ["sh", "-c", raw]  # shell form
-    if len(argv) >= 3 and Path(argv[0]).name in ("sh", "bash") and argv[1] == "-c":
-        argv = shlex.split(argv[2])
-    if argv and argv[0] == "exec":
-        argv = argv[1:]
-    if len(argv) >= 3 and Path(argv[0]).name.startswith("python") and argv[1] == "-m":
-        argv = argv[2:]
-    if not argv or Path(argv[0]).name not in _SERVERS:
+        entry, image_env = dockerfile_entry(dockerfile)
+    except ValueError as exc:
         raise ServiceStartError(
-            f"{dockerfile}: CMD {raw} does not run a known server "
+            f"{dockerfile}: {exc}; the local platform cannot start it"
+        ) from None
+    if entry.server not in _SERVERS:
+        raise ServiceStartError(
+            f"{dockerfile}: CMD runs {entry.server}, not a known server "
             f"({', '.join(sorted(_SERVERS))}); the local platform cannot start it"
         )
-    server = Path(argv[0]).name
-    app: str | None = None
     rest: list[str] = []
-    it = iter(argv[1:])
+    it = iter(entry.options)
     for arg in it:
         if arg in ("--host", "--port"):
             next(it, None)  # replaced: 127.0.0.1 and a free port
-        elif arg.startswith(("--host=", "--port=")):
-            continue
-        elif not arg.startswith("-") and app is None:
-            app = arg
-        else:
+        elif not arg.startswith(("--host=", "--port=")):
             rest.append(arg)
-    if app is None:
-        raise ServiceStartError(f"{dockerfile}: CMD {raw} names no application module")
-    return EntryPoint(server, app, tuple(rest), dict(parser.envs), dockerfile)
+    return EntryPoint(
+        entry.server, f"{entry.module}:{entry.attr}", tuple(rest), image_env, dockerfile
+    )
 
 
 def service_env(
