@@ -39,14 +39,22 @@ EXISTING = [
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture
-def emulator_holding_some(pubsub_emulator, monkeypatch, tmp_path):
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator.host)
-    monkeypatch.delenv("FIRESTORE_EMULATOR_HOST", raising=False)
-    # No credentials of any kind: no key file, an empty gcloud config, no metadata server.
+def _environment(monkeypatch, tmp_path, *, pubsub: str | None = None, firestore: str | None = None):
+    """Only the emulators given (``host:port``), and no credentials of any kind: no key file,
+    an empty gcloud config, no metadata server."""
+    for var, host in (("PUBSUB_EMULATOR_HOST", pubsub), ("FIRESTORE_EMULATOR_HOST", firestore)):
+        if host is None:
+            monkeypatch.delenv(var, raising=False)
+        else:
+            monkeypatch.setenv(var, host)
     monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
     monkeypatch.setenv("NO_GCE_CHECK", "true")
+
+
+@pytest.fixture
+def emulator_holding_some(pubsub_emulator, monkeypatch, tmp_path):
+    _environment(monkeypatch, tmp_path, pubsub=pubsub_emulator.host)
     from google.api_core.exceptions import AlreadyExists
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import pubsub_v1
@@ -169,10 +177,7 @@ def test_the_runbook_section_the_cli_names_exists():
 def test_without_emulators_or_credentials_nothing_is_checked_and_nothing_hangs(
     monkeypatch, tmp_path
 ):
-    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
-    monkeypatch.delenv("FIRESTORE_EMULATOR_HOST", raising=False)
-    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
-    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    _environment(monkeypatch, tmp_path)
     result, out = _run(tmp_path)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -183,10 +188,7 @@ def test_without_emulators_or_credentials_nothing_is_checked_and_nothing_hangs(
 
 
 def test_firestore_emulator_database_is_found(firestore_emulator, monkeypatch, tmp_path):
-    monkeypatch.delenv("PUBSUB_EMULATOR_HOST", raising=False)
-    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", firestore_emulator.host)
-    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
-    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    _environment(monkeypatch, tmp_path, firestore=firestore_emulator.host)
     result, out = _run(tmp_path)
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
@@ -206,10 +208,7 @@ def test_an_unreachable_emulator_is_reported_per_resource_not_raised(monkeypatch
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{port}")
-    monkeypatch.delenv("FIRESTORE_EMULATOR_HOST", raising=False)
-    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
-    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    _environment(monkeypatch, tmp_path, pubsub=f"127.0.0.1:{port}")
     result, _out = _run(tmp_path)
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)

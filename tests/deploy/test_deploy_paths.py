@@ -95,7 +95,14 @@ def test_deploy_hands_the_policy_pack_to_the_real_engines_up_and_preview(fake_pu
         assert call["env"] == {"PLATFORM_GIT_COMMIT": "abc1234"}, (op, call)
 
 
-def _deploy(firestore_db, tmp_path, prod_plan: Plan, inspector: FakeInspector):
+def _deploy(firestore_db, tmp_path, prod_plan: Plan, monkeypatch, **wrong: str):
+    """Deploy the prod plan while Cloud Run serves each service the digest deployed, or
+    ``wrong[short name]``. The engine reports the program's own outputs, as `pulumi up` would
+    after deploying it."""
+    monkeypatch.setenv("FAKE_PULUMI_OUTPUTS", json.dumps(prod_plan.outputs))
+    inspector = FakeInspector()
+    for name, ref in prod_plan.outputs["image_refs"].items():
+        inspector.serve(name, wrong.get(name.replace("prediction-", ""), ref.rpartition("@")[2]))
     repo = TempRepo(tmp_path / "repo")
     repo.commit("initial")
     info = stack_info(
@@ -123,21 +130,15 @@ def _deploy(firestore_db, tmp_path, prod_plan: Plan, inspector: FakeInspector):
     return out, reporter
 
 
-def _serve(inspector: FakeInspector, refs: dict[str, str], **wrong: str) -> None:
-    for name, ref in refs.items():
-        inspector.serve(name, wrong.get(name.replace("prediction-", ""), ref.rpartition("@")[2]))
-
-
 @pytest.mark.emulator
 def test_verify_fails_a_revision_serving_another_digest_than_deployed(
     firestore_db, tmp_path, prod_plan, fake_pulumi, monkeypatch
 ):
-    # The engine reports the program's own outputs, as `pulumi up` would after deploying it.
     refs = prod_plan.outputs["image_refs"]
-    monkeypatch.setenv("FAKE_PULUMI_OUTPUTS", json.dumps(prod_plan.outputs))
-    inspector = FakeInspector()
-    _serve(inspector, refs, worker="sha256:" + "e" * 64)  # an old revision still serves
-    out, reporter = _deploy(firestore_db, tmp_path, prod_plan, inspector)
+    # An old revision still serves the worker.
+    out, reporter = _deploy(
+        firestore_db, tmp_path, prod_plan, monkeypatch, worker=f"sha256:{'e' * 64}"
+    )
     assert out.exit_code == ExitCode.ERROR, (out.error, reporter.steps)
     assert reporter.status_of("verify") == "failed"
     want = refs["prediction-worker"].rpartition("@")[2]
@@ -151,10 +152,7 @@ def test_verify_passes_when_cloud_run_serves_what_was_deployed(
     firestore_db, tmp_path, prod_plan, fake_pulumi, monkeypatch
 ):
     refs = prod_plan.outputs["image_refs"]
-    monkeypatch.setenv("FAKE_PULUMI_OUTPUTS", json.dumps(prod_plan.outputs))
-    inspector = FakeInspector()
-    _serve(inspector, refs)
-    out, reporter = _deploy(firestore_db, tmp_path, prod_plan, inspector)
+    out, reporter = _deploy(firestore_db, tmp_path, prod_plan, monkeypatch)
     assert out.exit_code == ExitCode.OK, (out.error, reporter.steps)
     assert {c.service: c.digest for c in out.checks} == {
         name: ref.rpartition("@")[2] for name, ref in refs.items()

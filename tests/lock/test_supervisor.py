@@ -26,6 +26,7 @@ import pytest
 from scripts import emulators
 from scripts.deploylock import DEFAULT_DATABASE, DeployLock, HolderInfo, clock
 from tests.lock import _workers
+from tests.polling import wait_for
 
 from .conftest import REPO
 
@@ -59,15 +60,16 @@ class Runner:
 
     def wait_running(self, timeout: float = 60) -> None:
         """Until the command and its escaped grandchild both tick."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def ticking() -> bool:
             pids, ticks = _workers.read_ticks(self.ticks)
             if len(pids) == 2 and len(ticks) > 20:
-                return
+                return True
             if self.proc.poll() is not None:
                 pytest.fail(f"runner exited {self.proc.returncode}: {self.proc.stderr.read()}")
-            time.sleep(0.05)
-        pytest.fail("the command never started ticking")
+            return False
+
+        wait_for(ticking, timeout=timeout, interval=0.05, what="the command to start ticking")
 
     def command_pids(self) -> list[int]:
         return _workers.read_ticks(self.ticks)[0]
@@ -85,27 +87,43 @@ class Runner:
 
 
 @pytest.fixture
-def runners():
+def start_runner(tmp_path):
+    """``start_runner(emulator, ignore_sigint=True)``: a :class:`Runner` against ``emulator``
+    whose command is ticking; killed with everything it started at the end of the test."""
     made: list[Runner] = []
-    yield made
+
+    def start(emulator, *, ignore_sigint: bool = True) -> Runner:
+        runner = Runner(emulator.host, emulator.project, tmp_path, ignore_sigint=ignore_sigint)
+        made.append(runner)
+        runner.wait_running()
+        return runner
+
+    yield start
     for r in made:
         r.cleanup()
 
 
-def acquire_timed(lock: DeployLock, timeout: float) -> tuple[float, object]:
-    """Poll ``try_acquire`` until it wins; return (clock() just before the winning attempt was
-    sent, lease). Short sleeps: the test wants the earliest moment the lock can be had."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def acquire_after(runner: Runner, lock: DeployLock, timeout: float):
+    """Poll ``try_acquire`` until the other client wins (short sleeps: the test wants the
+    earliest moment the lock can be had), assert the runner's command wrote nothing after
+    that winning attempt was sent and none of its processes is left; return the lease."""
+
+    def attempt() -> tuple[float, object] | None:
         sent = clock()
         try:
             lease = lock.try_acquire(OTHER)
         except Exception:  # noqa: BLE001 - Firestore resuming after SIGCONT: try again
-            lease = None
-        if lease is not None:
-            return sent, lease
-        time.sleep(0.05)
-    pytest.fail(f"the other client never acquired within {timeout} s: {lock.status().describe()}")
+            return None
+        return None if lease is None else (sent, lease)
+
+    sent, lease = wait_for(
+        attempt,
+        timeout=timeout,
+        interval=0.05,
+        what=lambda: f"the other client to acquire: {lock.status().describe()}",
+    )
+    assert_no_overlap(runner, sent)
+    return lease
 
 
 def assert_no_overlap(runner: Runner, acquired_sent: float) -> None:
@@ -119,19 +137,16 @@ def assert_no_overlap(runner: Runner, acquired_sent: float) -> None:
 
 
 def test_runner_sigkilled_its_command_dies_before_anyone_else_holds(
-    firestore_emulator, make_lock, tmp_path, runners
+    firestore_emulator, make_lock, start_runner
 ):
-    runner = Runner(firestore_emulator.host, firestore_emulator.project, tmp_path)
-    runners.append(runner)
-    runner.wait_running()
+    runner = start_runner(firestore_emulator)
     lock = make_lock(ttl=TTL)
     time.sleep(TTL * 0.6)  # past a renewal: the lease is kept alive
     assert lock.try_acquire(OTHER) is None
     runner.proc.send_signal(signal.SIGKILL)
     killed = clock()
     runner.proc.wait(10)
-    sent, lease = acquire_timed(lock, TTL * 3)
-    assert_no_overlap(runner, sent)
+    lease = acquire_after(runner, lock, TTL * 3)
     # It ran until the runner died, then had the grace period (it ignores SIGINT) at most.
     assert killed - 0.5 < runner.last_tick() < killed + GRACE + 1.0
     assert lock.history(1)[0].event == "takeover"
@@ -139,16 +154,13 @@ def test_runner_sigkilled_its_command_dies_before_anyone_else_holds(
 
 
 def test_runner_sigstopped_past_the_ttl_command_ends_by_the_safe_time_and_it_exits_3(
-    firestore_emulator, make_lock, tmp_path, runners
+    firestore_emulator, make_lock, start_runner
 ):
-    runner = Runner(firestore_emulator.host, firestore_emulator.project, tmp_path)
-    runners.append(runner)
-    runner.wait_running()
+    runner = start_runner(firestore_emulator)
     lock = make_lock(ttl=TTL)
     runner.proc.send_signal(signal.SIGSTOP)
     stopped = clock()
-    sent, lease = acquire_timed(lock, TTL * 3)
-    assert_no_overlap(runner, sent)
+    lease = acquire_after(runner, lock, TTL * 3)
     assert runner.last_tick() > stopped, "the command should run on until its deadline"
     runner.proc.send_signal(signal.SIGCONT)
     code = runner.proc.wait(30)
@@ -160,22 +172,18 @@ def test_runner_sigstopped_past_the_ttl_command_ends_by_the_safe_time_and_it_exi
 
 
 def test_runner_obeying_sigint_is_stopped_early_enough_too(
-    firestore_emulator, make_lock, tmp_path, runners
+    firestore_emulator, make_lock, start_runner
 ):
-    runner = Runner(firestore_emulator.host, firestore_emulator.project, tmp_path,
-                    ignore_sigint=False)  # fmt: skip
-    runners.append(runner)
-    runner.wait_running()
+    runner = start_runner(firestore_emulator, ignore_sigint=False)
     lock = make_lock(ttl=TTL)
     runner.proc.send_signal(signal.SIGSTOP)
-    sent, lease = acquire_timed(lock, TTL * 3)
-    assert_no_overlap(runner, sent)
+    lease = acquire_after(runner, lock, TTL * 3)
     runner.proc.send_signal(signal.SIGCONT)
     assert runner.proc.wait(30) == 3
     lock.release(lease)
 
 
-def test_firestore_sigstopped_past_the_ttl(tmp_path, runners):
+def test_firestore_sigstopped_past_the_ttl(start_runner):
     """A partition: the runner cannot renew; its command must end before the lease can
     expire, and the other client takes over as soon as Firestore answers again."""
     try:
@@ -195,17 +203,14 @@ def test_firestore_sigstopped_past_the_ttl(tmp_path, runners):
             except Exception:
                 if time.monotonic() > deadline:
                     raise
-        runner = Runner(emu.host, emu.project, tmp_path)
-        runners.append(runner)
-        runner.wait_running()
+        runner = start_runner(emu)
         os.kill(emu.proc.pid, signal.SIGSTOP)
         stopped = clock()
         try:
             time.sleep(TTL + 1)  # the lease expires by Firestore's clock meanwhile
         finally:
             os.kill(emu.proc.pid, signal.SIGCONT)
-        sent, lease = acquire_timed(lock, TTL * 4)
-        assert_no_overlap(runner, sent)
+        lease = acquire_after(runner, lock, TTL * 4)
         assert runner.last_tick() > stopped
         code = runner.proc.wait(30)
         assert code == 3, runner.proc.stderr.read()
@@ -213,18 +218,15 @@ def test_firestore_sigstopped_past_the_ttl(tmp_path, runners):
 
 
 def test_force_release_frees_the_lock_only_once_the_command_stopped(
-    firestore_emulator, make_lock, tmp_path, runners
+    firestore_emulator, make_lock, start_runner
 ):
-    runner = Runner(firestore_emulator.host, firestore_emulator.project, tmp_path)
-    runners.append(runner)
-    runner.wait_running()
+    runner = start_runner(firestore_emulator)
     lock = make_lock(ttl=TTL)
     displaced = lock.force_release(reason="deploy hung", by=HolderInfo(who="ops", host="h", pid=3))
     assert displaced is not None and displaced.holder.command
     forced = clock()
     assert lock.status().revoked
-    sent, lease = acquire_timed(lock, TTL * 3)
-    assert_no_overlap(runner, sent)
+    lease = acquire_after(runner, lock, TTL * 3)
     assert runner.last_tick() > forced, "the command should have been running when forced"
     code = runner.proc.wait(30)
     stderr = runner.proc.stderr.read()
