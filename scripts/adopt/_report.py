@@ -178,7 +178,11 @@ def _parent_key(urn: str, components: Mapping[str, tuple[str, str]]) -> str:
 
 
 def import_file(report: AdoptionReport) -> dict[str, Any]:
-    """The bulk import file for the resources to import, in the plan's order.
+    """The bulk import file for the resources to import, sorted by type and name.
+
+    Sorted, not in the plan's order: the mock monitor receives registrations from several
+    threads, so that order can differ between two builds of the same plan, and the file must
+    be the same on every run (an operator diffs it and reviews it before ``pulumi import``).
 
     A parent that is a component of the program goes in ``nameTable`` (key: component type
     and name, since an image and a service component share a name) with its URN; a resource
@@ -187,7 +191,7 @@ def import_file(report: AdoptionReport) -> dict[str, Any]:
     production")."""
     name_table: dict[str, str] = {}
     entries: list[dict[str, Any]] = []
-    for d in report.to_import:
+    for d in sorted(report.to_import, key=lambda d: (d.resource.type, d.resource.name)):
         entry: dict[str, Any] = {"type": d.resource.type, "name": d.resource.name}
         entry["id"] = d.import_id
         parent = d.resource.parent
