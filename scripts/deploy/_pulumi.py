@@ -211,9 +211,16 @@ class AutomationPulumi:
         except auto.errors.CommandError as exc:
             raise _failed(f"pulumi could not select stack '{stack}'", exc) from None
 
-    @staticmethod
-    def _collector() -> tuple[list[ResourceChange], Callable[[Any], None]]:
-        changes: list[ResourceChange] = []
+    def _run(
+        self,
+        operation: Callable[..., Any],
+        changes: list[ResourceChange],
+        on_output: OnOutput | None,
+        **options: Any,
+    ) -> Any:
+        """``operation`` (a stack's ``preview`` or ``up``) with the project's policy packs and
+        plain output, each resource it would change appended to ``changes`` as it goes (so a
+        failed run still says what it found)."""
 
         def on_event(event: Any) -> None:
             pre = getattr(event, "resource_pre_event", None)
@@ -225,7 +232,16 @@ class AutomationPulumi:
                 return
             changes.append(ResourceChange(md.urn, md.type, op, tuple(md.diffs or ())))
 
-        return changes, on_event
+        try:
+            return operation(
+                on_output=on_output,
+                on_event=on_event,
+                policy_packs=self.policy_packs or None,
+                color="never",
+                **options,
+            )
+        except FileNotFoundError as exc:
+            raise missing_pulumi(exc) from None
 
     @staticmethod
     def _summary(op_map: Mapping[Any, int] | None) -> dict[str, int]:
@@ -235,18 +251,15 @@ class AutomationPulumi:
         from pulumi import automation as auto
 
         st = self._stack(stack, env)
-        changes, on_event = self._collector()
+        changes: list[ResourceChange] = []
         try:
-            res = st.preview(
-                on_output=on_output,
-                on_event=on_event,
+            res = self._run(
+                st.preview,
+                changes,
+                on_output,
                 refresh=refresh or None,
                 expect_no_changes=expect_no_changes or None,
-                policy_packs=self.policy_packs or None,
-                color="never",
             )
-        except FileNotFoundError as exc:
-            raise missing_pulumi(exc) from None
         except auto.errors.CommandError as exc:
             if expect_no_changes and changes:
                 # "no changes were expected but changes were proposed": the changes are drift.
@@ -258,16 +271,9 @@ class AutomationPulumi:
         from pulumi import automation as auto
 
         st = self._stack(stack, env)
-        changes, on_event = self._collector()
+        changes: list[ResourceChange] = []
         try:
-            res = st.up(
-                on_output=on_output,
-                on_event=on_event,
-                policy_packs=self.policy_packs or None,
-                color="never",
-            )
-        except FileNotFoundError as exc:
-            raise missing_pulumi(exc) from None
+            res = self._run(st.up, changes, on_output)
         except auto.errors.ConcurrentUpdateError as exc:
             raise DeployError(
                 f"the Pulumi backend reports another update on '{stack}' (or a stale one after a "
