@@ -13,7 +13,7 @@ an in-process server of Cloud Run's own gRPC service definitions.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from ._errors import DeployError
@@ -69,13 +69,7 @@ class ServiceCheck:
     problems: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "service": self.service,
-            "ok": self.ok,
-            "revision": self.revision,
-            "digest": self.digest,
-            "problems": list(self.problems),
-        }
+        return {**asdict(self), "problems": list(self.problems)}
 
 
 class RunInspector(Protocol):

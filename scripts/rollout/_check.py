@@ -8,7 +8,7 @@ so completion alone proves nothing: the check asks for a minimum share of items 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import Any
 
@@ -75,19 +75,10 @@ class CheckResult:
         return head if self.ok else f"{head}: {'; '.join(self.problems)}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "batch_id": self.batch_id,
-            "state": self.state,
-            "items": self.items,
-            "predicted": self.predicted,
-            "predicted_share": round(self.predicted_share, 4),
-            "failed": self.failed,
-            "dead_lettered": self.dead_lettered,
-            "elapsed_s": self.elapsed_s,
-            "problems": list(self.problems),
-            "target": self.target,
-        }
+        """Every field but ``extra``, and ``predicted_share`` (4 decimals)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        data.update(predicted_share=round(self.predicted_share, 4), problems=list(self.problems))
+        return data
 
 
 def judge_check(
