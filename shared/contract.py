@@ -8,7 +8,6 @@ without ``GCP_PROJECT_ID``). Secret variables must come from Secret Manager, nev
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -20,7 +19,6 @@ __all__ = [
     "EnvContract",
     "MissingEnvironment",
     "contract_for",
-    "load_env",
 ]
 
 #: The coordinator's API as its callers (operators, the post-deploy check) use it.
@@ -101,14 +99,3 @@ def contract_for(service: str) -> EnvContract:
     except KeyError:
         known = ", ".join(sorted(CONTRACTS))
         raise KeyError(f"no env contract for service '{service}' (known: {known})") from None
-
-
-def load_env(service: str, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The contract's variables from ``environ``; raises MissingEnvironment listing all gaps."""
-    environ = os.environ if environ is None else environ
-    contract = contract_for(service)
-    missing = contract.missing(environ)
-    if missing:
-        raise MissingEnvironment(service, missing)
-    names = contract.all_required + contract.optional
-    return {name: environ[name] for name in names if name in environ}

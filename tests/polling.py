@@ -1,8 +1,8 @@
 """The tests' one polling loop: wait until something observable becomes true.
 
-A fixed-interval poll of a predicate, not a retry of a failing call (that is stamina's job in
-the library code): the tests wait for a process, a batch or a subscription to reach a state,
-and fail naming what they waited for.
+A fixed-interval poll of a predicate, not a retry of a failing call (in the library code that
+is google.api_core's Retry): the tests wait for a process, a batch or a subscription to reach
+a state, and fail naming what they waited for.
 """
 
 from __future__ import annotations
