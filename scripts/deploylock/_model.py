@@ -10,7 +10,7 @@ import re
 import secrets
 import socket
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -230,16 +230,8 @@ class HolderInfo:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        # Spelled out: dataclasses.asdict deep-copies, and this runs on every lock write.
-        return {
-            "who": self.who,
-            "host": self.host,
-            "pid": self.pid,
-            "git_commit": self.git_commit,
-            "ci_run_url": self.ci_run_url,
-            "reason": self.reason,
-            "command": self.command,
-        }
+        # Not dataclasses.asdict: it deep-copies, and this runs on every lock write.
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> HolderInfo:
