@@ -2,7 +2,7 @@
 
 A stack is refused (:class:`~scripts.local._errors.RefusedStack`, every problem listed) when
 its config is invalid, a topic has no subscription (its messages would be lost), or a
-preflight rule (``policy/rules.py``) blocks it: the same gate as a cloud deploy.
+preflight rule (``policy/rules/``) blocks it: the same gate as a cloud deploy.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def evaluate(
 
 
 def _preflight(plan: Any) -> list[str]:
-    """Error-level findings of the preflight rules (``policy/rules.py``), the image check
+    """Error-level findings of the preflight rules (``policy/rules/``), the image check
     included (``scripts.plan.preflight_findings``)."""
     from scripts.plan import preflight_findings
 

@@ -246,8 +246,10 @@ def test_acquire_waits_for_release_and_reports_holder(make_lock):
     threading.Timer(0.7, lock.release, args=(lease,)).start()
     started = time.monotonic()
     second = lock.acquire(holder("bob"), wait=5, on_wait=lambda s: seen.append(s.holder.who))
+    # Acquired (a wait that ran out raises LockHeld), and only after alice released: no
+    # upper bound on the time, which is the backoff's jitter plus the machine's load.
     assert second.token == 2
-    assert 0.6 < time.monotonic() - started < 4
+    assert time.monotonic() - started > 0.6
     assert seen and set(seen) == {"alice"}
     with pytest.raises(LockHeld):
         lock.acquire(holder("carol"), wait=0.5)
