@@ -55,19 +55,9 @@ from ._errors import (
 )
 from ._git import Commit, GitRepo
 from ._history import COLLECTION, Deployment, DeploymentHistory, Result, new_deployment_id
+from ._images import default_image_tags
 from ._lockport import DeployLockLocker
-from ._pipeline import (
-    BUILDERS,
-    STEPS,
-    DeployOutcome,
-    DeployRequest,
-    Locker,
-    Preflight,
-    PreflightResult,
-    Reporter,
-    default_image_tags,
-    run_deploy,
-)
+from ._pipeline import run_deploy
 from ._preflight import PlanPreflight, evaluate_plan, plan_stack_info
 from ._pulumi import (
     ENV_COMMIT,
@@ -85,6 +75,16 @@ from ._releases import release_tree
 from ._rollback import PREVIOUS, select_rollback
 from ._secrets import SecretManagerSecrets, SecretUnavailable
 from ._stackinfo import StackInfo, StackService, stack_info
+from ._steps import (
+    BUILDERS,
+    STEPS,
+    DeployOutcome,
+    DeployRequest,
+    Locker,
+    Preflight,
+    PreflightResult,
+    Reporter,
+)
 from ._targets import CloudTarget, LocalPlatform, LocalTarget, Target
 from ._tooling import SystemTooling, ToolingCheck, check_tooling, missing_pulumi
 

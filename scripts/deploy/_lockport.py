@@ -1,4 +1,4 @@
-"""The deploy lock (``scripts.deploylock``) as the pipeline's :class:`~._pipeline.Locker`."""
+"""The deploy lock (``scripts.deploylock``) as the pipeline's :class:`~._steps.Locker`."""
 
 from __future__ import annotations
 

@@ -34,256 +34,55 @@ A dry run takes no lock and writes no record: a preview changes nothing.
 from __future__ import annotations
 
 import json
-import signal
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import timedelta
-from pathlib import Path
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from scripts.cli_common import ExitCode
-from scripts.notify import DeployEvent, EventKind
-from scripts.rollout import CheckPolicy, CheckResult, RolloutPolicy
+from scripts.notify import EventKind
+from scripts.rollout import CheckPolicy, RolloutPolicy
 
-from ._cloudbuild import ImageBuilder, ensure_images
-from ._cloudrun import ServiceCheck
+from ._cloudbuild import ImageBuilder
+from ._dryrun import dry_run_deploy
 from ._errors import (
     AdoptionNeeded,
     CheckFailed,
     DeployError,
-    DirtyTree,
     Interrupted,
     LeaseLost,
     PreflightFailed,
-    RollbackRefused,
     RolloutFailed,
     ToolingMissing,
     VerificationFailed,
 )
+from ._fencing import fence, lost_message, signals_raise
 from ._git import GitRepo
-from ._history import Deployment, DeploymentHistory, Result, last_good, new_deployment_id
-from ._pulumi import (
-    ENV_COMMIT,
-    ENV_IMAGE_OVERRIDES,
-    ENV_LOCK_TOKEN,
-    INTERRUPT_GRACE_S,
-    EngineResult,
-)
+from ._history import Deployment, DeploymentHistory, Result, new_deployment_id
+from ._images import build_detail, build_images, expected_digests, served_images
+from ._preflight import commit_to_deploy
+from ._pulumi import ENV_COMMIT, ENV_IMAGE_OVERRIDES, ENV_LOCK_TOKEN
+from ._recording import Announcer, finish_record
+from ._rollback import auto_rollback
 from ._stackinfo import StackInfo
+from ._steps import (
+    BUILDERS,
+    DeployOutcome,
+    DeployRequest,
+    Locker,
+    Preflight,
+    Reporter,
+    Run,
+    summary_text,
+)
 from ._targets import Target
 
-__all__ = [
-    "STEPS",
-    "BUILDERS",
-    "INTERRUPTED_INSTRUCTIONS",
-    "DeployRequest",
-    "PreflightResult",
-    "Preflight",
-    "Locker",
-    "Reporter",
-    "StepRecord",
-    "DeployOutcome",
-    "default_image_tags",
-    "run_deploy",
-]
+__all__ = ["INTERRUPTED_INSTRUCTIONS", "ADOPT_HINT", "run_deploy"]
 
-STEPS = (
-    "preflight",
-    "tooling",
-    "lock",
-    "build",
-    "apply",
-    "verify",
-    "check",
-    "rollout",
-    "record",
-    "release",
-)
-BUILDERS = ("local", "cloudbuild")
 INTERRUPTED_INSTRUCTIONS = (
     "the apply was interrupted: run `pulumi refresh --stack {stack}` to reconcile the state "
     "with what exists, and `pulumi cancel --stack {stack}` if Pulumi still reports an update "
     "in progress; then deploy again (docs/runbooks.md, 'Recover an interrupted deploy')"
 )
-
-
-@dataclass(frozen=True)
-class DeployRequest:
-    stack: str
-    dry_run: bool = False
-    builder: str = "local"
-    allow_dirty: bool = False
-    rollback_to: Deployment | None = None  # redeploy this record's digests and commit label
-    interrupt_grace: float = INTERRUPT_GRACE_S
-
-
-@dataclass
-class PreflightResult:
-    errors: list[str]
-    info: StackInfo | None = None
-    warnings: list[str] = field(default_factory=list)
-    plan: Any = None
-
-
-class Preflight(Protocol):
-    def __call__(self, stack: str) -> PreflightResult: ...
-
-
-class Locker(Protocol):
-    """The deploy lock as the pipeline uses it (adapted from ``scripts.deploylock``)."""
-
-    def holder(self) -> Mapping[str, Any]:
-        """This process's holder metadata: ``who``, ``host``, ``ci_run_url``..."""
-        ...
-
-    def acquire(self, client: Any, stack: str, *, reason: str) -> Any:
-        """Take the lock or raise ``LockHeld`` (its message names the holder)."""
-        ...
-
-    def token(self, lease: Any) -> int: ...
-
-    def heartbeat(self, lease: Any, on_lost: Callable[[str], None]) -> Callable[[], None]:
-        """Start renewing; ``on_lost(why)`` runs once if the lease is lost. Returns stop()."""
-        ...
-
-    def verify(self, lease: Any) -> None:
-        """Re-check the lease with a read before a step that changes the world; raise
-        ``LeaseLost`` (saying "superseded") if it is no longer this run's."""
-        ...
-
-    def release(self, lease: Any) -> bool: ...
-
-
-class Reporter(Protocol):
-    def step(self, name: str, status: str, detail: str = "") -> None:
-        """``status``: running | ok | failed | skipped."""
-        ...
-
-    def output(self, line: str) -> None: ...
-
-
-@dataclass
-class StepRecord:
-    name: str
-    status: str
-    detail: str = ""
-
-
-@dataclass
-class DeployOutcome:
-    stack: str
-    exit_code: ExitCode = ExitCode.ERROR
-    steps: list[StepRecord] = field(default_factory=list)
-    deployment: Deployment | None = None
-    error: str | None = None
-    summary: dict[str, int] = field(default_factory=dict)
-    images: dict[str, str] = field(default_factory=dict)
-    checks: list[ServiceCheck] = field(default_factory=list)
-    dry_run: bool = False
-    check: CheckResult | None = None
-    rollout: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    rolled_back_to: str | None = None  # the good deployment an automatic rollback restored
-    rollback_record: Deployment | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        dep = self.deployment
-        return {
-            "stack": self.stack,
-            "exit_code": int(self.exit_code),
-            "dry_run": self.dry_run,
-            "ok": self.exit_code in (ExitCode.OK, ExitCode.CHANGES),
-            "error": self.error,
-            "steps": [s.__dict__ for s in self.steps],
-            "summary": self.summary,
-            "images": self.images,
-            "verification": [c.to_dict() for c in self.checks],
-            "check": self.check.to_dict() if self.check else None,
-            "rollout": self.rollout,
-            "warnings": self.warnings,
-            "rolled_back_to": self.rolled_back_to,
-            "rollback": self.rollback_record.to_doc() if self.rollback_record else None,
-            "deployment": dep.to_doc() if dep else None,
-        }
-
-
-class _Run:
-    """State of one pipeline run; the steps are its methods."""
-
-    def __init__(self, request: DeployRequest, reporter: Reporter) -> None:
-        self.request = request
-        self.reporter = reporter
-        self.outcome = DeployOutcome(request.stack, dry_run=request.dry_run)
-
-    def step(self, name: str, status: str, detail: str = "") -> None:
-        if status != "running":
-            self.outcome.steps.append(StepRecord(name, status, detail))
-        self.reporter.step(name, status, detail)
-
-    def skip_between(self, after: str, before: str, reason: str) -> None:
-        for name in STEPS[STEPS.index(after) + 1 : STEPS.index(before)]:
-            if not any(s.name == name for s in self.outcome.steps):
-                self.step(name, "skipped", reason)
-
-    def skip_rest(self, after: str, reason: str) -> None:
-        for name in STEPS[STEPS.index(after) + 1 :]:
-            if not any(s.name == name for s in self.outcome.steps):
-                self.step(name, "skipped", reason)
-
-
-@contextmanager
-def _signals_raise(on_signal: Callable[[int], None]) -> Iterator[None]:
-    """SIGINT/SIGTERM raise :class:`Interrupted` once (after ``on_signal``); later ones are
-    ignored so the cleanup (record, release) runs to the end. Main thread only."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    fired: list[int] = []
-
-    def handler(signum: int, frame: Any) -> None:
-        if fired:
-            return
-        fired.append(signum)
-        on_signal(signum)
-        raise Interrupted(f"received {signal.Signals(signum).name}")
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
-def _expected_digests(
-    overrides: Mapping[str, str], result: EngineResult, services: Mapping[str, Any]
-) -> dict[str, str | None]:
-    """service -> digest it must serve: the override's, else the program's output, else any."""
-    from_outputs = result.outputs.get("image_refs") or result.outputs.get("images") or {}
-    expected: dict[str, str | None] = {}
-    for name in services:
-        ref = overrides.get(name) or (
-            from_outputs.get(name) if isinstance(from_outputs, dict) else None
-        )
-        expected[name] = ref.rpartition("@")[2] if isinstance(ref, str) and "@" in ref else None
-    return expected
-
-
-def _uncommitted_build_inputs(repo: GitRepo) -> list[str]:
-    """What would make the commit label lie: tracked changes, and untracked files that the
-    image builds would send (the repo-root context after ``.dockerignore``). Untracked files
-    no image sees (``.tools/``, ``.local/``, an editor's scratch file) are not the deploy's
-    business."""
-    from infra.build_context import ContextSnapshot
-
-    dirty = repo.dirty_paths()
-    untracked = repo.untracked_paths()
-    if untracked:
-        in_context = ContextSnapshot(repo.root.resolve()).files
-        dirty += [p for p in untracked if p in in_context]
-    return dirty
 
 
 ADOPT_HINT = (
@@ -328,7 +127,7 @@ def run_deploy(
     setup warnings) when where to announce depends on the stack config (its webhook secret):
     called once the lock is held, never on a dry run.
     """
-    run = _Run(request, reporter)
+    run = Run(request, reporter)
     out = run.outcome
     stack = request.stack
     if request.builder not in BUILDERS:
@@ -343,23 +142,7 @@ def run_deploy(
         if pf.info is None:
             raise DeployError(f"preflight of '{stack}' returned no stack information")
         info = pf.info
-        if request.rollback_to is not None:
-            gone = sorted(set(request.rollback_to.images) - set(info.services))
-            if gone:
-                raise RollbackRefused(
-                    f"deployment {request.rollback_to.id} deployed service(s) that no longer "
-                    f"exist in stack '{stack}': {', '.join(gone)}; roll back to a later "
-                    "deployment, or restore them in the stack config first"
-                )
-        if not request.dry_run and not request.allow_dirty:
-            dirty = _uncommitted_build_inputs(repo)
-            if dirty:
-                shown = ", ".join(dirty[:10]) + (" ..." if len(dirty) > 10 else "")
-                raise DirtyTree(
-                    f"the work tree has uncommitted changes ({shown}): the commit label would "
-                    "not describe what is deployed; commit them, or pass --allow-dirty"
-                )
-        commit = request.rollback_to.commit if request.rollback_to else repo.head()
+        commit = commit_to_deploy(request, info, repo)
     except DeployError as exc:
         out.error = str(exc)
         run.step("preflight", "failed", str(exc))
@@ -380,7 +163,7 @@ def run_deploy(
     run.step("tooling", "ok")
 
     if request.dry_run:
-        return _dry_run(run, info, target, builder, commit)
+        return dry_run_deploy(run, info, target, builder, commit)
 
     if confirm is not None:
         what = (
@@ -437,12 +220,12 @@ def run_deploy(
             out.warnings.extend(str(w) for w in setup_warnings)
         except Exception as exc:  # noqa: BLE001 - announcing never fails a deploy
             out.warnings.append(f"notifications not set up: {type(exc).__name__}: {exc}")
-    announce = _Announcer(notifier, None, out)
+    announce = Announcer(notifier, None, out)
     stop_heartbeat: Callable[[], None] | None = None
     current = "lock"
     applied = False  # pulumi up started: only then do the recovery instructions apply
     try:
-        with _signals_raise(on_signal):
+        with signals_raise(on_signal):
             try:
                 stop_heartbeat = locker.heartbeat(lease, on_lost)
                 current = "record"
@@ -469,8 +252,8 @@ def run_deploy(
                 current = "build"
                 run.step("build", "running")
                 locker.verify(lease)  # image push
-                overrides, tags = _build(request, info, builder, image_tags, reporter)
-                run.step("build", "ok", _build_detail(request, overrides))
+                overrides, tags = build_images(request, info, builder, image_tags, reporter)
+                run.step("build", "ok", build_detail(request, overrides))
 
                 # 5. apply
                 current = "apply"
@@ -486,17 +269,17 @@ def run_deploy(
                     result = target.apply(stack, env=env, dry_run=False, on_output=reporter.output)
                 except DeployError:
                     if lost.is_set():
-                        raise LeaseLost(_lost_message(stack, lost_why)) from None
+                        raise LeaseLost(lost_message(stack, lost_why)) from None
                     raise
                 if lost.is_set():
-                    raise LeaseLost(_lost_message(stack, lost_why))
+                    raise LeaseLost(lost_message(stack, lost_why))
                 out.summary = dict(result.summary)
-                run.step("apply", "ok", _summary_text(result.summary))
+                run.step("apply", "ok", summary_text(result.summary))
 
                 # 6. verify
                 current = "verify"
                 run.step("verify", "running")
-                expected = _expected_digests(overrides, result, info.services)
+                expected = expected_digests(overrides, result, info.services)
                 checks = target.verify(stack, expected=expected, on_output=reporter.output)
                 out.checks = checks
                 bad = [c for c in checks if not c.ok]
@@ -505,9 +288,9 @@ def run_deploy(
                         "; ".join(f"{c.service}: {', '.join(c.problems)}" for c in bad)
                     )
                 if lost.is_set():
-                    raise LeaseLost(_lost_message(stack, lost_why))
+                    raise LeaseLost(lost_message(stack, lost_why))
                 run.step("verify", "ok", f"{len(checks)} check(s) passed")
-                out.images = _images(overrides, checks, info)
+                out.images = served_images(overrides, checks, info)
 
                 # 7. check
                 current = "check"
@@ -518,7 +301,7 @@ def run_deploy(
                 if not out.check.ok:
                     raise CheckFailed(f"post-deploy check failed: {out.check.detail}")
                 if lost.is_set():
-                    raise LeaseLost(_lost_message(stack, lost_why))
+                    raise LeaseLost(lost_message(stack, lost_why))
                 run.step("check", "ok", out.check.detail)
 
                 # 8. rollout
@@ -530,7 +313,7 @@ def run_deploy(
                 rollouts = target.promote(
                     stack,
                     policy=steps,
-                    fence=_fence(lost, lost_why, stack, lambda: locker.verify(lease)),
+                    fence=fence(lost, lost_why, stack, lambda: locker.verify(lease)),
                     on_output=reporter.output,
                 )
                 if rollouts is None:
@@ -569,7 +352,7 @@ def run_deploy(
                     out.error += f"; {instructions}"
                 run.step(current, "failed", str(exc))
                 run.skip_between(current, "record", "interrupted")
-                _finish(
+                finish_record(
                     history,
                     record,
                     out,
@@ -593,11 +376,11 @@ def run_deploy(
                     and request.rollback_to is None
                     and not lost.is_set()
                 ):
-                    rollback = _auto_rollback(
+                    rollback = auto_rollback(
                         history, record, out, target, stack, token, holder, reporter,
                         verify=lambda: locker.verify(lease),
                     )  # fmt: skip
-                _finish(history, record, out, Result.FAILED, msg, None, run)
+                finish_record(history, record, out, Result.FAILED, msg, None, run)
                 if record is not None:
                     # The release failed either way; the rollback is news of its own.
                     announce(EventKind.FAILED)
@@ -616,78 +399,6 @@ def run_deploy(
     return out
 
 
-def _finish(history, record, out, result, error, instructions, run) -> None:
-    if record is None:
-        return
-    if out.rolled_back_to:
-        error = f"{error}; rolled back automatically to {out.rolled_back_to}"
-    try:
-        out.deployment = history.finish(
-            record.id,
-            result,
-            error=error,
-            instructions=instructions,
-            summary=out.summary,
-            verification=[c.to_dict() for c in out.checks],
-            check=out.check.to_dict() if out.check else None,
-            rollout=out.rollout,
-            warnings=out.warnings,
-            rolled_back_by=out.rollback_record.id if out.rollback_record else None,
-        )
-        run.step("record", "ok", f"{record.id} ({result})")
-    except Exception as exc:  # noqa: BLE001
-        run.step("record", "failed", f"could not record {result}: {exc}")
-
-
-class _Announcer:
-    """Announces the run's transitions; an undelivered one becomes a warning of the run."""
-
-    def __init__(self, notifier: Any, record: Deployment | None, out: DeployOutcome) -> None:
-        self.notifier, self.record, self.out = notifier, record, out
-
-    def __call__(self, kind: EventKind) -> None:
-        if self.notifier is None or self.record is None:
-            return
-        out, rec = self.out, self.record
-        images = dict(out.images or rec.images or {})
-        restored = out.rollback_record if kind == EventKind.ROLLED_BACK else None
-        if restored is not None:
-            # What serves now: the last good release, redeployed by the rollback's own record.
-            rec, images = restored, dict(restored.images or {})
-        event = DeployEvent(
-            kind=kind,
-            stack=rec.stack,
-            commit=rec.commit,
-            who=rec.who,
-            deployment_id=rec.id,
-            lock_token=rec.lock_token,
-            images=images,
-            check=out.check.to_dict() if out.check else None,
-            error=out.error if kind in (EventKind.FAILED, EventKind.ROLLED_BACK) else None,
-            ci_run_url=rec.ci_run_url,
-            rollback_of=out.rolled_back_to if kind == EventKind.ROLLED_BACK else None,
-        )
-        try:
-            warnings = self.notifier.send(event)
-        except Exception as exc:  # noqa: BLE001 - a notification never fails a deploy
-            warnings = [f"notification {kind} failed: {type(exc).__name__}"]
-        out.warnings.extend(str(w) for w in warnings)
-
-
-def _fence(
-    lost: threading.Event, why: list[str], stack: str, verify: Callable[[], None]
-) -> Callable[[], None]:
-    """Raises LeaseLost once the heartbeat has lost the lease, or ``verify`` (a read) finds it
-    superseded (before each traffic change)."""
-
-    def check() -> None:
-        if lost.is_set():
-            raise LeaseLost(_lost_message(stack, why))
-        verify()
-
-    return check
-
-
 def _rollout_text(results: list[Any]) -> str:
     if not results:
         return "no revision to move"
@@ -695,179 +406,3 @@ def _rollout_text(results: list[Any]) -> str:
         f"{r.service} -> {r.candidate} ({'/'.join(str(s.percent) for s in r.steps)}%)"
         for r in results
     )
-
-
-def _auto_rollback(
-    history: DeploymentHistory,
-    failed: Deployment,
-    out: DeployOutcome,
-    target: Target,
-    stack: str,
-    token: int,
-    holder: Mapping[str, Any],
-    reporter: Reporter,
-    verify: Callable[[], None] = lambda: None,
-) -> Deployment | None:
-    """Redeploy the last good deployment (its digests and commit) under the lock already held,
-    as rollback does, recorded as its own ``rollback`` record; None when there is none or it
-    is refused (the reason goes into the run's warnings)."""
-    say = reporter.output
-    try:
-        good = last_good(history, stack, exclude=failed.id)
-    except Exception as exc:  # noqa: BLE001 - the history read is best effort here
-        out.warnings.append(f"automatic rollback not attempted: history unreadable ({exc})")
-        return None
-    if good is None:
-        out.warnings.append("automatic rollback not possible: no earlier succeeded deployment")
-        return None
-    if not target.restores_commits:
-        out.warnings.append(
-            f"automatic rollback to {good.id} not possible: the target runs the work tree "
-            "(--allow-dirty), not a commit's code"
-        )
-        return None
-    gone = [ref for ref in good.images.values() if target.image_exists(ref) is False]
-    if gone:
-        out.warnings.append(
-            f"automatic rollback to {good.id} refused: {', '.join(gone)} no longer in the "
-            "registry (the cleanup policy keeps the 20 newest versions)"
-        )
-        return None
-    try:
-        verify()  # fencing: before each step that changes the world
-    except DeployError as exc:
-        out.warnings.append(f"automatic rollback not attempted: {exc}")
-        return None
-    say(f"automatic rollback to {good.id} (commit {good.commit[:12]})")
-    record = history.start(
-        Deployment(
-            id=new_deployment_id(stack),
-            stack=stack,
-            commit=good.commit,
-            who=str(holder.get("who") or "?"),
-            kind="rollback",
-            lock_token=token,
-            builder="digests",
-            ci_run_url=holder.get("ci_run_url"),
-            host=holder.get("host"),
-            rollback_of=good.id,
-            automatic=True,
-        )
-    )
-    env = {ENV_COMMIT: good.commit, ENV_LOCK_TOKEN: str(token)}
-    if good.images:
-        env[ENV_IMAGE_OVERRIDES] = json.dumps(dict(good.images), sort_keys=True)
-    try:
-        verify()
-        result = target.apply(stack, env=env, dry_run=False, on_output=say)
-        expected = {s: ref.rpartition("@")[2] for s, ref in good.images.items() if "@" in ref}
-        bad = [c for c in target.verify(stack, expected=expected, on_output=say) if not c.ok]
-        if bad:
-            raise VerificationFailed(
-                "; ".join(f"{c.service}: {', '.join(c.problems)}" for c in bad)
-            )
-        # Straight to 100%: this release was verified when it was deployed.
-        verify()
-        target.promote(stack, policy=RolloutPolicy(steps=(100,), hold=timedelta(0)), on_output=say)
-        verify()
-        finished = history.finish(
-            record.id, Result.SUCCEEDED, images=dict(good.images), summary=dict(result.summary)
-        )
-    except Exception as exc:  # noqa: BLE001 - recorded; the deploy has failed either way
-        finished = history.finish(record.id, Result.FAILED, error=f"{type(exc).__name__}: {exc}")
-        out.warnings.append(f"automatic rollback to {good.id} failed: {exc}")
-    out.rollback_record = finished
-    if finished.result == Result.SUCCEEDED:
-        out.rolled_back_to = good.id
-        say(f"rolled back to {good.id}: {finished.id}")
-    return finished
-
-
-def _lost_message(stack: str, why: list[str]) -> str:
-    return (
-        f"the deploy lock on '{stack}' was lost during the deploy ({'; '.join(why) or '?'}): "
-        "another run may now hold it"
-    )
-
-
-def _build(request, info, builder, image_tags, reporter):
-    if request.rollback_to is not None:
-        return dict(request.rollback_to.images), dict(request.rollback_to.image_tags)
-    tags = {name: image_tags(name) for name in info.services} if image_tags else {}
-    if request.builder == "local":
-        return {}, tags
-    if builder is None:
-        raise DeployError("--builder cloudbuild needs the Cloud Build adapter (none configured)")
-    targets = info.image_targets()
-    missing = sorted(set(info.services) - set(targets))
-    if missing:
-        raise DeployError(f"the plan builds no image for: {', '.join(missing)}")
-    outcomes = ensure_images(builder, targets, on_output=reporter.output)
-    tags = {name: t.tag for name, t in targets.items()}
-    return {name: o.ref for name, o in outcomes.items()}, tags
-
-
-def _build_detail(request: DeployRequest, overrides: Mapping[str, str]) -> str:
-    if request.rollback_to is not None:
-        return f"redeploying the digests of {request.rollback_to.id}"
-    if request.builder == "local":
-        return "the program builds the images (pulumi-docker-build)"
-    return f"{len(overrides)} image(s) by digest"
-
-
-def _images(overrides, checks, info) -> dict[str, str]:
-    images = dict(overrides)
-    for c in checks:
-        svc = info.services.get(c.service)
-        if c.service not in images and c.digest and svc is not None and svc.image is not None:
-            images[c.service] = f"{svc.image.repository}@{c.digest}"
-    return images
-
-
-def _summary_text(summary: Mapping[str, int]) -> str:
-    return ", ".join(f"{op} {n}" for op, n in sorted(summary.items())) or "no changes"
-
-
-def _dry_run(run: _Run, info: StackInfo, target: Target, builder, commit: str) -> DeployOutcome:
-    out = run.outcome
-    request = run.request
-    run.step("lock", "skipped", "dry run: no lock")
-    overrides: dict[str, str] = {}
-    try:
-        run.step("build", "running")
-        if request.rollback_to is not None:
-            overrides = dict(request.rollback_to.images)
-            run.step("build", "ok", f"would redeploy the digests of {request.rollback_to.id}")
-        elif request.builder == "cloudbuild" and builder is not None:
-            todo = []
-            for name, t in sorted(info.image_targets().items()):
-                digest = builder.existing_digest(t)
-                if digest:
-                    overrides[name] = f"{t.repository}@{digest}"
-                else:
-                    todo.append(name)
-            run.step("build", "ok", f"would build: {', '.join(todo) or 'nothing'}")
-        else:
-            run.step("build", "skipped", "dry run: the program's build runs only on up")
-        run.step("apply", "running")
-        env = {ENV_COMMIT: commit}
-        if overrides:
-            env[ENV_IMAGE_OVERRIDES] = json.dumps(overrides, sort_keys=True)
-        result = target.apply(request.stack, env=env, dry_run=True, on_output=run.reporter.output)
-    except DeployError as exc:
-        out.error = str(exc)
-        run.step("apply", "failed", str(exc))
-        run.skip_rest("apply", "dry run failed")
-        return out
-    out.summary = dict(result.summary)
-    run.step("apply", "ok", f"preview: {_summary_text(result.summary)}")
-    run.skip_rest("apply", "dry run")
-    out.exit_code = ExitCode.CHANGES if result.changed else ExitCode.OK
-    return out
-
-
-def default_image_tags(root: Path) -> Callable[[str], str]:
-    """service -> its image tag from the build context's content hash (``infra.build_context``)."""
-    from infra.build_context import image_tag
-
-    return lambda service: image_tag(service, root)

@@ -10,7 +10,7 @@ import pytest
 from scripts.adopt import absent, existing_among, exists
 from scripts.deploy import DeployLockLocker, DeployRequest, run_deploy
 from scripts.deploy._git import GitRepo
-from scripts.deploy._pipeline import default_image_tags
+from scripts.deploy._images import default_image_tags
 from scripts.deploy._pulumi import ResourceChange
 from tests.deploy.test_pipeline import World, _assert_released
 

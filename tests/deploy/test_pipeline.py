@@ -29,7 +29,7 @@ from scripts.deploy import (
     StackService,
     run_deploy,
 )
-from scripts.deploy._pipeline import default_image_tags
+from scripts.deploy._images import default_image_tags
 from scripts.deploylock import DeployLock, HolderInfo
 from tests.deploy.doubles import (
     FakeBuilder,
