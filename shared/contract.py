@@ -65,7 +65,7 @@ CONTRACTS: dict[str, EnvContract] = {
             # REQUEST_TOPIC: where work items are published (the program sets it from config).
             required=("GCP_PROJECT_ID", "REQUEST_TOPIC"),
             secrets=("COORDINATOR_API_KEY",),
-            uses_firestore=True,  # the batch store (shared/batch_store.py)
+            uses_firestore=True,  # the batch store (shared/batch_store/)
             # Optional, with defaults in services/coordinator/settings.py: the Firestore
             # database id, the stall check's idle window (the local end-to-end tests shorten
             # it) and attempts per item, the batch age limits.
