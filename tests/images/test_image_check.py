@@ -9,10 +9,8 @@ import pytest
 from infra.build_context import image_tag
 from scripts.imagecheck import SERVICES, check_image, check_images, image_cmd, parse_entry
 
-#: The check's budget per image: "well under a second". Measured as CPU time (the isolated
-#: import's own, which is most of it, plus this process's share): wall time on this shared
-#: 2-core machine swings 0.6-2.5 s with other jobs' load. The wall bound only catches hangs.
-CPU_BUDGET_S = 1.0
+#: Only catches a hang: the check's cost is measured in benchmarks/image_check.py, as a ratio
+#: against the bare imports, not asserted here.
 WALL_BUDGET_S = 20.0
 
 
@@ -39,7 +37,6 @@ def test_both_images_pass_and_carry_the_program_tag():
         assert r.tag == image_tag(r.service), r.service
         assert r.entry is not None and r.entry.server == "uvicorn"
         assert r.entry.module == f"services.{r.service.removeprefix('prediction-')}.main"
-        assert r.timings["import_cpu"] < CPU_BUDGET_S, f"{r.service}: {r.timings}"
         assert r.seconds < WALL_BUDGET_S, f"{r.service} took {r.seconds} s ({r.timings})"
 
 
