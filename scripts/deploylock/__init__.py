@@ -37,7 +37,8 @@ from ._errors import (
     LockUnavailable,
     NotHolder,
 )
-from ._lock import DeployLock, Heartbeat
+from ._heartbeat import Heartbeat
+from ._lock import DeployLock
 from ._model import (
     CLI_MIN_TTL,
     DATABASE_ENV,

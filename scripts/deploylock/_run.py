@@ -59,8 +59,10 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
+from ._acquire import WaitCallback
 from ._errors import DeployLockError, LeaseLost
-from ._lock import DeployLock, Heartbeat, WaitCallback
+from ._heartbeat import Heartbeat
+from ._lock import DeployLock
 from ._model import DEFAULT_GRACE, HolderInfo, Lease, validate_grace
 from ._watchdog import clock
 

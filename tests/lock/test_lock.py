@@ -226,7 +226,7 @@ def test_without_confirmed_renewals_the_heartbeat_stops_work_before_the_safe_tim
         raise LockUnavailable("partition")
 
     monkeypatch.setattr(lock, "renew", unreachable)
-    monkeypatch.setattr(lock, "_read", unreachable)
+    monkeypatch.setattr(lock._docs, "read", unreachable)
     fired: list[float] = []
     hb = lock.heartbeat(lease, stop_before=timedelta(seconds=1.5),
                         on_lost=lambda exc: fired.append(clock()))  # fmt: skip

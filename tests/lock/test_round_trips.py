@@ -28,13 +28,13 @@ def holder(who: str) -> HolderInfo:
 def count_rpcs(lock: DeployLock) -> list[str]:
     """Record every Firestore call ``lock`` makes (what it was doing), in order."""
     calls: list[str] = []
-    rpc = lock._rpc
+    rpc = lock._docs.rpc
 
     def counting(what, fn, *args, **kwargs):
         calls.append(what.split(" the ")[0].split(" ")[0])
         return rpc(what, fn, *args, **kwargs)
 
-    lock._rpc = counting  # type: ignore[method-assign]
+    lock._docs.rpc = counting  # type: ignore[method-assign]
     return calls
 
 
@@ -82,7 +82,7 @@ def test_a_commit_whose_reply_was_lost_is_recognised_as_ours(make_lock, monkeypa
     """gRPC retries a commit that may have landed; the retry then fails AlreadyExists. The
     read finds our own lease id: granted, not held by someone else."""
     lock = make_lock()
-    real = lock._commit
+    real = lock._docs.commit
     first = [True]
 
     def commit_then_lose_reply(what, batch):
@@ -92,7 +92,7 @@ def test_a_commit_whose_reply_was_lost_is_recognised_as_ours(make_lock, monkeypa
             raise gexc.AlreadyExists("retried commit: the first attempt had landed")
         return results
 
-    monkeypatch.setattr(lock, "_commit", commit_then_lose_reply)
+    monkeypatch.setattr(lock._docs, "commit", commit_then_lose_reply)
     lease = lock.acquire(holder("alice"))
     assert lease.token == 1 and lock.verify(lease).holder.who == "alice"
     assert lock.release(lease)
