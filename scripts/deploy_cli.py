@@ -1,13 +1,15 @@
 """``deploy``: one locked, recorded, verified deploy of a stack; its history; rollback.
 
-Thin over :mod:`scripts.deploy`: this module parses options, builds the real adapters
-(Automation API, Cloud Build, Cloud Run and its traffic, Cloud Monitoring, Secret Manager,
-Artifact Registry, Firestore, the notifier) and renders the pipeline's progress.
+Thin over :mod:`scripts.deploy`: this module parses the options into one :class:`RunOptions`,
+asks the library for the stack's adapters (``stack_adapters``: Automation API, Cloud Build,
+Cloud Run and its traffic, Cloud Monitoring, Secret Manager, Artifact Registry, Firestore) and
+renders the pipeline's progress and outcome.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,9 +35,6 @@ from scripts.deploy import (
     LOCAL_STACK,
     LOCK_DATABASE_ENV,
     PREVIOUS,
-    CloudBuildAdapter,
-    CloudRunAdapter,
-    CloudTarget,
     DeployError,
     DeployLockLocker,
     DeploymentHistory,
@@ -43,16 +42,13 @@ from scripts.deploy import (
     DeployRequest,
     GitRepo,
     LocalTarget,
-    PlanPreflight,
-    cloud_rollout_adapters,
     default_image_tags,
-    deploy_engine,
     deploy_notifier,
-    firestore_for,
-    local_platform,
-    local_releases,
+    existing_creates,
+    records_client,
     run_deploy,
     select_rollback,
+    stack_adapters,
 )
 
 app = make_app(
@@ -156,31 +152,6 @@ class RichReporter:
         self._stop()
 
 
-def _stack_project(stack: str, root: Path) -> str | None:
-    from scripts.plan import load_stack_file
-
-    try:
-        return load_stack_file(stack, root).get("gcp:project")
-    except Exception:  # noqa: BLE001 - preflight reports a bad stack file properly
-        return None
-
-
-def _cloud_builder(stack: str, root: Path, as_json: bool) -> CloudBuildAdapter | None:
-    """The Cloud Build adapter from the stack's ``platform.deploy.cloudbuild`` (the bootstrap's
-    build identity and source bucket); a missing key fails here, naming it."""
-    from infra.config import ConfigError, parse_config
-    from scripts.plan import load_stack_file, project_name
-
-    try:
-        config = parse_config(stack, load_stack_file(stack, root), project_name(root))
-    except ConfigError:
-        return None  # preflight reports every config error, with its key
-    try:
-        return CloudBuildAdapter.for_stack(config, root)
-    except DeployError as exc:
-        raise fail(str(exc), as_json=as_json) from None
-
-
 def _render(outcome: DeployOutcome, as_json: bool) -> None:
     if as_json:
         import json
@@ -246,91 +217,66 @@ def _step_text(step: dict[str, Any]) -> str:
     return text + (f" breach: {step['breach']}" if step.get("breach") else "")
 
 
-def _execute(
-    *,
-    stack: str,
-    dry_run: bool,
-    yes: bool,
-    json_out: bool,
-    builder: str,
-    allow_dirty: bool,
-    lock_project: str | None,
-    lock_database: str,
-    rollback_to: Any = None,
-    root: Path = REPO_ROOT,
-    check_existing: bool = False,
-) -> None:
-    """One pipeline run; the options are named as the commands' parameters, which pass them
-    on as parsed (``ctx.params``)."""
-    if builder not in BUILDERS:
-        raise usage_error(f"--builder must be one of: {', '.join(BUILDERS)} (got '{builder}')")
-    if not dry_run and not yes and not sys.stdin.isatty():
-        raise usage_error("not a terminal: pass --yes to deploy without confirmation")
-    confirm = None if (yes or dry_run) else (lambda q: typer.confirm(q, default=False))
+@dataclass(frozen=True)
+class RunOptions:
+    """One pipeline run as ``deploy`` or ``deploy rollback`` parsed it."""
 
-    overrides = dict(rollback_to.images) if rollback_to is not None else None
-    if stack == LOCAL_STACK:
-        try:
-            platform = local_platform(root)
-        except DeployError as exc:
-            raise fail(str(exc), as_json=json_out) from None
-        # The services run the deployed commit's code (a rollback then really serves the
-        # previous release); --allow-dirty runs the work tree, and cannot roll back.
-        releases = None if allow_dirty else local_releases(root, platform)
-        target: Any = LocalTarget(platform, releases=releases)
-        plan_stack = getattr(platform, "plan_stack", "prod")
-        secrets = None  # no Secret Manager locally: PLATFORM_NOTIFY_WEBHOOK only
-        plan = PlanPreflight(root, overrides=overrides)
+    request: DeployRequest
+    yes: bool
+    json_out: bool
+    lock_project: str | None
+    lock_database: str
+    check_existing: bool = False
 
-        def preflight(_stack: str):
-            return plan(plan_stack)
 
-        image_builder = None
-    else:
-        project = _stack_project(stack, root)
-        rollout, secrets = cloud_rollout_adapters(project)
-        target = CloudTarget(
-            engine=deploy_engine(root),
-            inspector=CloudRunAdapter(),
-            firestore_factory=lambda info: firestore_for(
-                lock_project or (info.project if info else None), lock_database
-            ),
-            **rollout,
+def _execute(options: RunOptions, root: Path = REPO_ROOT) -> None:
+    """One pipeline run: the usage checks, the stack's adapters, progress, the outcome."""
+    request, json_out = options.request, options.json_out
+    if request.builder not in BUILDERS:
+        raise usage_error(
+            f"--builder must be one of: {', '.join(BUILDERS)} (got '{request.builder}')"
         )
-        preflight = PlanPreflight(root, overrides=overrides)
-        image_builder = None
-        if builder == "cloudbuild" and rollback_to is None:
-            image_builder = _cloud_builder(stack, root, json_out)
+    if not request.dry_run and not options.yes and not sys.stdin.isatty():
+        raise usage_error("not a terminal: pass --yes to deploy without confirmation")
+    asks = not (options.yes or request.dry_run)
+    confirm = (lambda q: typer.confirm(q, default=False)) if asks else None
+    try:
+        adapters = stack_adapters(
+            request.stack,
+            root,
+            builder=request.builder,
+            allow_dirty=request.allow_dirty,
+            lock_project=options.lock_project,
+            lock_database=options.lock_database,
+            rollback_to=request.rollback_to,
+        )
+    except DeployError as exc:
+        raise fail(str(exc), as_json=json_out) from None
+    target = adapters.target
 
     reporter = RichReporter(err_console if json_out else console)
     local = target.platform if isinstance(target, LocalTarget) else None
     outcome: DeployOutcome | None = None
     try:
         outcome = run_deploy(
-            DeployRequest(
-                stack=stack,
-                dry_run=dry_run,
-                builder=builder,
-                allow_dirty=allow_dirty,
-                rollback_to=rollback_to,
-            ),
+            request,
             target=target,
-            preflight=preflight,
+            preflight=adapters.preflight,
             locker=DeployLockLocker(),
             repo=GitRepo(root),
             reporter=reporter,
-            builder=image_builder,
+            builder=adapters.builder,
             image_tags=default_image_tags(root),
             confirm=confirm,
-            adoption=_existing_creates if check_existing and local is None else None,
-            notifier_for=lambda info: deploy_notifier(info, secrets=secrets),
+            adoption=existing_creates if options.check_existing and local is None else None,
+            notifier_for=lambda info: deploy_notifier(info, secrets=adapters.secrets),
         )
     finally:
         reporter.close()
         serving = outcome is not None and (
             outcome.exit_code == ExitCode.OK or outcome.rolled_back_to is not None
         )
-        if local is not None and serving and not dry_run:
+        if local is not None and serving and not request.dry_run:
             # Like `platform local up`: the deployed (or restored) platform keeps running
             # after we exit.
             local.detach()
@@ -372,30 +318,21 @@ def deploy(
         return
     if not stack:
         raise usage_error("--stack is required (e.g. deploy --stack prod)")
-    _execute(**ctx.params)
+    _execute(
+        RunOptions(
+            DeployRequest(stack=stack, dry_run=dry_run, builder=builder, allow_dirty=allow_dirty),
+            yes=yes,
+            json_out=json_out,
+            lock_project=lock_project,
+            lock_database=lock_database,
+            check_existing=check_existing,
+        )
+    )
 
 
-def _existing_creates(changes: Any, plan: Any) -> list[str]:
-    """The preview's creates that exist already (``scripts.adopt``), as "type name (id)"."""
-    from scripts.adopt import GoogleLookups, existing_among, resolve_credentials
-
-    with GoogleLookups(resolve_credentials()) as google:
-        found = existing_among(changes, plan.resources if plan else (), google.lookups())
-    return [f"{d.resource.describe()} ({d.import_id})" for d in found]
-
-
-def _history_client(stack: str, lock_project: str | None, lock_database: str, as_json: bool):
-    if stack == LOCAL_STACK and not lock_project:
-        # The records `deploy --stack local` wrote: the running local platform's Firestore.
-        from scripts.local import NotRunning, running_firestore
-
-        try:
-            return running_firestore(lock_database)
-        except NotRunning as exc:
-            raise fail(str(exc), as_json=as_json) from None
-    project = lock_project or _stack_project(stack, REPO_ROOT)
+def _records_client(stack: str, lock_project: str | None, lock_database: str, as_json: bool):
     try:
-        return firestore_for(project, lock_database)
+        return records_client(stack, REPO_ROOT, lock_project, lock_database)
     except DeployError as exc:
         raise fail(str(exc), as_json=as_json) from None
 
@@ -411,7 +348,7 @@ def history(
     """List the stack's recorded deployments, newest first."""
     if not stack:
         raise usage_error("--stack is required")
-    client = _history_client(stack, lock_project, lock_database, json_out)
+    client = _records_client(stack, lock_project, lock_database, json_out)
     try:
         records = DeploymentHistory(client).list(stack, limit=limit)
     except Exception as exc:  # noqa: BLE001 - Firestore unreachable, permission denied
@@ -448,7 +385,6 @@ def history(
 
 @app.command(epilog=EXIT_CODES_HELP)
 def rollback(
-    ctx: typer.Context,
     stack: Stack = None,
     to: Annotated[
         str | None,
@@ -473,15 +409,24 @@ def rollback(
     """
     if not stack or not to:
         raise usage_error("--stack and --to are required (e.g. --to previous)")
-    client = _history_client(stack, lock_project, lock_database, json_out)
+    client = _records_client(stack, lock_project, lock_database, json_out)
     try:
         target = select_rollback(DeploymentHistory(client), stack, to)
     except DeployError as exc:
         raise fail(str(exc), as_json=json_out) from None
     except Exception as exc:  # noqa: BLE001
         raise fail(f"cannot read deployment history: {exc}", as_json=json_out) from None
-    options = {k: v for k, v in ctx.params.items() if k != "to"}
-    _execute(**options, builder="local", rollback_to=target)
+    _execute(
+        RunOptions(
+            DeployRequest(
+                stack=stack, dry_run=dry_run, allow_dirty=allow_dirty, rollback_to=target
+            ),
+            yes=yes,
+            json_out=json_out,
+            lock_project=lock_project,
+            lock_database=lock_database,
+        )
+    )
 
 
 def main() -> None:

@@ -74,6 +74,7 @@ from ._registry import ArtifactRegistryDigests
 from ._releases import release_tree
 from ._rollback import PREVIOUS, select_rollback
 from ._secrets import SecretManagerSecrets, SecretUnavailable
+from ._stackadapters import StackAdapters, existing_creates, records_client, stack_adapters
 from ._stackinfo import StackInfo, StackService, stack_info
 from ._steps import (
     BUILDERS,
@@ -150,6 +151,7 @@ __all__ = [
     "ServiceCheck",
     "ServiceRef",
     "ServiceState",
+    "StackAdapters",
     "StackInfo",
     "StackService",
     "SystemTooling",
@@ -164,12 +166,15 @@ __all__ = [
     "deploy_engine",
     "deploy_notifier",
     "ensure_images",
+    "existing_creates",
     "entry_module",
     "missing_pulumi",
     "new_deployment_id",
+    "records_client",
     "release_tree",
     "run_deploy",
     "select_rollback",
+    "stack_adapters",
     "stack_info",
     "verify_services",
 ]

@@ -118,7 +118,7 @@ def test_a_broken_worker_is_caught_rolled_back_and_announced(tmp_path, http_serv
         reporter = RecordingReporter()
         out = run_deploy(
             DeployRequest(stack="local"),
-            # What `deploy --stack local` builds (scripts/deploy_cli.py): release trees of the
+            # What `deploy --stack local` runs (scripts.deploy.stack_adapters): release trees of the
             # deployed commit, and the notifier from the environment (no Secret Manager here).
             target=LocalTarget(lp, releases=local_releases(clone, lp)),
             preflight=lambda _stack: PlanPreflight(clone)("prod"),
