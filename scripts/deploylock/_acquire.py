@@ -45,6 +45,8 @@ def acquire_waiting(
 ) -> Lease:
     """Attempt until granted; between attempts, sleep with exponential backoff and full
     jitter, never past the holder's expiry. :raises LockHeld: still held after ``wait_s``."""
+    # Our own loop, not tenacity's: each sleep is capped by the holder's expiry as the last
+    # attempt read it, and the wait reports every attempt's holder (``on_wait``).
     deadline = time.monotonic() + wait_s
     backoff = WAIT_BACKOFF_INITIAL.total_seconds()
     while True:
