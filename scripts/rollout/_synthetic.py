@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from scripts import processes
 from shared.contract import API_KEY_HEADER, START_PATH, STATUS_PATH
 
 from ._check import CheckPolicy, CheckResult, judge_check
@@ -89,17 +90,24 @@ def run_synthetic_check(
         return failed(f"{START_PATH} answered HTTP {response.status_code}")
     say(f"synthetic batch {batch_id}: {policy.items} items started at {base_url}")
     status: dict[str, Any] = {}
-    deadline = t0 + policy.timeout.total_seconds()
-    while True:
+
+    def read_status() -> dict[str, Any]:
+        nonlocal status
         try:
             got = http.get(f"{base_url.rstrip('/')}{STATUS_PATH}/{batch_id}", headers=headers)
             if got.status_code == 200:
                 status = got.json()
         except httpx.HTTPError:
-            pass  # transient: the deadline decides
-        if status.get("state") not in (None, "publishing", "running") or monotonic() > deadline:
-            break
-        sleep(POLL_S)
+            pass  # transient: the deadline decides (the last status read stands)
+        return status
+
+    status = processes.poll(
+        read_status,
+        done=lambda s: s.get("state") not in (None, "publishing", "running"),
+        timeout=max(0.0, t0 + policy.timeout.total_seconds() - monotonic()),
+        interval=POLL_S,
+        sleep=sleep,
+    )
     result = judge_check(
         policy,
         batch_id=batch_id,
