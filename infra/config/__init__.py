@@ -10,7 +10,10 @@ read by :func:`load_stack_file`, its line), e.g.::
 
 The modules, by job:
 
-* ``_models``: the pydantic models, per-field rules and the platform's named defaults;
+* the pydantic models, each with its per-field rules and the platform's named defaults:
+  ``_services`` (Cloud Run), ``_topics`` (topics and push subscriptions), ``_schedules``
+  (Cloud Scheduler jobs), ``_deploy`` and ``_monitoring`` (those blocks), ``_stack`` (the
+  root, with Firestore and secrets), over ``_frozen`` (the strict, immutable base);
 * ``_formats``: CPU, memory, cron, time zone and placeholder parsers;
 * ``_checks``: rules across fields and across the stack, derived physical names;
 * ``_issues``: :class:`ConfigIssue` / :class:`ConfigError`, pydantic's errors in our words;
@@ -22,32 +25,33 @@ Google's limits themselves live in :mod:`infra.limits`, with their sources.
 """
 
 from infra.config._checks import cpu_memory_problems
-from infra.config._formats import PLACEHOLDERS, substitute
-from infra.config._issues import ConfigError, ConfigIssue
-from infra.config._loader import StackFile, load_stack_file, load_stack_text
-from infra.config._models import (
-    DEAD_LETTER_RETENTION,
-    DEFAULT_ACK_DEADLINE_S,
-    DIGEST_REF_RE,
-    PLATFORM_KEY,
-    AlertThresholds,
+from infra.config._deploy import (
     CloudBuildConfig,
     DeployCheckConfig,
     DeployConfig,
     DeployNotifyConfig,
     DeployRolloutConfig,
+)
+from infra.config._formats import PLACEHOLDERS, substitute
+from infra.config._issues import ConfigError, ConfigIssue
+from infra.config._loader import StackFile, load_stack_file, load_stack_text
+from infra.config._monitoring import AlertThresholds, MonitoringConfig, NotifyConfig
+from infra.config._parse import DEFAULT_PROJECT_NAME, parse_config, parse_stack_config
+from infra.config._schedules import ScheduleConfig
+from infra.config._services import DIGEST_REF_RE, ServiceConfig
+from infra.config._stack import (
+    PLATFORM_KEY,
     FirestoreConfig,
-    MonitoringConfig,
-    NotifyConfig,
     PlatformConfig,
-    ScheduleConfig,
     SecretConfig,
-    ServiceConfig,
     StackConfig,
+)
+from infra.config._topics import (
+    DEAD_LETTER_RETENTION,
+    DEFAULT_ACK_DEADLINE_S,
     SubscriptionConfig,
     TopicConfig,
 )
-from infra.config._parse import DEFAULT_PROJECT_NAME, parse_config, parse_stack_config
 
 __all__ = [
     "CloudBuildConfig",

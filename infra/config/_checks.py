@@ -16,18 +16,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from infra import limits
+from infra.config._deploy import DeployConfig
 from infra.config._formats import placeholder_problems, substitute
 from infra.config._issues import ConfigIssue
-from infra.config._models import (
-    PLATFORM_KEY,
-    DeployConfig,
-    FirestoreConfig,
-    MonitoringConfig,
-    ScheduleConfig,
-    SecretConfig,
-    ServiceConfig,
-    SubscriptionConfig,
-)
+from infra.config._monitoring import MonitoringConfig
+from infra.config._schedules import ScheduleConfig
+from infra.config._services import ServiceConfig
+from infra.config._stack import PLATFORM_KEY, FirestoreConfig, SecretConfig
+from infra.config._topics import SubscriptionConfig
 from infra.naming import DEAD_LETTER_SUFFIX, Kind, physical_name
 
 __all__ = ["Parts", "stack_issues", "cpu_memory_problems"]

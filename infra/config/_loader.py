@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from infra.config._issues import ConfigError, ConfigIssue, key_path
-from infra.config._models import PLATFORM_KEY
+from infra.config._stack import PLATFORM_KEY
 
 __all__ = ["StackFile", "load_stack_file", "load_stack_text", "locate"]
 

@@ -20,21 +20,21 @@ from pydantic import BaseModel, ValidationError
 
 from infra import limits
 from infra.config._checks import Parts, stack_issues
+from infra.config._deploy import DeployConfig
 from infra.config._issues import ConfigError, ConfigIssue, dedupe, key_path, pydantic_issues
 from infra.config._loader import locate
-from infra.config._models import (
+from infra.config._monitoring import MonitoringConfig
+from infra.config._schedules import ScheduleConfig
+from infra.config._services import ServiceConfig
+from infra.config._stack import (
     DEFAULT_REPOSITORY,
     PLATFORM_KEY,
-    DeployConfig,
     FirestoreConfig,
-    MonitoringConfig,
     PlatformConfig,
-    ScheduleConfig,
     SecretConfig,
-    ServiceConfig,
     StackConfig,
-    SubscriptionConfig,
 )
+from infra.config._topics import SubscriptionConfig
 
 __all__ = ["parse_stack_config", "parse_config", "DEFAULT_PROJECT_NAME"]
 
