@@ -15,7 +15,10 @@ The modules, by job:
   (Cloud Scheduler jobs), ``_deploy`` and ``_monitoring`` (those blocks), ``_stack`` (the
   root, with Firestore and secrets), over ``_frozen`` (the strict, immutable base);
 * ``_formats``: CPU, memory, cron, time zone and placeholder parsers;
-* ``_checks``: rules across fields and across the stack, derived physical names;
+* the rules across fields and across the stack, by what they check: ``_run_checks`` (a
+  Cloud Run service), ``_pubsub_checks`` (topics, dead letters, subscriptions),
+  ``_identity_checks`` (service accounts), ``_stack_checks`` (the order they run in, and
+  secrets, schedules, repository, Firestore, monitoring), over ``_parts`` (what they share);
 * ``_issues``: :class:`ConfigIssue` / :class:`ConfigError`, pydantic's errors in our words;
 * ``_loader``: reading a stack file as strictly as Pulumi does (duplicate keys, YAML 1.1
   scalars), with lines;
@@ -24,7 +27,6 @@ The modules, by job:
 Google's limits themselves live in :mod:`infra.limits`, with their sources.
 """
 
-from infra.config._checks import cpu_memory_problems
 from infra.config._deploy import (
     CloudBuildConfig,
     DeployCheckConfig,
@@ -37,6 +39,7 @@ from infra.config._issues import ConfigError, ConfigIssue
 from infra.config._loader import StackFile, load_stack_file, load_stack_text
 from infra.config._monitoring import AlertThresholds, MonitoringConfig, NotifyConfig
 from infra.config._parse import DEFAULT_PROJECT_NAME, parse_config, parse_stack_config
+from infra.config._run_checks import cpu_memory_problems
 from infra.config._schedules import ScheduleConfig
 from infra.config._services import DIGEST_REF_RE, ServiceConfig
 from infra.config._stack import (

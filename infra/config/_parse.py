@@ -6,7 +6,7 @@ Three steps, all of which always run so that every problem is reported at once:
    Pulumi passes the topology to the program as JSON, so neither could reach it;
 2. shape and per-field limits of the whole topology (pydantic, strict JSON mode);
 3. each part typed on its own, then the rules across fields and across the stack
-   (``_checks.py``) over those typed parts.
+   (``_stack_checks.py``) over those typed parts.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from infra import limits
-from infra.config._checks import Parts, stack_issues
 from infra.config._deploy import DeployConfig
 from infra.config._issues import ConfigError, ConfigIssue, dedupe, key_path, pydantic_issues
 from infra.config._loader import locate
 from infra.config._monitoring import MonitoringConfig
+from infra.config._parts import Parts
 from infra.config._schedules import ScheduleConfig
 from infra.config._services import ServiceConfig
 from infra.config._stack import (
@@ -34,6 +34,7 @@ from infra.config._stack import (
     SecretConfig,
     StackConfig,
 )
+from infra.config._stack_checks import stack_issues
 from infra.config._topics import SubscriptionConfig
 
 __all__ = ["parse_stack_config", "parse_config", "DEFAULT_PROJECT_NAME"]
