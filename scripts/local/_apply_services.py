@@ -21,7 +21,7 @@ from scripts import processes
 from scripts.local._services import ServiceStartError, entry_point, service_env, start_service
 from scripts.local._topology import ServiceSpec
 
-__all__ = ["ServiceRun", "assign_ports", "apply_services", "env_for_services"]
+__all__ = ["ServiceRun", "assign_ports", "apply_services", "env_for_services", "extra_env"]
 
 
 def env_for_services(env: Mapping[str, str]) -> dict[str, str]:
@@ -30,6 +30,16 @@ def env_for_services(env: Mapping[str, str]) -> dict[str, str]:
     from infra.deploy_env import ENV_GIT_COMMIT, ENV_LOCK_TOKEN  # infra.config is slow to load
 
     return {k: v for k, v in env.items() if k in (ENV_GIT_COMMIT, ENV_LOCK_TOKEN)}
+
+
+def extra_env(
+    services: Sequence[ServiceSpec],
+    env: Mapping[str, str],
+    overrides: Mapping[str, Mapping[str, str]],
+) -> dict[str, dict[str, str]]:
+    """Per service: the deploy variables it gets (:func:`env_for_services`) plus the
+    platform's local-only ``overrides`` of it (tests: shorter stall windows, faults)."""
+    return {s.name: {**env_for_services(env), **overrides.get(s.name, {})} for s in services}
 
 
 def _hash_env(env: Mapping[str, str], argv: Sequence[str]) -> str:

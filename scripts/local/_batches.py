@@ -15,12 +15,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from scripts import processes
 from scripts.local._apply import PubSubAdmin
-from scripts.local._errors import PlatformError
-from scripts.local._topology import Topology
+from scripts.local._errors import NotRunning, PlatformError
+from scripts.local._secrets import load_secrets
+from scripts.local._topology import ServiceSpec, Topology
 from scripts.rollout import synthetic_batch_id, synthetic_items
 from shared.contract import API_KEY_HEADER, START_PATH
 
@@ -28,6 +30,8 @@ __all__ = [
     "API_KEY_HEADER",
     "BatchClient",
     "BatchOutcome",
+    "api_key",
+    "coordinator",
     "dead_letters",
     "demo_items",
     "run_synthetic_batch",
@@ -159,6 +163,24 @@ class BatchClient:
             return status
 
         return processes.poll(progress, done=done, timeout=timeout, interval=POLL_S)
+
+
+def coordinator(topology: Topology | None) -> ServiceSpec:
+    """The service that takes ``/start`` (:meth:`Topology.coordinator`); NotRunning before
+    an apply, PlatformError when the stack has none."""
+    if topology is None:
+        raise NotRunning("the platform is not up")
+    svc = topology.coordinator()
+    if svc is None:
+        raise PlatformError("no service of this stack takes /start with an API key")
+    return svc
+
+
+def api_key(svc: ServiceSpec, secrets_file: Path) -> tuple[str, str]:
+    """(header, value) for ``/start``: ``svc``'s secret from ``secrets_file``."""
+    secret = next(iter(svc.secret_env.values()))
+    values = load_secrets(secrets_file, set(svc.secret_env.values()))
+    return API_KEY_HEADER, values[secret]
 
 
 def dead_letters(

@@ -8,13 +8,15 @@ preflight rule (``policy/rules/``) blocks it: the same gate as a cloud deploy.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from scripts.local._errors import RefusedStack
-from scripts.local._topology import dangling_topics, topology_from_resources
+from scripts.local._monitoring import watches
+from scripts.local._topology import Topology, dangling_topics, topology_from_resources
 
-__all__ = ["evaluate", "stack_project", "FALLBACK_PROJECT"]
+__all__ = ["evaluate", "planned_topology", "stack_project", "FALLBACK_PROJECT"]
 
 #: The emulators' project when the stack names none (any id works on an emulator).
 FALLBACK_PROJECT = "local-project"
@@ -43,6 +45,13 @@ def evaluate(
     if problems:
         raise RefusedStack(stack, problems)
     return plan
+
+
+def planned_topology(plan: Any, *, root: Path) -> Topology:
+    """What an evaluated ``plan`` runs locally (services' code from ``root``), with the
+    declared alerts that have a local equivalent; its URLs still the cloud's."""
+    topo = topology_from_resources(plan.resources, project=plan.config.project, root=root)
+    return replace(topo, alerts=watches(plan.config))
 
 
 def _preflight(plan: Any) -> list[str]:

@@ -16,11 +16,8 @@ default, git-ignored), so :meth:`LocalPlatform.attach` in another shell can repo
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +28,14 @@ from scripts.local._apply_services import (
     ServiceRun,
     apply_services,
     assign_ports,
-    env_for_services,
+    extra_env,
 )
-from scripts.local._errors import NotRunning, PlatformError
-from scripts.local._monitoring import MonitoringStatus, monitoring_status, watches
+from scripts.local._errors import NotRunning
+from scripts.local._monitoring import MonitoringStatus, monitoring_status
 from scripts.local._scheduler import JobRun, LocalScheduler, ensure_scheduler
 from scripts.local._services import load_secrets
-from scripts.local._status import PlatformStatus, platform_status
-from scripts.local._topology import JobSpec, ServiceSpec, Topology, topology_from_resources
+from scripts.local._status import PlatformStatus, peak_memory_mib, platform_status
+from scripts.local._topology import JobSpec, ServiceSpec, Topology
 
 __all__ = ["LocalPlatform", "LOCAL_STACK", "running_firestore"]
 
@@ -223,14 +220,9 @@ class LocalPlatform:
         plan = self.evaluate(env=env)
         project = plan.config.project
         code = Path(code_root) if code_root is not None else self.root
-        raw = replace(
-            topology_from_resources(plan.resources, project=project, root=code),
-            alerts=watches(plan.config),
-        )
+        raw = _evaluation.planned_topology(plan, root=code)
         # Before anything starts: a malformed secrets file stops here, with nothing to stop.
-        secrets = load_secrets(
-            self.secrets_file, {s for svc in raw.services for s in svc.secret_env.values()}
-        )
+        secrets = load_secrets(self.secrets_file, raw.secret_ids())
         self.ensure_running()
         self.state["project"] = project
         running = self.state.setdefault("services", {})
@@ -242,10 +234,7 @@ class LocalPlatform:
             log_dir=self.log_dir,
             secrets=secrets,
             emulator_env=self.emulator_env(),
-            extra_env={
-                svc.name: {**env_for_services(env), **self.service_env.get(svc.name, {})}
-                for svc in topo.services
-            },
+            extra_env=extra_env(topo.services, env, self.service_env),
         )
         counts = apply_services(
             topo.services,
@@ -267,16 +256,9 @@ class LocalPlatform:
         if dry_run:
             return counts
         self.topology = topo
-        self.state.update(
-            stack=self.stack,
-            project=project,
-            root=str(self.root),
-            applied_at=datetime.now(UTC).isoformat(),
-            topology=_state.topology_to_state(topo),
-            # What `status` judges the stall window by, from any shell (no secrets here).
-            service_env=self.service_env,
+        _state.record_applied(
+            self.state, stack=self.stack, root=self.root, topo=topo, service_env=self.service_env
         )
-        self.state.setdefault("started_at", self.state["applied_at"])
         scheduler = ensure_scheduler(
             topo.jobs,
             running=_state.record(self.state, "scheduler"),
@@ -326,21 +308,16 @@ class LocalPlatform:
 
         Returns the names of what was running.
         """
-        stopped: list[str] = []
         if self._admin is not None:
             self._admin.close()
             self._admin = None
-        for rec in _state.records(self.state):  # scheduler, services, emulators
-            if processes.stop(rec):
-                stopped.append(rec.name)
-                if not quiet:
-                    self._say(f"stopped {rec.name} (pid {rec.pid})")
-            if rec.name.endswith("-emulator") and rec.log.startswith("/tmp"):
-                with contextlib.suppress(OSError):
-                    Path(rec.log).unlink()
-        for path in (self.state_file, self.state_dir / _state.SCHEDULER_JOBS_FILE):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+
+        def said(rec: processes.ProcRecord) -> None:
+            if not quiet:
+                self._say(f"stopped {rec.name} (pid {rec.pid})")
+
+        stopped = _state.stop_all(self.state, on_stop=said)
+        _state.remove_state(self.state_dir)
         self.state = {}
         self.topology = None
         return stopped
@@ -416,11 +393,7 @@ class LocalPlatform:
 
     def peak_memory_mib(self) -> dict[str, float | None]:
         """Peak resident memory (VmHWM) of each running service, MiB."""
-        out = {}
-        for name, e in (self.state.get("services") or {}).items():
-            kib = processes.peak_rss_kib(int(e["proc"]["pid"]))
-            out[name] = round(kib / 1024, 1) if kib else None
-        return out
+        return peak_memory_mib(self.state)
 
     # --- scheduler -----------------------------------------------------------------------
 
@@ -436,19 +409,11 @@ class LocalPlatform:
 
     def coordinator(self) -> ServiceSpec:
         """The service that takes ``/start``: the one reading the API-key secret."""
-        if self.topology is None:
-            raise NotRunning("the platform is not up")
-        for svc in self.topology.services:
-            if svc.secret_env:
-                return svc
-        raise PlatformError("no service of this stack takes /start with an API key")
+        return _batches.coordinator(self.topology)
 
     def api_key(self) -> tuple[str, str]:
         """(header, value) for ``/start``: the coordinator's secret from ``secrets.yaml``."""
-        svc = self.coordinator()
-        secret = next(iter(svc.secret_env.values()))
-        values = load_secrets(self.secrets_file, set(svc.secret_env.values()))
-        return _batches.API_KEY_HEADER, values[secret]
+        return _batches.api_key(self.coordinator(), self.secrets_file)
 
     def batch_client(self, *, with_key: bool = True) -> _batches.BatchClient:
         """The coordinator's HTTP API (with the API key for ``/start``); NotRunning when it

@@ -16,13 +16,16 @@ where each ``proc`` is a :class:`~scripts.local.processes.ProcRecord` as a dict.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from infra.paths import REPO_ROOT
+from scripts import processes
 from scripts.local._topology import (
     AlertWatch,
     JobSpec,
@@ -42,6 +45,9 @@ __all__ = [
     "write_state",
     "record",
     "records",
+    "record_applied",
+    "stop_all",
+    "remove_state",
     "topology_to_state",
     "topology_from_state",
 ]
@@ -94,6 +100,48 @@ def records(state: Mapping[str, Any], kinds: tuple[str, ...] = STOP_ORDER) -> li
         else:
             out += [ProcRecord.from_dict(e["proc"]) for e in (state.get(kind) or {}).values()]
     return out
+
+
+def stop_all(state: Mapping[str, Any], *, on_stop: Callable[[ProcRecord], None]) -> list[str]:
+    """Stop every process ``state`` records (:data:`STOP_ORDER`), ``on_stop`` each one that
+    was running; their names. An emulator's log under /tmp goes with it."""
+    stopped: list[str] = []
+    for rec in records(state):
+        if processes.stop(rec):
+            stopped.append(rec.name)
+            on_stop(rec)
+        if rec.name.endswith("-emulator") and rec.log.startswith("/tmp"):
+            with contextlib.suppress(OSError):
+                Path(rec.log).unlink()
+    return stopped
+
+
+def remove_state(state_dir: Path) -> None:
+    """Remove the state file and the scheduler's jobs file (its runs log stays)."""
+    for name in (STATE_FILE, SCHEDULER_JOBS_FILE):
+        with contextlib.suppress(FileNotFoundError):
+            (state_dir / name).unlink()
+
+
+def record_applied(
+    state: MutableMapping[str, Any],
+    *,
+    stack: str,
+    root: Path,
+    topo: Topology,
+    service_env: Mapping[str, Mapping[str, str]],
+) -> None:
+    """Record a finished apply of ``topo`` in ``state`` (``started_at``: the first one)."""
+    state.update(
+        stack=stack,
+        project=topo.project,
+        root=str(root),
+        applied_at=datetime.now(UTC).isoformat(),
+        topology=topology_to_state(topo),
+        # What `status` judges the stall window by, from any shell (no secrets here).
+        service_env=service_env,
+    )
+    state.setdefault("started_at", state["applied_at"])
 
 
 def topology_to_state(topo: Topology) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from scripts.local._scheduler import next_fire
 from scripts.local._state import record
 from scripts.local._topology import Topology
 
-__all__ = ["ProcStatus", "PlatformStatus", "platform_status"]
+__all__ = ["ProcStatus", "PlatformStatus", "platform_status", "peak_memory_mib"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,14 @@ class PlatformStatus:
 
 def _mib(kib: int | None) -> float | None:
     return round(kib / 1024, 1) if kib else None
+
+
+def peak_memory_mib(state: Mapping[str, Any]) -> dict[str, float | None]:
+    """Peak resident memory (VmHWM) of each service ``state`` records, MiB."""
+    return {
+        name: _mib(processes.peak_rss_kib(int(e["proc"]["pid"])))
+        for name, e in (state.get("services") or {}).items()
+    }
 
 
 def _proc_status(rec: processes.ProcRecord, kind: str, address: str) -> ProcStatus:

@@ -163,6 +163,10 @@ class Topology:
                 return s
         raise KeyError(f"no service {name!r} (known: {', '.join(s.name for s in self.services)})")
 
+    def secret_ids(self) -> set[str]:
+        """The Secret Manager ids the services read (what ``secrets.yaml`` must hold)."""
+        return {s for svc in self.services for s in svc.secret_env.values()}
+
     def coordinator(self) -> ServiceSpec | None:
         """The service that takes ``/start``: the one reading the API-key secret."""
         return next((s for s in self.services if s.secret_env), None)
