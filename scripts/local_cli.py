@@ -84,17 +84,7 @@ def _print_status(status: Any, *, notes: bool = False) -> None:
             table.add_row(*row)
         console.print(table)
     elif status.notes:
-        index = [n for n in status.notes if n[0] == "Index"]
-        iam = [n for n in status.notes if "no IAM" in n[2]]
-        monitoring = [n for n in status.notes if "Cloud Monitoring" in n[2]]
-        parts = [f"Firestore index {n[1]} skipped (the emulator needs none)" for n in index]
-        if iam:
-            parts.append(f"{len(iam)} kinds of IAM grant not enforced (the preflight checks them)")
-        if monitoring:
-            parts.append(
-                "alerts, channels, dashboard, log metric: cloud only (Cloud Monitoring has no "
-                "emulator; their local equivalents above)"
-            )
+        parts = status.not_applied()
         console.print(
             "Not applied: "
             + "; ".join(parts)
@@ -200,18 +190,22 @@ def up(
     A stack that fails validation or the preflight (e.g. a topic with no subscription) is
     refused before anything starts. Running it again re-applies (idempotent).
     """
-    from infra.config import ConfigError, load_stack_text
+    from infra.config import ConfigError
     from scripts.emulators import EmulatorUnavailable
-    from scripts.local import LocalPlatform, PlatformError, RefusedStack, ServiceStartError
+    from scripts.local import (
+        LocalPlatform,
+        PlatformError,
+        RefusedStack,
+        ServiceStartError,
+        read_config_file,
+    )
 
     raw = None
     if config is not None:
         try:
-            # The same strict reading as the stack's own file: duplicate keys, YAML 1.1
-            # scalars, with their lines.
-            raw = load_stack_text(config.read_text(), config.name, stack)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise fail(f"cannot read {config}: {exc}", as_json=as_json) from None
+            raw = read_config_file(config, stack)
+        except PlatformError as exc:
+            raise fail(str(exc), as_json=as_json) from None
         except ConfigError as exc:
             problems = [str(i) for i in exc.issues]
             raise fail(str(exc), as_json=as_json, data={"problems": problems}) from None
@@ -286,7 +280,7 @@ def status(
     else:
         _print_status(st, notes=notes)
     if not st.healthy:
-        dead = ", ".join(p.name for p in st.processes if not p.alive)
+        dead = ", ".join(st.dead)
         if not as_json:
             err_console.print(f"[red]Not running:[/red] {dead} (see the logs in {st.state_dir})")
         raise typer.Exit(code=ExitCode.ERROR)
@@ -338,7 +332,7 @@ def demo(
         TimeElapsedColumn,
     )
 
-    from scripts.local import LocalPlatform, NotRunning, PlatformError, demo_items
+    from scripts.local import LocalPlatform, NotRunning, PlatformError, demo_items, demo_summary
 
     try:
         lp = LocalPlatform.attach(state_dir)
@@ -398,21 +392,13 @@ def demo(
                 )
                 raise typer.Exit(code=ExitCode.ERROR) from None
     elapsed = time.monotonic() - t0
-    dead = sum(len(v) for v in lp.dead_letters(batch_id=batch_id).values())
-    ok = final.get("state") == "completed"
-    summary = {
-        "batch_id": batch_id,
-        "state": final.get("state"),
-        "items": items,
-        "done": final.get("done"),
-        "completed": final.get("completed"),
-        "permanent_failures": final.get("failed"),
-        "dead_letters": dead,
-        "elapsed_s": round(elapsed, 2),
-        "items_per_s": round((final.get("done") or 0) / elapsed, 1) if elapsed else None,
-    }
+    dead = lp.count_dead_letters(batch_id)
+    summary = demo_summary(
+        final, batch_id=batch_id, items=items, dead_letters=dead, elapsed=elapsed
+    )
+    ok = summary["ok"]
     if as_json:
-        print(json.dumps({"ok": ok, **summary}, sort_keys=True))
+        print(json.dumps(summary, sort_keys=True))
     else:
         colour = "green" if ok else "red"
         console.print(

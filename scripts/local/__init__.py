@@ -21,8 +21,9 @@ line, never a value); :class:`NotRunning` when nothing runs from the state dir;
 """
 
 from scripts.local._apply import ApplyAborted, ApplyResult, Op, PubSubAdmin, apply_pubsub
-from scripts.local._batches import BatchClient, BatchOutcome, demo_items
+from scripts.local._batches import BatchClient, BatchOutcome, demo_items, demo_summary
 from scripts.local._errors import NotRunning, PlatformError, RefusedStack
+from scripts.local._evaluation import read_config_file
 from scripts.local._monitoring import (
     AlertFlag,
     DeadLetterDepth,
@@ -90,5 +91,7 @@ __all__ = [
     "entry_point",
     "load_secrets",
     "demo_items",
+    "demo_summary",
+    "read_config_file",
     "DEFAULT_STATE_DIR",
 ]

@@ -34,6 +34,7 @@ __all__ = [
     "coordinator",
     "dead_letters",
     "demo_items",
+    "demo_summary",
     "run_synthetic_batch",
 ]
 
@@ -85,6 +86,25 @@ def demo_items(n: int, *, out_every: int = 0, seed: int = 7) -> list[dict[str, A
             }
         )
     return items
+
+
+def demo_summary(
+    final: Status, *, batch_id: str, items: int, dead_letters: int, elapsed: float
+) -> dict[str, Any]:
+    """What ``platform local demo`` reports of a batch: its last ``final`` status, the dead
+    letters it left and the rate over ``elapsed`` seconds; ``ok`` only if it completed."""
+    return {
+        "ok": final.get("state") == "completed",
+        "batch_id": batch_id,
+        "state": final.get("state"),
+        "items": items,
+        "done": final.get("done"),
+        "completed": final.get("completed"),
+        "permanent_failures": final.get("failed"),
+        "dead_letters": dead_letters,
+        "elapsed_s": round(elapsed, 2),
+        "items_per_s": round((final.get("done") or 0) / elapsed, 1) if elapsed else None,
+    }
 
 
 def _http(

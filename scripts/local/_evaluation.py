@@ -12,14 +12,35 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from scripts.local._errors import RefusedStack
+from scripts.local._errors import PlatformError, RefusedStack
 from scripts.local._monitoring import watches
 from scripts.local._topology import Topology, dangling_topics, topology_from_resources
 
-__all__ = ["evaluate", "planned_topology", "stack_project", "FALLBACK_PROJECT"]
+__all__ = [
+    "evaluate",
+    "planned_topology",
+    "read_config_file",
+    "stack_project",
+    "FALLBACK_PROJECT",
+]
 
 #: The emulators' project when the stack names none (any id works on an emulator).
 FALLBACK_PROJECT = "local-project"
+
+
+def read_config_file(path: Path, stack: str) -> Any:
+    """The ``config:`` of a ``Pulumi.<stack>.yaml`` to run instead of the stack's own file.
+
+    Read as strictly as the stack's own file (duplicate keys, YAML 1.1 scalars, with their
+    lines): ``infra.config.ConfigError`` when it is invalid, PlatformError when it cannot be
+    read."""
+    from infra.config import load_stack_text
+
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlatformError(f"cannot read {path}: {exc}") from None
+    return load_stack_text(text, path.name, stack)
 
 
 def evaluate(

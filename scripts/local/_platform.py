@@ -452,6 +452,10 @@ class LocalPlatform:
             return {}
         return _batches.dead_letters(self.pubsub_admin(), self.topology, batch_id=batch_id)
 
+    def count_dead_letters(self, batch_id: str) -> int:
+        """How many of a batch's messages the dead-letter subscriptions hold."""
+        return sum(len(v) for v in self.dead_letters(batch_id=batch_id).values())
+
     def run_synthetic_batch(
         self,
         *,
@@ -468,7 +472,7 @@ class LocalPlatform:
         """
         return _batches.run_synthetic_batch(
             self.batch_client,
-            lambda batch_id: sum(len(v) for v in self.dead_letters(batch_id=batch_id).values()),
+            self.count_dead_letters,
             items=items,
             timeout=timeout,
             say=lambda text: self._say(text, on_output),

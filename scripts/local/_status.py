@@ -47,6 +47,28 @@ class PlatformStatus:
     def healthy(self) -> bool:
         return all(p.alive for p in self.processes)
 
+    @property
+    def dead(self) -> list[str]:
+        """The names of the recorded processes that no longer run."""
+        return [p.name for p in self.processes if not p.alive]
+
+    def not_applied(self) -> list[str]:
+        """The resources not applied to the emulators, in a few words each (the full list:
+        :attr:`notes`): the indexes skipped, the IAM kinds not enforced, the cloud-only
+        monitoring."""
+        index = [n for n in self.notes if n[0] == "Index"]
+        iam = [n for n in self.notes if "no IAM" in n[2]]
+        monitoring = [n for n in self.notes if "Cloud Monitoring" in n[2]]
+        parts = [f"Firestore index {n[1]} skipped (the emulator needs none)" for n in index]
+        if iam:
+            parts.append(f"{len(iam)} kinds of IAM grant not enforced (the preflight checks them)")
+        if monitoring:
+            parts.append(
+                "alerts, channels, dashboard, log metric: cloud only (Cloud Monitoring has no "
+                "emulator; their local equivalents above)"
+            )
+        return parts
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["monitoring"] = self.monitoring.to_dict() if self.monitoring else None
