@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from datetime import timedelta
@@ -13,7 +12,6 @@ from rich.table import Table
 
 from scripts.cli_common import (
     EXIT_CODES_HELP,
-    ExitCode,
     console,
     emit,
     err_console,
@@ -29,20 +27,22 @@ from scripts.deploylock import (
     DEFAULT_GRACE,
     DEFAULT_TTL,
     HOLDER_SECRET_ENV,
-    CommandNotStarted,
     DeployLock,
     DeployLockError,
     HolderInfo,
     InvalidLockConfig,
-    LeaseLost,
     LockHeld,
-    LockStatus,
-    NotHolder,
+    LockUnavailable,
+    event_row,
+    exit_code,
+    once_per_holder,
+    open_lock,
+    release_token,
+    renew_token,
     run_locked,
     validate_grace,
     validate_stack,
 )
-from scripts.local import LOCAL_STACK, NotRunning
 
 app = make_app(
     name="deploy-lock",
@@ -146,58 +146,22 @@ HolderSecret = Annotated[
 _DEFAULT_TTL_TEXT = f"{int(DEFAULT_TTL.total_seconds())}s"
 
 
-def _client(project: str | None, database: str, stack: str) -> Any:
-    emulator = os.environ.get("FIRESTORE_EMULATOR_HOST")
-    if stack == LOCAL_STACK and not emulator and not project:
-        # The local platform's lock: the Firestore and project `deploy --stack local` use.
-        from scripts.local import running_firestore
-
-        return running_firestore(database)
-    if emulator:
-        from scripts.emulators import firestore_client
-
-        return firestore_client(emulator, project or "demo-local", database=database)
-    from google.cloud import firestore
-
-    return firestore.Client(project=project, database=database)
-
-
 def _lock(project: str | None, database: str, stack: str, ttl: str, as_json: bool) -> DeployLock:
     try:
-        client = _client(project, database, stack)
-    except NotRunning as exc:
+        return open_lock(project=project, database=database, stack=stack, ttl=_parse_ttl(ttl))
+    except LockUnavailable as exc:
         raise fail(str(exc), as_json=as_json) from None
-    except Exception as exc:  # DefaultCredentialsError, "project could not be determined"
-        raise fail(
-            f"cannot create a Firestore client: {exc}. Run `gcloud auth application-default "
-            "login` (or set GOOGLE_APPLICATION_CREDENTIALS) and pass --project; for the "
-            "emulator set FIRESTORE_EMULATOR_HOST.",
-            as_json=as_json,
-        ) from None
-    return DeployLock(client, stack=stack, ttl=_parse_ttl(ttl))
 
 
 def _on_wait(as_json: bool) -> Any:
-    last: dict[str, int] = {}
-
-    def show(status: LockStatus) -> None:
-        if last.get("token") != status.token:  # once per holder, not on every poll
-            last["token"] = status.token
-            err_console.print(f"waiting: {status.describe()}", highlight=False)
-
-    return show
+    return once_per_holder(
+        lambda status: err_console.print(f"waiting: {status.describe()}", highlight=False)
+    )
 
 
 def _domain_error(exc: DeployLockError, as_json: bool) -> typer.Exit:
-    if isinstance(exc, LockHeld):
-        return fail(
-            str(exc), ExitCode.LOCK_HELD, as_json=as_json, data={"status": exc.status.to_dict()}
-        )
-    if isinstance(exc, (LeaseLost, NotHolder)):
-        return fail(str(exc), ExitCode.LOCK_HELD, as_json=as_json)
-    if isinstance(exc, InvalidLockConfig):
-        return fail(str(exc), ExitCode.USAGE, as_json=as_json)
-    return fail(str(exc), ExitCode.ERROR, as_json=as_json)
+    data = {"status": exc.status.to_dict()} if isinstance(exc, LockHeld) else None
+    return fail(str(exc), exit_code(exc), as_json=as_json, data=data)
 
 
 @app.command(
@@ -238,14 +202,7 @@ def acquire(
 
 
 def _release(lock: DeployLock, stack: str, token: int, secret: str | None) -> tuple[Any, str]:
-    try:
-        lease = lock.lease_for(token, secret, action="release")
-    except LeaseLost as exc:
-        if exc.why != "it was already released":
-            raise
-        released = False
-    else:
-        released = lock.release(lease)
+    released = release_token(lock, token, secret)
     note = "released" if released else "was already released"
     return (
         {"stack": stack, "token": token, "released": released},
@@ -254,7 +211,7 @@ def _release(lock: DeployLock, stack: str, token: int, secret: str | None) -> tu
 
 
 def _renew(lock: DeployLock, stack: str, token: int, secret: str | None) -> tuple[Any, str]:
-    lease = lock.renew(lock.lease_for(token, secret, action="renew"))
+    lease = renew_token(lock, token, secret)
     return (
         {"lease": lease.to_dict()},
         f"renewed the lock of stack [b]{stack}[/b] (token {token}): expires "
@@ -335,21 +292,7 @@ def status(
         return
     table = Table("seq", "at (UTC)", "event", "token", "holder", "details", box=None)
     for ev in events:
-        details = ""
-        if ev.event == "force-release":
-            details = f"by {ev.by}{' (--now)' if ev.immediate else ''}: {ev.reason}"
-        elif ev.event == "takeover" and ev.previous_holder:
-            details = f"expired lease {ev.previous_token} of {ev.previous_holder.who}"
-        elif ev.event.endswith("-refused"):
-            details = f"by {ev.by}: {ev.reason}"
-        table.add_row(
-            str(ev.seq),
-            f"{ev.at:%Y-%m-%d %H:%M:%S}" if ev.at else "?",
-            ev.event,
-            str(ev.token),
-            f"{ev.holder.who}@{ev.holder.host}" if ev.holder else "",
-            details,
-        )
+        table.add_row(*event_row(ev))
     console.print(table)
 
 
@@ -471,8 +414,6 @@ def run(
             on_wait=_on_wait(json_out),
             log=log,
         )
-    except CommandNotStarted as exc:
-        raise fail(str(exc), ExitCode.ERROR, as_json=json_out) from None
     except DeployLockError as exc:
         raise _domain_error(exc, json_out) from None
     raise typer.Exit(code)

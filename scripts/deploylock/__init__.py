@@ -36,6 +36,7 @@ from ._errors import (
     LockHeld,
     LockUnavailable,
     NotHolder,
+    exit_code,
 )
 from ._heartbeat import Heartbeat
 from ._lock import DeployLock
@@ -59,6 +60,14 @@ from ._model import (
     validate_grace,
     validate_stack,
     validate_ttl,
+)
+from ._operations import (
+    event_row,
+    lock_client,
+    once_per_holder,
+    open_lock,
+    release_token,
+    renew_token,
 )
 from ._run import EXIT_LEASE_LOST, CommandNotStarted, run_locked
 from ._watchdog import clock
@@ -89,7 +98,14 @@ __all__ = [
     "NotHolder",
     "clock",
     "default_grace",
+    "event_row",
+    "exit_code",
+    "lock_client",
     "max_grace",
+    "once_per_holder",
+    "open_lock",
+    "release_token",
+    "renew_token",
     "run_locked",
     "safety_margin",
     "validate_grace",

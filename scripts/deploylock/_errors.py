@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from scripts.cli_common import ExitCode
+
 if TYPE_CHECKING:  # pragma: no cover
     from ._model import Lease, LockStatus
 
@@ -59,3 +61,13 @@ class NotHolder(DeployLockError):
         self.token = token
         self.why = why
         super().__init__(f"not the holder of lease {token} on stack {stack!r}: {why}")
+
+
+def exit_code(exc: DeployLockError) -> ExitCode:
+    """The exit code of a lock error: 3 when held by someone else or no longer (or never) this
+    caller's lease, 64 for bad arguments, else 1."""
+    if isinstance(exc, (LockHeld, LeaseLost, NotHolder)):
+        return ExitCode.LOCK_HELD
+    if isinstance(exc, InvalidLockConfig):
+        return ExitCode.USAGE
+    return ExitCode.ERROR
