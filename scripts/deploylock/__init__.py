@@ -29,6 +29,23 @@ holds the lock, :class:`LeaseLost` when a holder's lease is no longer current,
 Firestore confirmed.
 """
 
+from ._defaults import (
+    CLI_MIN_TTL,
+    DATABASE_ENV,
+    DEFAULT_COLLECTION,
+    DEFAULT_DATABASE,
+    DEFAULT_GRACE,
+    DEFAULT_TTL,
+    HOLDER_SECRET_ENV,
+    MIN_TTL,
+    REVOCATION_POLL,
+    default_grace,
+    max_grace,
+    safety_margin,
+    validate_grace,
+    validate_stack,
+    validate_ttl,
+)
 from ._errors import (
     DeployLockError,
     InvalidLockConfig,
@@ -39,28 +56,8 @@ from ._errors import (
     exit_code,
 )
 from ._heartbeat import Heartbeat
+from ._holder import HolderInfo
 from ._lock import DeployLock
-from ._model import (
-    CLI_MIN_TTL,
-    DATABASE_ENV,
-    DEFAULT_COLLECTION,
-    DEFAULT_DATABASE,
-    DEFAULT_GRACE,
-    DEFAULT_TTL,
-    HOLDER_SECRET_ENV,
-    MIN_TTL,
-    REVOCATION_POLL,
-    HolderInfo,
-    Lease,
-    LockEvent,
-    LockStatus,
-    default_grace,
-    max_grace,
-    safety_margin,
-    validate_grace,
-    validate_stack,
-    validate_ttl,
-)
 from ._operations import (
     event_row,
     lock_client,
@@ -69,6 +66,7 @@ from ._operations import (
     release_token,
     renew_token,
 )
+from ._records import Lease, LockEvent, LockStatus
 from ._run import EXIT_LEASE_LOST, CommandNotStarted, run_locked
 from ._watchdog import clock
 

@@ -21,17 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from google.cloud import firestore
 
+from ._defaults import WAIT_BACKOFF_INITIAL, WAIT_BACKOFF_MAX
 from ._documents import CONFLICTS, LEGACY_SCHEMA, MAX_CONFLICTS, SCHEMA, LockRead, event_id
 from ._errors import DeployLockError, LockHeld
-from ._model import (
-    WAIT_BACKOFF_INITIAL,
-    WAIT_BACKOFF_MAX,
-    HolderInfo,
-    Lease,
-    LockStatus,
-    holder_digest,
-    new_holder_secret,
-)
+from ._holder import HolderInfo, holder_digest, new_holder_secret
+from ._records import Lease, LockStatus
 from ._watchdog import clock
 
 if TYPE_CHECKING:

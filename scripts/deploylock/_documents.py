@@ -32,8 +32,10 @@ from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 from google.cloud import firestore
 
+from ._defaults import EVENTS_SUBCOLLECTION
 from ._errors import DeployLockError, LockUnavailable
-from ._model import EVENTS_SUBCOLLECTION, HolderInfo, LockStatus
+from ._holder import HolderInfo
+from ._records import LockStatus
 
 SCHEMA = 2
 #: The layout before this one: a lease document that always existed (state held/released)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from scripts.cli_common import ExitCode
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ._model import Lease, LockStatus
+    from ._records import Lease, LockStatus
 
 
 class DeployLockError(Exception):

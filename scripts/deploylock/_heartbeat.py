@@ -13,9 +13,10 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from ._defaults import HEARTBEAT_FRACTION, REVOCATION_POLL
 from ._errors import InvalidLockConfig, LeaseLost
 from ._holding import check_holder, check_safe_time
-from ._model import HEARTBEAT_FRACTION, REVOCATION_POLL, Lease, LockStatus
+from ._records import Lease, LockStatus
 from ._watchdog import clock
 
 if TYPE_CHECKING:

@@ -12,7 +12,8 @@ from typing import Any
 from google.cloud import firestore
 
 from ._documents import SCHEMA, LockDocuments
-from ._model import HolderInfo, LockEvent
+from ._holder import HolderInfo
+from ._records import LockEvent
 
 
 def read_history(docs: LockDocuments, limit: int) -> list[LockEvent]:

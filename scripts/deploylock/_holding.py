@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._documents import CONFLICTS, MAX_CONFLICTS, LockRead, event_id
 from ._errors import DeployLockError, LeaseLost, NotHolder
-from ._model import HolderInfo, Lease, digest_matches
+from ._holder import HolderInfo, digest_matches
+from ._records import Lease
 from ._watchdog import clock
 
 if TYPE_CHECKING:

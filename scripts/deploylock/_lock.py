@@ -22,23 +22,21 @@ from google.cloud import firestore
 
 from . import _acquire, _holding, _release
 from ._acquire import WaitCallback
-from ._documents import LockDocuments
-from ._errors import DeployLockError, InvalidLockConfig, LeaseLost
-from ._heartbeat import Heartbeat, LostCallback, RenewedCallback
-from ._history import read_history
-from ._model import (
+from ._defaults import (
     DEFAULT_COLLECTION,
     DEFAULT_TTL,
     RETRY_DEADLINE,
     RPC_TIMEOUT,
-    HolderInfo,
-    Lease,
-    LockEvent,
-    LockStatus,
     safety_margin,
     validate_stack,
     validate_ttl,
 )
+from ._documents import LockDocuments
+from ._errors import DeployLockError, InvalidLockConfig, LeaseLost
+from ._heartbeat import Heartbeat, LostCallback, RenewedCallback
+from ._history import read_history
+from ._holder import HolderInfo
+from ._records import Lease, LockEvent, LockStatus
 
 
 class DeployLock:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ._errors import LeaseLost, LockUnavailable
 from ._lock import DeployLock
-from ._model import Lease, LockEvent, LockStatus
+from ._records import Lease, LockEvent, LockStatus
 
 
 def lock_client(project: str | None, database: str, stack: str) -> Any:

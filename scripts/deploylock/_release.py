@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 from ._documents import CONFLICTS, LEGACY_SCHEMA, MAX_CONFLICTS, event_id
 from ._errors import DeployLockError, LeaseLost
+from ._holder import HolderInfo
 from ._holding import write_as_holder
-from ._model import HolderInfo, Lease, LockStatus
+from ._records import Lease, LockStatus
 
 if TYPE_CHECKING:
     from ._lock import DeployLock

@@ -60,10 +60,12 @@ from datetime import timedelta
 from pathlib import Path
 
 from ._acquire import WaitCallback
+from ._defaults import DEFAULT_GRACE, validate_grace
 from ._errors import DeployLockError, LeaseLost
 from ._heartbeat import Heartbeat
+from ._holder import HolderInfo
 from ._lock import DeployLock
-from ._model import DEFAULT_GRACE, HolderInfo, Lease, validate_grace
+from ._records import Lease
 from ._watchdog import clock
 
 #: Exit code when the lease was lost while the command ran, or the command was stopped to keep
