@@ -7,7 +7,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from infra import limits
-from infra.config._frozen import Frozen, service_account_email
+from infra.config._frozen import Frozen, checked_service_account_email
 
 __all__ = [
     "CloudBuildConfig",
@@ -98,7 +98,7 @@ class CloudBuildConfig(Frozen):
     @field_validator("service_account")
     @classmethod
     def _email(cls, v: str) -> str:
-        return service_account_email(v, "the bootstrap's `builder_email` output")
+        return checked_service_account_email(v, "the bootstrap's `builder_email` output")
 
     @field_validator("source_bucket")
     @classmethod
@@ -132,6 +132,6 @@ class DeployConfig(Frozen):
     @field_validator("service_account")
     @classmethod
     def _email(cls, v: str) -> str:
-        return service_account_email(
+        return checked_service_account_email(
             v, "the deploy identity the bootstrap created, its `deployer_email` output"
         )

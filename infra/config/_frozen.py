@@ -14,7 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from infra import limits
 
-__all__ = ["Frozen", "FrozenMap", "below", "service_account_email", "within"]
+__all__ = ["Frozen", "FrozenMap", "below", "checked_service_account_email", "within"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -25,7 +25,7 @@ def within(default: int, bounds: tuple[int, int]) -> Any:
     return Field(default, ge=bounds[0], le=bounds[1])
 
 
-def service_account_email(v: str, what: str) -> str:
+def checked_service_account_email(v: str, what: str) -> str:
     """``v`` if it is a service account email; else the error naming where it comes from."""
     if not limits.SERVICE_ACCOUNT_EMAIL_RE.fullmatch(v):
         raise ValueError(
